@@ -1,0 +1,111 @@
+/* SPDX-License-Identifier: (GPL-2.0-only WITH Linux-syscall-note) OR MIT */
+/*
+ * ESCA user/kernel ABI: the batch table shared by libesca and the esca
+ * kernel module, and the ioctls of /dev/esca.
+ *
+ * This header is the single definition of the ABI.  It is included by the
+ * module (dkms/) and by libesca (libesca/).  Every structure has fixed-width
+ * types and explicit padding so that its layout is the same for every
+ * compiler and architecture; sizes are checked at build time on both sides.
+ *
+ * Versioning: ESCA_ABI_VERSION changes whenever a structure, an ioctl number
+ * or the meaning of a field changes.  User space reads the module's version
+ * with ESCA_IOC_VERSION and passes its own in struct esca_register; the module
+ * refuses a mismatch with -EPROTO.
+ */
+#ifndef _UAPI_ESCA_ABI_H
+#define _UAPI_ESCA_ABI_H
+
+#ifdef __KERNEL__
+#include <linux/types.h>
+#include <linux/ioctl.h>
+#else
+#include <linux/types.h>
+#include <sys/ioctl.h>
+#endif
+
+#define ESCA_ABI_VERSION	1
+#define ESCA_DEVICE_NAME	"esca"
+#define ESCA_DEVICE_PATH	"/dev/esca"
+
+/* Upper bound on the entries of one registered table. */
+#define ESCA_MAX_ENTRIES	4096
+
+/* struct esca_entry.flags, set by user space. */
+/*
+ * The result must equal esca_entry.expect (a write that must transfer all of
+ * its bytes).  Any other result stops the flush after this entry, like a
+ * negative result does, so that later entries on the same file are not run
+ * ahead of bytes that are still unsent.
+ */
+#define ESCA_ENTRY_EXPECT	(1U << 0)
+#define ESCA_ENTRY_FLAGS_ALL	(ESCA_ENTRY_EXPECT)
+
+/* struct esca_entry.status, written by the kernel. */
+enum esca_entry_status {
+	ESCA_ST_QUEUED = 0,	/* not run (yet): user space owns it */
+	ESCA_ST_DONE = 1,	/* ran; result holds the return value */
+	ESCA_ST_REFUSED = 2,	/* not run: syscall not on the allowlist, or bad flags; result = -EINVAL */
+};
+
+/*
+ * One deferred system call.  72 bytes.
+ * args[] holds the raw syscall arguments (user pointers as integers).
+ */
+struct esca_entry {
+	__u32 nr;		/* x86-64 syscall number */
+	__u16 flags;		/* ESCA_ENTRY_* */
+	__u16 status;		/* enum esca_entry_status */
+	__u64 args[6];
+	__u64 expect;		/* with ESCA_ENTRY_EXPECT: the full-success result */
+	__s64 result;		/* return value, or -errno */
+};
+
+/* ESCA_IOC_VERSION: the module's ABI version and limits. */
+struct esca_version {
+	__u32 abi_version;
+	__u32 max_entries;
+	__u64 reserved[2];
+};
+
+/* ESCA_IOC_REGISTER: bind a table of the calling process to this open file. */
+struct esca_register {
+	__u64 table;		/* user address of struct esca_entry[nentries], 8-byte aligned */
+	__u32 nentries;		/* 1 .. ESCA_MAX_ENTRIES */
+	__u32 abi_version;	/* must be ESCA_ABI_VERSION */
+	__u64 reserved[2];	/* must be zero */
+};
+
+/*
+ * ESCA_IOC_FLUSH: run entries [first, first + count) in order.
+ * Returns the number of entries processed (>= 0); processing stops early
+ * after an entry whose result is negative or, with ESCA_ENTRY_EXPECT, differs
+ * from expect, and before running an entry when a fatal signal is pending.
+ */
+struct esca_flush {
+	__u32 first;
+	__u32 count;
+	__u64 reserved;		/* must be zero */
+};
+
+#define ESCA_IOC_MAGIC		0xE5
+#define ESCA_IOC_VERSION	_IOR(ESCA_IOC_MAGIC, 0x00, struct esca_version)
+#define ESCA_IOC_REGISTER	_IOW(ESCA_IOC_MAGIC, 0x01, struct esca_register)
+#define ESCA_IOC_FLUSH		_IOW(ESCA_IOC_MAGIC, 0x02, struct esca_flush)
+#define ESCA_IOC_UNREGISTER	_IO(ESCA_IOC_MAGIC, 0x03)
+
+/*
+ * The system calls libesca defers, and so the module's allowlist.  Numbers
+ * are x86-64's; the module resolves each to its __x64_sys_* handler.
+ */
+#define ESCA_ALLOWED_SYSCALLS(X)	\
+	X(1,   write)			\
+	X(3,   close)			\
+	X(20,  writev)			\
+	X(40,  sendfile)		\
+	X(44,  sendto)			\
+	X(46,  sendmsg)			\
+	X(48,  shutdown)		\
+	X(54,  setsockopt)
+
+#endif /* _UAPI_ESCA_ABI_H */
