@@ -1,0 +1,126 @@
+// SPDX-License-Identifier: MIT
+/*
+ * The module backend: the client side of /dev/esca (dkms/include/uapi/esca_abi.h).
+ *
+ * Each thread opens the device once and registers its own table: one
+ * context per open file, one table per context.  A flush is one ioctl; the
+ * module stops after an entry that failed or was short, so that later
+ * entries never run ahead of bytes still unsent.  That entry is completed
+ * here and the flush continues after it.
+ */
+#include "internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+static int open_device(void)
+{
+	int fd = (int)syscall(SYS_openat, AT_FDCWD, ESCA_DEVICE_PATH, O_RDWR | O_CLOEXEC);
+
+	return fd < 0 ? -errno : fd;
+}
+
+static int check_version(int fd)
+{
+	struct esca_version v;
+
+	memset(&v, 0, sizeof(v));
+	if (ioctl(fd, ESCA_IOC_VERSION, &v) < 0)
+		return -errno;
+	if (v.abi_version != ESCA_ABI_VERSION) {
+		esca_log("%s speaks ABI version %u, this libesca %u: install matching esca-dkms "
+			 "and libesca packages", ESCA_DEVICE_PATH, v.abi_version, ESCA_ABI_VERSION);
+		return -EPROTO;
+	}
+	return 0;
+}
+
+int esca_module_probe(void)
+{
+	int fd = open_device(), err;
+
+	if (fd < 0)
+		return fd;
+	err = check_version(fd);
+	syscall(SYS_close, fd);
+	return err;
+}
+
+int esca_module_thread_init(struct esca_thread *t)
+{
+	struct esca_register reg;
+	int fd = open_device(), err;
+
+	if (fd < 0)
+		return fd;
+	err = check_version(fd);
+	if (err)
+		goto fail;
+	memset(&reg, 0, sizeof(reg));
+	reg.table = (uint64_t)(uintptr_t)t->table;
+	reg.nentries = t->cap;
+	reg.abi_version = ESCA_ABI_VERSION;
+	if (ioctl(fd, ESCA_IOC_REGISTER, &reg) < 0) {
+		err = -errno;
+		goto fail;
+	}
+	t->module_fd = fd;
+	return 0;
+fail:
+	syscall(SYS_close, fd);
+	return err;
+}
+
+void esca_module_thread_fini(struct esca_thread *t, bool after_fork)
+{
+	if (t->module_fd < 0)
+		return;
+	/* after fork the context belongs to the parent: just drop our fd */
+	if (!after_fork)
+		ioctl(t->module_fd, ESCA_IOC_UNREGISTER);
+	syscall(SYS_close, t->module_fd);
+	t->module_fd = -1;
+}
+
+void esca_module_flush(struct esca_thread *t)
+{
+	unsigned n = t->n, first = 0, i;
+	static _Atomic int warned;
+	struct esca_flush f;
+	long k;
+
+	while (first < n) {
+		memset(&f, 0, sizeof(f));
+		f.first = first;
+		f.count = n - first;
+		k = ioctl(t->module_fd, ESCA_IOC_FLUSH, &f);
+		t->st.kernel_entries++;
+		if (k < 0) {
+			if (!atomic_exchange(&warned, 1))
+				esca_log("%s flush failed (%s); running the calls directly",
+					 ESCA_DEVICE_PATH, strerror(errno));
+			break;
+		}
+		for (i = first; i < first + (unsigned)k && i < n; i++) {
+			if (t->table[i].status == ESCA_ST_DONE) {
+				esca_finish_entry(t, i);
+			} else {
+				t->st.errors_other++;
+				esca_debug("module refused entry %u (nr %u): running it directly", i,
+					   t->table[i].nr);
+				esca_run_direct(t, i);
+			}
+		}
+		first += (unsigned)k;
+		if (k == 0) {	/* nothing ran (signal): run one and go on */
+			esca_run_direct(t, first);
+			first++;
+		}
+	}
+	for (i = first; i < n; i++)
+		esca_run_direct(t, i);
+}

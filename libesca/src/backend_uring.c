@@ -1,0 +1,379 @@
+// SPDX-License-Identifier: MIT
+/*
+ * The io_uring backend: one ring per thread; a flush is one
+ * io_uring_enter() that submits the batch and reaps its completions.
+ *
+ * Order.  Entries that share a file descriptor form a group (union-find over
+ * fds), and each group is submitted as one IOSQE_IO_LINK chain in program
+ * order; different groups are independent.  Every data op is non-blocking
+ * (RWF_NOWAIT / MSG_DONTWAIT) so the whole batch completes inside the one
+ * enter, and a short or failed op breaks its chain: the rest of that group
+ * comes back -ECANCELED and runs directly, after the short write is
+ * completed.  An op io_uring would not break a chain on when short (SENDMSG)
+ * may only end a group.  setsockopt, sendfile without an offset or larger
+ * than ESCA_URING_COPY_MAX, and writes to regular files run directly with
+ * their group.  A batch of fewer ring ops than ESCA_URING_MIN_OPS runs
+ * directly: a one-op ring round trip costs more than the syscall.
+ */
+#include "internal.h"
+
+#include <errno.h>
+#include <liburing.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+enum op {
+	OP_DIRECT,
+	OP_WRITE,	/* write, writev, send without flags */
+	OP_SENDMSG,	/* send with flags / address: may only end a group */
+	OP_CLOSE,
+	OP_SHUTDOWN,
+	OP_COPYFILE,	/* sendfile as READ + WRITE through the arena */
+};
+
+struct esca_uring {
+	struct io_uring ring;
+	bool has_shutdown;
+	/* per-entry scratch, sized by the table */
+	uint8_t *op;
+	int *parent;	/* union-find */
+	int *next;	/* next entry of the same group */
+	int *tail;	/* last entry of a group (valid at its root) */
+	int *fdslot;	/* hash fd -> entry, 2 * cap slots */
+	int *fdkey;
+	struct msghdr *msg;
+	struct iovec *iov;
+	unsigned hmask;
+	size_t map_size;
+};
+
+static bool probe_ops(struct io_uring *ring, bool *has_shutdown)
+{
+	struct io_uring_probe *p = io_uring_get_probe_ring(ring);
+	bool ok;
+
+	if (!p)
+		return false;
+	ok = io_uring_opcode_supported(p, IORING_OP_WRITE) &&
+	     io_uring_opcode_supported(p, IORING_OP_READ) &&
+	     io_uring_opcode_supported(p, IORING_OP_SENDMSG) &&
+	     io_uring_opcode_supported(p, IORING_OP_CLOSE);
+	if (has_shutdown)
+		*has_shutdown = io_uring_opcode_supported(p, IORING_OP_SHUTDOWN);
+	io_uring_free_probe(p);
+	return ok;
+}
+
+int esca_uring_probe(void)
+{
+	struct io_uring ring;
+	int err = io_uring_queue_init(4, &ring, 0);
+	bool ok;
+
+	if (err < 0)
+		return err;
+	ok = probe_ops(&ring, NULL);
+	io_uring_queue_exit(&ring);
+	return ok ? 0 : -EOPNOTSUPP;
+}
+
+static int ring_init(struct io_uring *ring, unsigned entries)
+{
+	static const unsigned flag_sets[] = {
+		IORING_SETUP_SUBMIT_ALL | IORING_SETUP_COOP_TASKRUN | IORING_SETUP_SINGLE_ISSUER |
+			IORING_SETUP_DEFER_TASKRUN,
+		IORING_SETUP_SUBMIT_ALL | IORING_SETUP_COOP_TASKRUN,
+		0,
+	};
+	struct io_uring_params p;
+	unsigned k;
+	int err = -EINVAL;
+
+	/* newest features first; older kernels reject unknown flags */
+	for (k = 0; k < sizeof(flag_sets) / sizeof(flag_sets[0]); k++) {
+		memset(&p, 0, sizeof(p));
+		p.flags = flag_sets[k];
+		err = io_uring_queue_init_params(entries, ring, &p);
+		if (err != -EINVAL)
+			return err;
+	}
+	return err;
+}
+
+int esca_uring_thread_init(struct esca_thread *t)
+{
+	struct esca_uring *u;
+	unsigned cap = t->cap, h = 1;
+	size_t sz;
+	char *p;
+	int err;
+
+	while (h < 2 * cap)
+		h <<= 1;
+	sz = sizeof(*u) + cap * (sizeof(uint8_t) + 3 * sizeof(int) + sizeof(struct msghdr) +
+				 sizeof(struct iovec)) + 2 * h * sizeof(int) + 64;
+	p = mmap(NULL, sz, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (p == MAP_FAILED)
+		return -errno;
+	u = (struct esca_uring *)p;
+	p += sizeof(*u);
+	u->msg = (struct msghdr *)p;
+	p += cap * sizeof(struct msghdr);
+	u->iov = (struct iovec *)p;
+	p += cap * sizeof(struct iovec);
+	u->parent = (int *)p;
+	p += cap * sizeof(int);
+	u->next = (int *)p;
+	p += cap * sizeof(int);
+	u->tail = (int *)p;
+	p += cap * sizeof(int);
+	u->fdslot = (int *)p;
+	p += h * sizeof(int);
+	u->fdkey = (int *)p;
+	p += h * sizeof(int);
+	u->op = (uint8_t *)p;
+	u->hmask = h - 1;
+	u->map_size = sz;
+
+	/* two SQEs per entry at most (read + write of an emulated sendfile) */
+	err = ring_init(&u->ring, 2 * cap);
+	if (err < 0)
+		goto fail;
+	if (!probe_ops(&u->ring, &u->has_shutdown)) {
+		io_uring_queue_exit(&u->ring);
+		err = -EOPNOTSUPP;
+		goto fail;
+	}
+	/* a forked child must not share the rings with us */
+	io_uring_ring_dontfork(&u->ring);
+	t->uring = u;
+	return 0;
+fail:
+	munmap(u, sz);
+	return err;
+}
+
+void esca_uring_thread_fini(struct esca_thread *t, bool after_fork)
+{
+	struct esca_uring *u = t->uring;
+
+	if (!u)
+		return;
+	if (after_fork)
+		syscall(SYS_close, u->ring.ring_fd);	/* its mappings were not inherited */
+	else
+		io_uring_queue_exit(&u->ring);
+	munmap(u, u->map_size);
+	t->uring = NULL;
+}
+
+static int find(int *parent, int i)
+{
+	while (parent[i] != i) {
+		parent[i] = parent[parent[i]];
+		i = parent[i];
+	}
+	return i;
+}
+
+/* Joins entry i to the group of the last earlier entry on fd. */
+static void join_fd(struct esca_uring *u, int i, int fd)
+{
+	unsigned h = ((unsigned)fd * 2654435761u) & u->hmask;
+
+	while (u->fdslot[h] >= 0 && u->fdkey[h] != fd)
+		h = (h + 1) & u->hmask;
+	if (u->fdslot[h] >= 0) {
+		int a = find(u->parent, u->fdslot[h]), b = find(u->parent, i);
+
+		/* the smaller index is the root: a group's root is its first entry */
+		if (a < b)
+			u->parent[b] = a;
+		else if (b < a)
+			u->parent[a] = b;
+	} else {
+		u->fdkey[h] = fd;
+	}
+	u->fdslot[h] = i;
+}
+
+static enum op classify(struct esca_uring *u, struct esca_thread *t, unsigned i)
+{
+	struct esca_entry *e = &t->table[i];
+	struct esca_meta *m = &t->meta[i];
+	int kind;
+
+	switch (e->nr) {
+	case SYS_write:
+		kind = esca_fd_kind(m->fd);
+		return kind == ESCA_FD_SOCKET || kind == ESCA_FD_PIPE ? OP_WRITE : OP_DIRECT;
+	case SYS_sendto:
+		if (!e->args[4] && !(m->sock_flags & ~MSG_DONTWAIT))
+			return OP_WRITE;
+		return OP_SENDMSG;
+	case SYS_close:
+		return OP_CLOSE;
+	case SYS_shutdown:
+		return u->has_shutdown ? OP_SHUTDOWN : OP_DIRECT;
+	case SYS_sendfile:
+		return m->data ? OP_COPYFILE : OP_DIRECT;
+	default:
+		return OP_DIRECT;
+	}
+}
+
+static void prep(struct esca_uring *u, struct esca_thread *t, unsigned i, bool link)
+{
+	struct esca_entry *e = &t->table[i];
+	struct esca_meta *m = &t->meta[i];
+	struct io_uring_sqe *sqe = io_uring_get_sqe(&u->ring);
+	int fd = (int)e->args[0];
+
+	switch (u->op[i]) {
+	case OP_WRITE:
+		io_uring_prep_write(sqe, fd, (void *)(uintptr_t)e->args[1], (unsigned)e->expect, -1);
+		sqe->rw_flags = RWF_NOWAIT;
+		break;
+	case OP_SENDMSG:
+		memset(&u->msg[i], 0, sizeof(u->msg[i]));
+		u->iov[i].iov_base = (void *)(uintptr_t)e->args[1];
+		u->iov[i].iov_len = e->expect;
+		u->msg[i].msg_iov = &u->iov[i];
+		u->msg[i].msg_iovlen = 1;
+		u->msg[i].msg_name = (void *)(uintptr_t)e->args[4];
+		u->msg[i].msg_namelen = (socklen_t)e->args[5];
+		io_uring_prep_sendmsg(sqe, fd, &u->msg[i], m->sock_flags | MSG_DONTWAIT);
+		break;
+	case OP_CLOSE:
+		io_uring_prep_close(sqe, fd);
+		break;
+	case OP_SHUTDOWN:
+		io_uring_prep_shutdown(sqe, fd, (int)e->args[1]);
+		break;
+	case OP_COPYFILE:
+		io_uring_prep_read(sqe, m->in_fd, m->data, (unsigned)e->expect, (uint64_t)m->offset);
+		sqe->rw_flags = RWF_NOWAIT;
+		sqe->flags |= IOSQE_IO_LINK;
+		io_uring_sqe_set_data64(sqe, (uint64_t)i * 2 + 1);
+		sqe = io_uring_get_sqe(&u->ring);
+		io_uring_prep_write(sqe, fd, m->data, (unsigned)e->expect, -1);
+		sqe->rw_flags = RWF_NOWAIT;
+		break;
+	}
+	if (link)
+		sqe->flags |= IOSQE_IO_LINK;
+	io_uring_sqe_set_data64(sqe, (uint64_t)i * 2);
+}
+
+void esca_uring_flush(struct esca_thread *t)
+{
+	struct esca_uring *u = t->uring;
+	unsigned n = t->n, i, nsqe = 0, seen = 0, head;
+	struct io_uring_cqe *cqe;
+	int r;
+
+	/* group entries by the fds they touch */
+	memset(u->fdslot, 0xff, (u->hmask + 1) * sizeof(int));
+	for (i = 0; i < n; i++) {
+		u->parent[i] = (int)i;
+		u->next[i] = -1;
+		u->op[i] = (uint8_t)classify(u, t, i);
+		join_fd(u, (int)i, t->meta[i].fd);
+		if (t->meta[i].in_fd >= 0)
+			join_fd(u, (int)i, t->meta[i].in_fd);
+	}
+	/* build each group's list; a group with a direct op, or a SENDMSG
+	 * that is not its last entry, runs directly as a whole */
+	for (i = 0; i < n; i++) {
+		int root = find(u->parent, (int)i);
+
+		if ((unsigned)root == i)
+			u->tail[i] = (int)i;
+		else {
+			u->next[u->tail[root]] = (int)i;
+			u->tail[root] = (int)i;
+		}
+	}
+	for (i = 0; i < n; i++) {
+		int root = find(u->parent, (int)i);
+
+		if (u->op[i] == OP_DIRECT || (u->op[i] == OP_SENDMSG && u->next[i] >= 0))
+			u->op[root] = OP_DIRECT;	/* marks the group (root is first) */
+	}
+	for (i = 0; i < n; i++) {
+		if ((unsigned)find(u->parent, (int)i) != i)
+			continue;
+		if (u->op[i] == OP_DIRECT) {
+			for (int j = u->next[i]; j >= 0; j = u->next[j])
+				u->op[j] = OP_DIRECT;
+			continue;
+		}
+		for (int j = (int)i; j >= 0; j = u->next[j])
+			nsqe += u->op[j] == OP_COPYFILE ? 2 : 1;
+	}
+	if (nsqe < esca_cfg.uring_min_ops) {
+		for (i = 0; i < n; i++)
+			esca_run_direct(t, i);
+		return;
+	}
+
+	for (i = 0; i < n; i++) {
+		if ((unsigned)find(u->parent, (int)i) != i || u->op[i] == OP_DIRECT)
+			continue;
+		for (int j = (int)i; j >= 0; j = u->next[j])
+			prep(u, t, (unsigned)j, u->next[j] >= 0);
+	}
+	do
+		r = io_uring_submit_and_wait(&u->ring, nsqe);
+	while (r == -EINTR);
+	t->st.kernel_entries++;
+
+	/* every op is non-blocking, so all completions are there; wait for
+	 * any straggler rather than reuse memory it may still read */
+	while (seen < nsqe) {
+		unsigned got = 0;
+
+		io_uring_for_each_cqe(&u->ring, head, cqe) {
+			uint64_t d = io_uring_cqe_get_data64(cqe);
+
+			if (d & 1)
+				t->meta[d >> 1].aux_result = cqe->res;
+			else
+				t->table[d >> 1].result = cqe->res;
+			got++;
+		}
+		io_uring_cq_advance(&u->ring, got);
+		seen += got;
+		if (seen < nsqe && io_uring_wait_cqe(&u->ring, &cqe) < 0)
+			break;
+	}
+
+	/* results in program order */
+	for (i = 0; i < n; i++) {
+		struct esca_entry *e = &t->table[i];
+		struct esca_meta *m = &t->meta[i];
+
+		/* cancelled by a broken chain, or refused by io_uring itself
+		 * (no NOWAIT support on this file): the direct call decides */
+		if (u->op[i] == OP_DIRECT || e->result == -ECANCELED ||
+		    e->result == -EOPNOTSUPP || e->result == -EINVAL) {
+			esca_run_direct(t, i);
+			continue;
+		}
+		e->status = ESCA_ST_DONE;
+		if (u->op[i] == OP_COPYFILE) {
+			if (m->aux_result != (int64_t)e->expect) {
+				/* the read was short or would block: plain sendfile */
+				esca_run_direct(t, i);
+				continue;
+			}
+			/* the bytes are in the arena: finish as a write */
+			e->nr = SYS_write;
+			e->args[1] = (uint64_t)(uintptr_t)m->data;
+			e->args[2] = e->expect;
+		}
+		esca_finish_entry(t, i);
+	}
+}

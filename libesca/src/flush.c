@@ -1,0 +1,207 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Flushing a thread's table, and what happens to each result.
+ *
+ * Every real result is checked.  A write that sent fewer bytes than the
+ * caller was told is completed here (the rest is sent, waiting for the fd
+ * to become writable, at most ESCA_WRITE_TIMEOUT_MS in all).  An error on a
+ * socket whose peer is gone is counted and dropped; any other error is
+ * counted, and reported when ESCA_DEBUG is set.  Bytes that could not be
+ * sent are counted in bytes_lost: nothing is lost without a count.
+ */
+#include "internal.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+static const char *call_name(unsigned kind)
+{
+	static const char *const names[ESCA_CALL_KINDS] = {
+		"close", "shutdown", "write", "writev", "send", "sendmsg", "sendfile", "setsockopt",
+	};
+
+	return kind < ESCA_CALL_KINDS ? names[kind] : "?";
+}
+
+static bool peer_gone(int err)
+{
+	switch (err) {
+	case EPIPE:
+	case ECONNRESET:
+	case ENOTCONN:
+	case ESHUTDOWN:
+	case ECONNABORTED:
+	case ETIMEDOUT:
+	case EHOSTUNREACH:
+	case ENETUNREACH:
+		return true;
+	default:
+		return false;
+	}
+}
+
+static void count_error(struct esca_thread *t, unsigned i, int err, uint64_t unsent)
+{
+	struct esca_meta *m = &t->meta[i];
+
+	if (peer_gone(err)) {
+		t->st.errors_dropped++;
+		esca_debug("deferred %s(fd=%d): %s (peer gone; %llu bytes dropped)",
+			   call_name(m->kind), m->fd, strerror(err), (unsigned long long)unsent);
+		return;
+	}
+	t->st.errors_other++;
+	t->st.bytes_lost += unsent;
+	esca_debug("deferred %s(fd=%d) failed: %s (%llu bytes not sent)", call_name(m->kind),
+		   m->fd, strerror(err), (unsigned long long)unsent);
+}
+
+static long raw6(const struct esca_entry *e)
+{
+	return syscall((long)e->nr, e->args[0], e->args[1], e->args[2], e->args[3], e->args[4],
+		       e->args[5]);
+}
+
+void esca_run_direct(struct esca_thread *t, unsigned i)
+{
+	struct esca_entry *e = &t->table[i];
+	long r;
+
+	do
+		r = raw6(e);
+	while (r < 0 && errno == EINTR && e->nr != SYS_close);
+	e->result = r < 0 ? -errno : r;
+	e->status = ESCA_ST_DONE;
+	esca_finish_entry(t, i);
+}
+
+static int64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Sends bytes [done, expect) of a data entry, as the same kind of call. */
+static long send_rest(const struct esca_entry *e, const struct esca_meta *m, uint64_t done)
+{
+	uint64_t rest = e->expect - done;
+	off_t off;
+
+	switch (e->nr) {
+	case SYS_write:
+		return syscall(SYS_write, e->args[0], e->args[1] + done, rest);
+	case SYS_sendto:
+		return syscall(SYS_sendto, e->args[0], e->args[1] + done, rest, e->args[3],
+			       e->args[4], e->args[5]);
+	case SYS_sendfile:
+		if (m->offset < 0)
+			return syscall(SYS_sendfile, e->args[0], e->args[1], NULL, rest);
+		off = (off_t)(m->offset + (int64_t)done);
+		return syscall(SYS_sendfile, e->args[0], e->args[1], &off, rest);
+	default:
+		errno = EINVAL;
+		return -1;
+	}
+}
+
+/* Completes a data entry of which `done` bytes went out. */
+static void complete_write(struct esca_thread *t, unsigned i, uint64_t done)
+{
+	struct esca_entry *e = &t->table[i];
+	struct esca_meta *m = &t->meta[i];
+	int64_t deadline = now_ms() + esca_cfg.write_timeout_ms;
+	int fd = (int)e->args[0];
+	uint64_t start = done;
+	long r;
+
+	while (done < e->expect) {
+		r = send_rest(e, m, done);
+		if (r > 0) {
+			done += (uint64_t)r;
+			continue;
+		}
+		if (r == 0) {
+			/* sendfile at end of file: the file is shorter than the
+			 * count the caller was told was sent */
+			count_error(t, i, ENODATA, e->expect - done);
+			return;
+		}
+		if (errno == EINTR)
+			continue;
+		if (errno == EAGAIN) {
+			struct pollfd p = { .fd = fd, .events = POLLOUT };
+			int64_t left = deadline - now_ms();
+
+			if (left <= 0 || poll(&p, 1, (int)left) == 0) {
+				esca_log("deferred %s(fd=%d): peer did not read for %d ms; %llu bytes "
+					 "not sent", call_name(m->kind), fd,
+					 esca_cfg.write_timeout_ms,
+					 (unsigned long long)(e->expect - done));
+				t->st.errors_other++;
+				t->st.bytes_lost += e->expect - done;
+				return;
+			}
+			continue;
+		}
+		count_error(t, i, errno, e->expect - done);
+		return;
+	}
+	t->st.short_writes_completed++;
+	t->st.bytes_completed += done - start;
+}
+
+void esca_finish_entry(struct esca_thread *t, unsigned i)
+{
+	struct esca_entry *e = &t->table[i];
+	int64_t res = e->result;
+
+	if (e->flags & ESCA_ENTRY_EXPECT) {
+		if (res >= 0 && (uint64_t)res == e->expect)
+			return;
+		if (res >= 0) {
+			complete_write(t, i, (uint64_t)res);
+			return;
+		}
+		if (res == -EAGAIN || res == -EINTR) {
+			complete_write(t, i, 0);
+			return;
+		}
+		count_error(t, i, (int)-res, e->expect);
+		return;
+	}
+	if (res < 0)
+		count_error(t, i, (int)-res, 0);
+}
+
+int esca_flush_thread(struct esca_thread *t)
+{
+	unsigned n = t->n, i;
+
+	if (!n || t->flushing)
+		return 0;
+	t->flushing = true;
+	if (!t->backend_ok) {
+		for (i = 0; i < n; i++)
+			esca_run_direct(t, i);
+	} else if (esca_cfg.backend == ESCA_BACKEND_MODULE) {
+		esca_module_flush(t);
+	} else if (esca_cfg.backend == ESCA_BACKEND_URING) {
+		esca_uring_flush(t);
+	} else {
+		for (i = 0; i < n; i++)
+			esca_run_direct(t, i);
+	}
+	t->st.flushes++;
+	t->st.flushed_calls += n;
+	t->n = 0;
+	t->arena_used = 0;
+	memset(t->fd_filter, 0, sizeof(t->fd_filter));
+	t->flushing = false;
+	return (int)n;
+}

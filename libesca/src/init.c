@@ -1,0 +1,169 @@
+// SPDX-License-Identifier: MIT
+/*
+ * esca_init(): configuration from the environment and the choice of backend.
+ * The configuration is process-wide and written once, before any segment.
+ */
+#include "internal.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+struct esca_config esca_cfg = {
+	.backend = ESCA_BACKEND_OFF,
+	.table_entries = 256,
+	.arena_bytes = 1u << 20,
+	.defer_max = 16384,
+	.uring_copy_max = 4096,
+	.uring_min_ops = 2,
+	.write_timeout_ms = 10000,
+};
+_Atomic int esca_initialized;
+static int init_result;
+static int init_errno;
+
+void esca_log(const char *fmt, ...)
+{
+	char buf[512];
+	int n = snprintf(buf, sizeof(buf), "libesca[%d]: ", (int)getpid());
+	va_list ap;
+
+	va_start(ap, fmt);
+	if (n >= 0 && (size_t)n < sizeof(buf))
+		n += vsnprintf(buf + n, sizeof(buf) - n, fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		return;
+	if ((size_t)n >= sizeof(buf) - 1)
+		n = sizeof(buf) - 2;
+	buf[n++] = '\n';
+	(void)!syscall(1, 2, buf, (size_t)n);
+}
+
+static unsigned long env_ulong(const char *name, unsigned long def, unsigned long lo,
+			       unsigned long hi)
+{
+	const char *s = getenv(name);
+	char *end;
+	unsigned long v;
+
+	if (!s || !*s)
+		return def;
+	errno = 0;
+	v = strtoul(s, &end, 0);
+	if (errno || *end || v < lo || v > hi) {
+		esca_log("%s=%s is not a number in [%lu, %lu]; using %lu", name, s, lo, hi, def);
+		return def;
+	}
+	return v;
+}
+
+static bool env_flag(const char *name)
+{
+	const char *s = getenv(name);
+
+	return s && *s && strcmp(s, "0") != 0;
+}
+
+static void read_config(void)
+{
+	esca_cfg.debug = env_flag("ESCA_DEBUG");
+	esca_cfg.stats = env_flag("ESCA_STATS");
+	esca_cfg.table_entries = env_ulong("ESCA_TABLE_ENTRIES", esca_cfg.table_entries, 8,
+					   ESCA_MAX_ENTRIES);
+	esca_cfg.arena_bytes = env_ulong("ESCA_ARENA_BYTES", esca_cfg.arena_bytes, 65536,
+					 1ul << 30);
+	esca_cfg.defer_max = env_ulong("ESCA_DEFER_MAX", esca_cfg.defer_max, 0,
+				       esca_cfg.arena_bytes / 4);
+	esca_cfg.uring_copy_max = env_ulong("ESCA_URING_COPY_MAX", esca_cfg.uring_copy_max, 0,
+					    esca_cfg.defer_max);
+	esca_cfg.uring_min_ops = env_ulong("ESCA_URING_MIN_OPS", esca_cfg.uring_min_ops, 1,
+					   ESCA_MAX_ENTRIES);
+	esca_cfg.write_timeout_ms = (int)env_ulong("ESCA_WRITE_TIMEOUT_MS",
+						   esca_cfg.write_timeout_ms, 1, 3600000);
+}
+
+static int choose_backend(void)
+{
+	const char *want = getenv("ESCA_BACKEND");
+	int err;
+
+	if (!want || !*want || !strcmp(want, "auto")) {
+		if (esca_module_probe() == 0)
+			esca_cfg.backend = ESCA_BACKEND_MODULE;
+		else if (esca_uring_probe() == 0)
+			esca_cfg.backend = ESCA_BACKEND_URING;
+		else
+			esca_cfg.backend = ESCA_BACKEND_OFF;
+		esca_debug("backend auto: %s", esca_cfg.backend == ESCA_BACKEND_MODULE ? "module" :
+			   esca_cfg.backend == ESCA_BACKEND_URING ? "uring" : "off");
+		return 0;
+	}
+	if (!strcmp(want, "off")) {
+		esca_cfg.backend = ESCA_BACKEND_OFF;
+		return 0;
+	}
+	if (!strcmp(want, "module")) {
+		err = esca_module_probe();
+		if (err == 0) {
+			esca_cfg.backend = ESCA_BACKEND_MODULE;
+			return 0;
+		}
+		esca_log("ESCA_BACKEND=module: %s is not usable (%s); running without batching. "
+			 "Fix: install esca-dkms and 'modprobe esca', or use ESCA_BACKEND=uring",
+			 ESCA_DEVICE_PATH, strerror(-err));
+		return err;
+	}
+	if (!strcmp(want, "uring")) {
+		err = esca_uring_probe();
+		if (err == 0) {
+			esca_cfg.backend = ESCA_BACKEND_URING;
+			return 0;
+		}
+		esca_log("ESCA_BACKEND=uring: io_uring is not usable (%s); running without "
+			 "batching. Fix: check sysctl kernel.io_uring_disabled and seccomp",
+			 strerror(-err));
+		return err;
+	}
+	esca_log("ESCA_BACKEND=%s is not one of auto, module, uring, off; running without "
+		 "batching", want);
+	return -EINVAL;
+}
+
+static void child_after_fork(void);
+
+ESCA_API int esca_init(void)
+{
+	static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+	int err;
+
+	if (atomic_load_explicit(&esca_initialized, memory_order_acquire))
+		goto out;
+	pthread_mutex_lock(&lock);
+	if (!atomic_load_explicit(&esca_initialized, memory_order_relaxed)) {
+		esca_resolve_real();
+		read_config();
+		esca_fd_init();
+		esca_guard_install();
+		err = choose_backend();
+		init_result = err ? -1 : 0;
+		init_errno = -err;
+		esca_stats_init();
+		pthread_atfork(NULL, NULL, child_after_fork);
+		atomic_store_explicit(&esca_initialized, 1, memory_order_release);
+	}
+	pthread_mutex_unlock(&lock);
+out:
+	if (init_result)
+		errno = init_errno;
+	return init_result;
+}
+
+static void child_after_fork(void)
+{
+	esca_stats_after_fork();
+}

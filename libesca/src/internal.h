@@ -1,0 +1,196 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * libesca internals.  See docs/libesca.md for the rules this code keeps.
+ */
+#ifndef ESCA_INTERNAL_H
+#define ESCA_INTERNAL_H
+
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+#include <sys/uio.h>
+
+#include "esca.h"
+#include "uapi/esca_abi.h"
+
+#define ESCA_API __attribute__((visibility("default")))
+#define likely(x) __builtin_expect(!!(x), 1)
+#define unlikely(x) __builtin_expect(!!(x), 0)
+
+_Static_assert(sizeof(struct esca_entry) == 72, "esca_entry ABI size");
+_Static_assert(sizeof(struct esca_register) == 32, "esca_register ABI size");
+_Static_assert(sizeof(struct esca_flush) == 16, "esca_flush ABI size");
+
+/* ---- process-wide configuration, written once by esca_init() ---------- */
+
+enum esca_backend {
+	ESCA_BACKEND_OFF = 0,
+	ESCA_BACKEND_MODULE = 1,
+	ESCA_BACKEND_URING = 2,
+};
+
+struct esca_config {
+	enum esca_backend backend;
+	unsigned table_entries;	/* entries per thread table */
+	size_t arena_bytes;	/* payload arena per thread */
+	size_t defer_max;	/* larger writes run at once */
+	size_t uring_copy_max;	/* sendfile emulated by read+write up to this */
+	unsigned uring_min_ops;	/* fewer ring ops than this run directly */
+	int write_timeout_ms;	/* bounded wait when completing a short write */
+	bool debug;
+	bool stats;
+};
+
+extern struct esca_config esca_cfg;
+extern _Atomic int esca_initialized;
+
+/* ---- real libc functions (resolved once, process-wide) ---------------- */
+
+struct esca_real {
+	int (*close)(int);
+	int (*shutdown)(int, int);
+	ssize_t (*write)(int, const void *, size_t);
+	ssize_t (*writev)(int, const struct iovec *, int);
+	ssize_t (*send)(int, const void *, size_t, int);
+	ssize_t (*sendto)(int, const void *, size_t, int, const struct sockaddr *, socklen_t);
+	ssize_t (*sendmsg)(int, const struct msghdr *, int);
+	ssize_t (*sendfile)(int, int, off_t *, size_t);
+	int (*setsockopt)(int, int, int, const void *, socklen_t);
+	int (*accept)(int, struct sockaddr *, socklen_t *);
+	int (*accept4)(int, struct sockaddr *, socklen_t *, int);
+	int (*socket)(int, int, int);
+	int (*socketpair)(int, int, int, int[2]);
+	int (*pipe)(int[2]);
+	int (*pipe2)(int[2], int);
+	int (*open)(const char *, int, ...);
+	int (*openat)(int, const char *, int, ...);
+	int (*dup2)(int, int);
+	int (*dup3)(int, int, int);
+};
+
+extern struct esca_real esca_real;
+void esca_resolve_real(void);
+
+#define REAL(fn) (likely(esca_real.fn != NULL) ? esca_real.fn : (esca_resolve_real(), esca_real.fn))
+
+/* ---- what libesca knows about each file descriptor (process-wide) ----- */
+
+enum esca_fd_kind {
+	ESCA_FD_UNKNOWN = 0,	/* not seen, or closed: validate with fstat */
+	ESCA_FD_SOCKET,
+	ESCA_FD_PIPE,
+	ESCA_FD_FILE,		/* regular file, or opened by open(): no socket */
+	ESCA_FD_OTHER,
+};
+
+void esca_fd_init(void);
+void esca_fd_set(int fd, enum esca_fd_kind kind);
+/* Kind of fd, learning it with one fstat() the first time; -1 with errno
+ * EBADF when fd is not open. */
+int esca_fd_kind(int fd);
+
+/* ---- reading the caller's memory without crashing --------------------- */
+
+void esca_guard_install(void);
+/* memcpy that returns -1 (EFAULT) instead of crashing on a bad pointer. */
+int esca_copy(void *dst, const void *src, size_t n);
+
+/* ---- per-thread state ------------------------------------------------- */
+
+/* What libesca remembers of a deferred call beyond the ABI entry. */
+struct esca_meta {
+	uint8_t kind;		/* enum esca_call_kind */
+	uint8_t direct_only;	/* must not go through the ring */
+	uint16_t pad;
+	int fd;			/* the fd written / closed */
+	int in_fd;		/* sendfile's source, else -1 */
+	int sock_flags;		/* send flags */
+	int64_t offset;		/* sendfile offset (-1: file position) */
+	void *data;		/* payload copy in the arena (writes), or NULL */
+	int64_t aux_result;	/* uring: result of the read half of a sendfile */
+};
+
+struct esca_thread {
+	bool in_segment;
+	bool ready;		/* tables and backend set up */
+	bool backend_ok;	/* per-thread backend state usable */
+	bool flushing;
+	pid_t pid;		/* process that owns this state */
+	unsigned n;		/* pending entries */
+	unsigned cap;
+	struct esca_entry *table;	/* page aligned, shared with the module */
+	struct esca_meta *meta;
+	char *arena;
+	size_t arena_used;
+	size_t arena_cap;
+	uint64_t fd_filter[64];	/* fds with pending entries, hashed to 4096 bits */
+	struct esca_stats st;	/* this thread's counters since its last publish */
+	/* backend state */
+	int module_fd;
+	void *uring;		/* struct esca_uring * */
+};
+
+extern __thread struct esca_thread *esca_self __attribute__((tls_model("initial-exec")));
+struct esca_thread *esca_thread_get(void);	/* NULL when not set up */
+struct esca_thread *esca_thread_setup(void);	/* creates on first use */
+void esca_thread_teardown(struct esca_thread *t);
+
+static inline unsigned esca_fd_hash(int fd)
+{
+	return (unsigned)fd & 4095u;
+}
+
+static inline bool esca_fd_maybe_pending(const struct esca_thread *t, int fd)
+{
+	unsigned h = esca_fd_hash(fd);
+
+	return t->fd_filter[h >> 6] & (1ULL << (h & 63));
+}
+
+static inline void esca_fd_mark_pending(struct esca_thread *t, int fd)
+{
+	unsigned h = esca_fd_hash(fd);
+
+	t->fd_filter[h >> 6] |= 1ULL << (h & 63);
+}
+
+/* ---- flushing ---------------------------------------------------------- */
+
+/* Runs all pending entries of t.  Returns the number run. */
+int esca_flush_thread(struct esca_thread *t);
+
+/* Runs entry i directly with syscall(2) and finishes it. */
+void esca_run_direct(struct esca_thread *t, unsigned i);
+/* Checks the result of entry i (already run): completes short writes,
+ * counts and reports errors.  Never loses bytes silently. */
+void esca_finish_entry(struct esca_thread *t, unsigned i);
+
+/* backends */
+int esca_module_probe(void);		/* 0 when /dev/esca is usable */
+int esca_module_thread_init(struct esca_thread *t);
+void esca_module_thread_fini(struct esca_thread *t, bool after_fork);
+void esca_module_flush(struct esca_thread *t);
+
+int esca_uring_probe(void);		/* 0 when io_uring is usable */
+int esca_uring_thread_init(struct esca_thread *t);
+void esca_uring_thread_fini(struct esca_thread *t, bool after_fork);
+void esca_uring_flush(struct esca_thread *t);
+
+/* ---- counters ---------------------------------------------------------- */
+
+void esca_stats_init(void);
+void esca_stats_publish(struct esca_thread *t);
+void esca_stats_exit(void);
+void esca_stats_after_fork(void);
+
+void esca_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+#define esca_debug(...) do { if (unlikely(esca_cfg.debug)) esca_log(__VA_ARGS__); } while (0)
+
+#endif /* ESCA_INTERNAL_H */

@@ -1,0 +1,552 @@
+// SPDX-License-Identifier: MIT
+/*
+ * The interposed libc entry points.
+ *
+ * Outside a batching segment of the calling thread every call goes straight
+ * to libc.  Inside one, a call that can be deferred is checked the way the
+ * kernel would check it first (a bad fd gives EBADF, a bad pointer EFAULT,
+ * at once), its payload is copied into the thread's arena (the caller may
+ * reuse its buffer as soon as we return), it is recorded, and the result a
+ * successful call returns is returned.  A call that cannot be deferred
+ * (too large, unusual flags, control messages ...) first flushes the pending
+ * entries if any of them concern the same fd, then runs directly: program
+ * order per fd is kept.
+ */
+#include "internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <string.h>
+#include <sys/sendfile.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+/* The thread's segment, when calls are to be recorded. */
+static inline struct esca_thread *segment(void)
+{
+	struct esca_thread *t = esca_self;
+
+	return (t && t->in_segment && !t->flushing) ? t : NULL;
+}
+
+/* Runs before a call that goes to libc while a segment is open. */
+static void direct_in_segment(struct esca_thread *t, int fd, int fd2)
+{
+	t->st.direct_in_segment++;
+	if (t->n && (esca_fd_maybe_pending(t, fd) || (fd2 >= 0 && esca_fd_maybe_pending(t, fd2))))
+		esca_flush_thread(t);
+}
+
+static bool close_pending(const struct esca_thread *t, int fd)
+{
+	unsigned i;
+
+	if (!esca_fd_maybe_pending(t, fd))
+		return false;
+	for (i = t->n; i-- > 0;)
+		if (t->table[i].nr == SYS_close && (int)t->table[i].args[0] == fd)
+			return true;
+	return false;
+}
+
+/* The kind of fd, or -1 with errno EBADF as the kernel would give. */
+static int check_fd(struct esca_thread *t, int fd)
+{
+	if (fd < 0 || close_pending(t, fd)) {
+		errno = EBADF;
+		return -1;
+	}
+	return esca_fd_kind(fd);
+}
+
+/* A free entry, with len bytes of arena; flushes first when full. */
+static struct esca_entry *reserve(struct esca_thread *t, size_t len, void **data)
+{
+	size_t need = (len + 15) & ~(size_t)15;
+	struct esca_entry *e;
+
+	if (unlikely(t->n == t->cap || t->arena_used + need > t->arena_cap))
+		esca_flush_thread(t);
+	*data = t->arena + t->arena_used;
+	e = &t->table[t->n];
+	memset(e, 0, sizeof(*e));
+	memset(&t->meta[t->n], 0, sizeof(t->meta[0]));
+	t->meta[t->n].in_fd = -1;
+	t->meta[t->n].offset = -1;
+	return e;
+}
+
+/* Makes the entry reserved last part of the table. */
+static void commit(struct esca_thread *t, enum esca_call_kind kind, int fd, size_t len)
+{
+	struct esca_meta *m = &t->meta[t->n];
+
+	m->kind = (uint8_t)kind;
+	m->fd = fd;
+	esca_fd_mark_pending(t, fd);
+	if (m->in_fd >= 0)
+		esca_fd_mark_pending(t, m->in_fd);
+	t->arena_used += (len + 15) & ~(size_t)15;
+	t->st.arena_bytes += len;
+	t->st.deferred[kind]++;
+	t->n++;
+}
+
+/* ---- close, shutdown, setsockopt -------------------------------------- */
+
+ESCA_API int close(int fd)
+{
+	struct esca_thread *t = segment();
+	struct esca_entry *e;
+	void *unused;
+
+	if (!t) {
+		esca_fd_set(fd, ESCA_FD_UNKNOWN);
+		return REAL(close)(fd);
+	}
+	pthread_testcancel();
+	if (check_fd(t, fd) < 0)
+		return -1;
+	e = reserve(t, 0, &unused);
+	e->nr = SYS_close;
+	e->args[0] = (uint64_t)fd;
+	commit(t, ESCA_CALL_CLOSE, fd, 0);
+	/* later calls on fd in this segment see EBADF (close_pending), others
+	 * validate it anew */
+	esca_fd_set(fd, ESCA_FD_UNKNOWN);
+	return 0;
+}
+
+ESCA_API int shutdown(int fd, int how)
+{
+	struct esca_thread *t = segment();
+	struct esca_entry *e;
+	void *unused;
+	int kind;
+
+	if (!t)
+		return REAL(shutdown)(fd, how);
+	kind = check_fd(t, fd);
+	if (kind < 0)
+		return -1;
+	if (kind != ESCA_FD_SOCKET || how < SHUT_RD || how > SHUT_RDWR) {
+		direct_in_segment(t, fd, -1);
+		return REAL(shutdown)(fd, how);	/* the kernel's ENOTSOCK / EINVAL */
+	}
+	e = reserve(t, 0, &unused);
+	e->nr = SYS_shutdown;
+	e->args[0] = (uint64_t)fd;
+	e->args[1] = (uint64_t)how;
+	commit(t, ESCA_CALL_SHUTDOWN, fd, 0);
+	return 0;
+}
+
+ESCA_API int setsockopt(int fd, int level, int name, const void *val, socklen_t len)
+{
+	struct esca_thread *t = segment();
+	struct esca_entry *e;
+	void *data;
+	int v, kind;
+
+	if (!t)
+		return REAL(setsockopt)(fd, level, name, val, len);
+	if (level != IPPROTO_TCP || (name != TCP_CORK && name != TCP_NODELAY) ||
+	    len != sizeof(int) || !val) {
+		direct_in_segment(t, fd, -1);
+		return REAL(setsockopt)(fd, level, name, val, len);
+	}
+	kind = check_fd(t, fd);
+	if (kind < 0)
+		return -1;
+	if (kind != ESCA_FD_SOCKET) {
+		direct_in_segment(t, fd, -1);
+		return REAL(setsockopt)(fd, level, name, val, len);
+	}
+	if (esca_copy(&v, val, sizeof(v)) < 0)
+		return -1;
+	e = reserve(t, sizeof(v), &data);
+	memcpy(data, &v, sizeof(v));
+	e->nr = SYS_setsockopt;
+	e->args[0] = (uint64_t)fd;
+	e->args[1] = (uint64_t)level;
+	e->args[2] = (uint64_t)name;
+	e->args[3] = (uint64_t)(uintptr_t)data;
+	e->args[4] = sizeof(v);
+	commit(t, ESCA_CALL_SETSOCKOPT, fd, sizeof(v));
+	return 0;
+}
+
+/* ---- writes ------------------------------------------------------------ */
+
+/* Records a write of len bytes gathered from iov (already validated). */
+static ssize_t record_write(struct esca_thread *t, enum esca_call_kind kind, int fd,
+			    const struct iovec *iov, int iovcnt, size_t len)
+{
+	struct esca_entry *e;
+	char *data, *p;
+	int i;
+
+	e = reserve(t, len, (void **)&data);
+	for (i = 0, p = data; i < iovcnt; p += iov[i].iov_len, i++)
+		if (esca_copy(p, iov[i].iov_base, iov[i].iov_len) < 0)
+			return -1;	/* nothing recorded: the entry is not committed */
+	e->nr = SYS_write;
+	e->flags = ESCA_ENTRY_EXPECT;
+	e->args[0] = (uint64_t)fd;
+	e->args[1] = (uint64_t)(uintptr_t)data;
+	e->args[2] = len;
+	e->expect = len;
+	t->meta[t->n].data = data;
+	commit(t, kind, fd, len);
+	return (ssize_t)len;
+}
+
+ESCA_API ssize_t write(int fd, const void *buf, size_t len)
+{
+	struct esca_thread *t = segment();
+	struct iovec iov = { .iov_base = (void *)buf, .iov_len = len };
+
+	if (!t)
+		return REAL(write)(fd, buf, len);
+	if (check_fd(t, fd) < 0)
+		return -1;
+	if (len == 0 || len > esca_cfg.defer_max) {
+		direct_in_segment(t, fd, -1);
+		return REAL(write)(fd, buf, len);
+	}
+	pthread_testcancel();
+	return record_write(t, ESCA_CALL_WRITE, fd, &iov, 1, len);
+}
+
+/* Sum of iov lengths, or (size_t)-1 when the call is not for deferring. */
+static size_t iov_total(const struct iovec *iov, int iovcnt)
+{
+	size_t total = 0;
+	int i;
+
+	for (i = 0; i < iovcnt; i++) {
+		if (iov[i].iov_len > esca_cfg.defer_max)
+			return (size_t)-1;
+		total += iov[i].iov_len;
+	}
+	return total;
+}
+
+ESCA_API ssize_t writev(int fd, const struct iovec *iov, int iovcnt)
+{
+	struct esca_thread *t = segment();
+	struct iovec local[64];
+	size_t total;
+
+	if (!t)
+		return REAL(writev)(fd, iov, iovcnt);
+	if (check_fd(t, fd) < 0)
+		return -1;
+	/* invalid counts, long vectors: the kernel gives the answer */
+	if (iovcnt <= 0 || iovcnt > (int)(sizeof(local) / sizeof(local[0])))
+		goto direct;
+	if (esca_copy(local, iov, sizeof(*iov) * (size_t)iovcnt) < 0)
+		return -1;
+	total = iov_total(local, iovcnt);
+	if (total == 0 || total > esca_cfg.defer_max)
+		goto direct;
+	pthread_testcancel();
+	return record_write(t, ESCA_CALL_WRITEV, fd, local, iovcnt, total);
+direct:
+	direct_in_segment(t, fd, -1);
+	return REAL(writev)(fd, iov, iovcnt);
+}
+
+#define ESCA_DEFER_MSG_FLAGS (MSG_DONTWAIT | MSG_NOSIGNAL | MSG_MORE)
+
+/* sendto / send / sendmsg without control data: a sendto of one buffer. */
+static ssize_t record_send(struct esca_thread *t, enum esca_call_kind kind, int fd,
+			   const struct iovec *iov, int iovcnt, size_t len, int flags,
+			   const struct sockaddr *addr, socklen_t alen)
+{
+	struct sockaddr_storage ss;
+	struct esca_entry *e;
+	size_t aoff = (len + 15) & ~(size_t)15;
+	char *data, *p;
+	int i;
+
+	if (addr && esca_copy(&ss, addr, alen) < 0)
+		return -1;
+	e = reserve(t, aoff + (addr ? alen : 0), (void **)&data);
+	for (i = 0, p = data; i < iovcnt; p += iov[i].iov_len, i++)
+		if (esca_copy(p, iov[i].iov_base, iov[i].iov_len) < 0)
+			return -1;
+	if (addr)
+		memcpy(data + aoff, &ss, alen);
+	e->nr = SYS_sendto;
+	e->flags = ESCA_ENTRY_EXPECT;
+	e->args[0] = (uint64_t)fd;
+	e->args[1] = (uint64_t)(uintptr_t)data;
+	e->args[2] = len;
+	e->args[3] = (uint64_t)(unsigned)flags;
+	e->args[4] = addr ? (uint64_t)(uintptr_t)(data + aoff) : 0;
+	e->args[5] = addr ? alen : 0;
+	e->expect = len;
+	t->meta[t->n].data = data;
+	t->meta[t->n].sock_flags = flags;
+	commit(t, kind, fd, aoff + (addr ? alen : 0));
+	return (ssize_t)len;
+}
+
+static bool send_deferrable(struct esca_thread *t, int fd, size_t len, int flags,
+			    socklen_t alen, int kind)
+{
+	(void)t;
+	(void)fd;
+	return kind == ESCA_FD_SOCKET && len > 0 && len <= esca_cfg.defer_max &&
+	       !(flags & ~ESCA_DEFER_MSG_FLAGS) && alen <= sizeof(struct sockaddr_storage);
+}
+
+ESCA_API ssize_t sendto(int fd, const void *buf, size_t len, int flags,
+			const struct sockaddr *addr, socklen_t alen)
+{
+	struct esca_thread *t = segment();
+	struct iovec iov = { .iov_base = (void *)buf, .iov_len = len };
+	int kind;
+
+	if (!t)
+		return REAL(sendto)(fd, buf, len, flags, addr, alen);
+	kind = check_fd(t, fd);
+	if (kind < 0)
+		return -1;
+	if (!send_deferrable(t, fd, len, flags, addr ? alen : 0, kind)) {
+		direct_in_segment(t, fd, -1);
+		return REAL(sendto)(fd, buf, len, flags, addr, alen);
+	}
+	pthread_testcancel();
+	return record_send(t, ESCA_CALL_SEND, fd, &iov, 1, len, flags, addr, addr ? alen : 0);
+}
+
+ESCA_API ssize_t send(int fd, const void *buf, size_t len, int flags)
+{
+	struct esca_thread *t = segment();
+	struct iovec iov = { .iov_base = (void *)buf, .iov_len = len };
+	int kind;
+
+	if (!t)
+		return REAL(send)(fd, buf, len, flags);
+	kind = check_fd(t, fd);
+	if (kind < 0)
+		return -1;
+	if (!send_deferrable(t, fd, len, flags, 0, kind)) {
+		direct_in_segment(t, fd, -1);
+		return REAL(send)(fd, buf, len, flags);
+	}
+	pthread_testcancel();
+	return record_send(t, ESCA_CALL_SEND, fd, &iov, 1, len, flags, NULL, 0);
+}
+
+ESCA_API ssize_t sendmsg(int fd, const struct msghdr *msg, int flags)
+{
+	struct esca_thread *t = segment();
+	struct iovec local[64];
+	struct msghdr mh;
+	size_t total;
+	int kind;
+
+	if (!t)
+		return REAL(sendmsg)(fd, msg, flags);
+	kind = check_fd(t, fd);
+	if (kind < 0)
+		return -1;
+	if (esca_copy(&mh, msg, sizeof(mh)) < 0)
+		return -1;
+	if (mh.msg_controllen || mh.msg_iovlen == 0 ||
+	    mh.msg_iovlen > sizeof(local) / sizeof(local[0]) || (mh.msg_name && !mh.msg_namelen))
+		goto direct;
+	if (esca_copy(local, mh.msg_iov, sizeof(*local) * mh.msg_iovlen) < 0)
+		return -1;
+	total = iov_total(local, (int)mh.msg_iovlen);
+	if (!send_deferrable(t, fd, total, flags, mh.msg_name ? mh.msg_namelen : 0, kind))
+		goto direct;
+	pthread_testcancel();
+	return record_send(t, ESCA_CALL_SENDMSG, fd, local, (int)mh.msg_iovlen, total, flags,
+			   mh.msg_name, mh.msg_name ? mh.msg_namelen : 0);
+direct:
+	direct_in_segment(t, fd, -1);
+	return REAL(sendmsg)(fd, msg, flags);
+}
+
+ESCA_API ssize_t sendfile(int out_fd, int in_fd, off_t *offset, size_t count)
+{
+	struct esca_thread *t = segment();
+	struct esca_entry *e;
+	struct esca_meta *m;
+	off_t off = -1;
+	size_t len;
+	char *data;
+	int kind;
+
+	if (!t)
+		return REAL(sendfile)(out_fd, in_fd, offset, count);
+	if (check_fd(t, out_fd) < 0)
+		return -1;
+	kind = check_fd(t, in_fd);
+	if (kind < 0)
+		return -1;
+	if (count == 0 || count > esca_cfg.defer_max || kind == ESCA_FD_SOCKET)
+		goto direct;
+	if (offset && (esca_copy(&off, offset, sizeof(off)) < 0 || off < 0))
+		goto direct;	/* the kernel's EFAULT / EINVAL */
+	pthread_testcancel();
+	/* the offset the kernel updates, and with the uring backend room to
+	 * read the file into when the send is emulated by read + write */
+	len = 16;
+	if (esca_cfg.backend == ESCA_BACKEND_URING && offset && count <= esca_cfg.uring_copy_max)
+		len += count;
+	e = reserve(t, len, (void **)&data);
+	memcpy(data, &off, sizeof(off));
+	m = &t->meta[t->n];
+	m->in_fd = in_fd;
+	m->offset = offset ? off : -1;
+	m->data = len > 16 ? data + 16 : NULL;
+	e->nr = SYS_sendfile;
+	e->flags = ESCA_ENTRY_EXPECT;
+	e->args[0] = (uint64_t)out_fd;
+	e->args[1] = (uint64_t)in_fd;
+	e->args[2] = offset ? (uint64_t)(uintptr_t)data : 0;
+	e->args[3] = count;
+	e->expect = count;
+	if (offset) {
+		off += (off_t)count;
+		if (esca_copy(offset, &off, sizeof(off)) < 0)
+			return -1;
+	}
+	commit(t, ESCA_CALL_SENDFILE, out_fd, len);
+	return (ssize_t)count;
+direct:
+	direct_in_segment(t, out_fd, in_fd);
+	return REAL(sendfile)(out_fd, in_fd, offset, count);
+}
+
+ESCA_API ssize_t sendfile64(int out_fd, int in_fd, off_t *offset, size_t count)
+	__attribute__((alias("sendfile")));
+
+/* ---- fd creators: remember what each new fd is ------------------------- */
+
+ESCA_API int accept(int fd, struct sockaddr *addr, socklen_t *alen)
+{
+	int r = REAL(accept)(fd, addr, alen);
+
+	esca_fd_set(r, ESCA_FD_SOCKET);
+	return r;
+}
+
+ESCA_API int accept4(int fd, struct sockaddr *addr, socklen_t *alen, int flags)
+{
+	int r = REAL(accept4)(fd, addr, alen, flags);
+
+	esca_fd_set(r, ESCA_FD_SOCKET);
+	return r;
+}
+
+ESCA_API int socket(int domain, int type, int proto)
+{
+	int r = REAL(socket)(domain, type, proto);
+
+	esca_fd_set(r, ESCA_FD_SOCKET);
+	return r;
+}
+
+ESCA_API int socketpair(int domain, int type, int proto, int sv[2])
+{
+	int r = REAL(socketpair)(domain, type, proto, sv);
+
+	if (r == 0) {
+		esca_fd_set(sv[0], ESCA_FD_SOCKET);
+		esca_fd_set(sv[1], ESCA_FD_SOCKET);
+	}
+	return r;
+}
+
+ESCA_API int pipe(int fds[2])
+{
+	int r = REAL(pipe)(fds);
+
+	if (r == 0) {
+		esca_fd_set(fds[0], ESCA_FD_PIPE);
+		esca_fd_set(fds[1], ESCA_FD_PIPE);
+	}
+	return r;
+}
+
+ESCA_API int pipe2(int fds[2], int flags)
+{
+	int r = REAL(pipe2)(fds, flags);
+
+	if (r == 0) {
+		esca_fd_set(fds[0], ESCA_FD_PIPE);
+		esca_fd_set(fds[1], ESCA_FD_PIPE);
+	}
+	return r;
+}
+
+static int open_mode(int flags, va_list ap)
+{
+	return (flags & O_CREAT) || (flags & O_TMPFILE) == O_TMPFILE ? va_arg(ap, int) : 0;
+}
+
+/* An fd from open() is not a socket: that is all the backends need to know
+ * (a FIFO or a device marked FILE only loses the io_uring fast path). */
+ESCA_API int open(const char *path, int flags, ...)
+{
+	va_list ap;
+	int mode, r;
+
+	va_start(ap, flags);
+	mode = open_mode(flags, ap);
+	va_end(ap);
+	r = REAL(open)(path, flags, mode);
+	esca_fd_set(r, ESCA_FD_FILE);
+	return r;
+}
+
+ESCA_API int openat(int dirfd, const char *path, int flags, ...)
+{
+	va_list ap;
+	int mode, r;
+
+	va_start(ap, flags);
+	mode = open_mode(flags, ap);
+	va_end(ap);
+	r = REAL(openat)(dirfd, path, flags, mode);
+	esca_fd_set(r, ESCA_FD_FILE);
+	return r;
+}
+
+ESCA_API int open64(const char *path, int flags, ...) __attribute__((alias("open")));
+ESCA_API int openat64(int dirfd, const char *path, int flags, ...) __attribute__((alias("openat")));
+
+ESCA_API int dup2(int oldfd, int newfd)
+{
+	struct esca_thread *t = segment();
+	int r;
+
+	if (t)
+		direct_in_segment(t, newfd, oldfd);
+	r = REAL(dup2)(oldfd, newfd);
+	esca_fd_set(r, ESCA_FD_UNKNOWN);
+	return r;
+}
+
+ESCA_API int dup3(int oldfd, int newfd, int flags)
+{
+	struct esca_thread *t = segment();
+	int r;
+
+	if (t)
+		direct_in_segment(t, newfd, oldfd);
+	r = REAL(dup3)(oldfd, newfd, flags);
+	esca_fd_set(r, ESCA_FD_UNKNOWN);
+	return r;
+}

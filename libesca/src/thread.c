@@ -1,0 +1,216 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Per-thread state and the segment hooks.
+ *
+ * Each thread that opens a segment gets its own table, metadata and payload
+ * arena (mmap'd once, on its first batch_start()), and its own backend
+ * context (an io_uring, or an open file of /dev/esca).  Nothing on the hot
+ * path is shared between threads.
+ *
+ * Lifetime rules:
+ *   - fork(): the forking thread's pending entries are flushed before the
+ *     fork (atfork prepare); the child drops its copy of every thread state
+ *     and never flushes a parent's table (its backend context is reopened).
+ *   - thread exit: a pthread key destructor flushes and frees the state.
+ *   - process exit: a destructor flushes the exiting thread's entries.
+ */
+#include "internal.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+__thread struct esca_thread *esca_self __attribute__((tls_model("initial-exec")));
+#define self esca_self
+static pthread_key_t thread_key;
+static pthread_once_t key_once = PTHREAD_ONCE_INIT;
+static _Atomic int atfork_done;
+
+struct esca_thread *esca_thread_get(void)
+{
+	return self;
+}
+
+static void thread_exit_cb(void *arg)
+{
+	struct esca_thread *t = arg;
+
+	if (t && t == self) {
+		esca_flush_thread(t);
+		esca_stats_publish(t);
+		esca_thread_teardown(t);
+		self = NULL;
+	}
+}
+
+static void make_key(void)
+{
+	pthread_key_create(&thread_key, thread_exit_cb);
+}
+
+static void fork_prepare(void)
+{
+	struct esca_thread *t = self;
+
+	if (t && t->n)
+		esca_flush_thread(t);
+	if (t)
+		esca_stats_publish(t);
+}
+
+static void fork_child(void)
+{
+	struct esca_thread *t = self;
+
+	/* The child's copy of this thread's state refers to the parent's
+	 * backend context: close it (never flush through it) and start anew. */
+	if (t) {
+		t->n = 0;
+		t->arena_used = 0;
+		memset(t->fd_filter, 0, sizeof(t->fd_filter));
+		memset(&t->st, 0, sizeof(t->st));
+		if (t->backend_ok) {
+			if (esca_cfg.backend == ESCA_BACKEND_MODULE)
+				esca_module_thread_fini(t, true);
+			else if (esca_cfg.backend == ESCA_BACKEND_URING)
+				esca_uring_thread_fini(t, true);
+		}
+		t->backend_ok = false;
+		t->pid = getpid();
+	}
+}
+
+static void *map_anon(size_t len)
+{
+	void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+	return p == MAP_FAILED ? NULL : p;
+}
+
+static size_t page_round(size_t n)
+{
+	size_t pg = (size_t)sysconf(_SC_PAGESIZE);
+
+	return (n + pg - 1) & ~(pg - 1);
+}
+
+static bool backend_thread_init(struct esca_thread *t)
+{
+	int err = 0;
+
+	if (esca_cfg.backend == ESCA_BACKEND_MODULE)
+		err = esca_module_thread_init(t);
+	else if (esca_cfg.backend == ESCA_BACKEND_URING)
+		err = esca_uring_thread_init(t);
+	if (err) {
+		esca_log("thread %d: backend set-up failed (%s); this thread runs its calls "
+			 "directly", (int)gettid(), strerror(-err));
+		return false;
+	}
+	return true;
+}
+
+struct esca_thread *esca_thread_setup(void)
+{
+	struct esca_thread *t = self;
+
+	if (t) {
+		if (unlikely(!t->backend_ok && t->ready && esca_cfg.backend != ESCA_BACKEND_OFF))
+			t->backend_ok = backend_thread_init(t);
+		return t;
+	}
+	if (!atomic_load_explicit(&esca_initialized, memory_order_acquire))
+		esca_init();
+	if (!atomic_exchange(&atfork_done, 1))
+		pthread_atfork(fork_prepare, NULL, fork_child);
+	pthread_once(&key_once, make_key);
+
+	t = map_anon(page_round(sizeof(*t)));
+	if (!t)
+		return NULL;
+	t->cap = esca_cfg.table_entries;
+	t->table = map_anon(page_round(sizeof(struct esca_entry) * t->cap));
+	t->meta = map_anon(page_round(sizeof(struct esca_meta) * t->cap));
+	t->arena_cap = esca_cfg.arena_bytes;
+	t->arena = map_anon(t->arena_cap);
+	t->module_fd = -1;
+	t->pid = getpid();
+	if (!t->table || !t->meta || !t->arena) {
+		esca_log("cannot map the per-thread table: %s; running without batching",
+			 strerror(errno));
+		esca_thread_teardown(t);
+		return NULL;
+	}
+	t->ready = true;
+	if (esca_cfg.backend != ESCA_BACKEND_OFF)
+		t->backend_ok = backend_thread_init(t);
+	self = t;
+	pthread_setspecific(thread_key, t);
+	return t;
+}
+
+void esca_thread_teardown(struct esca_thread *t)
+{
+	if (t->backend_ok) {
+		if (esca_cfg.backend == ESCA_BACKEND_MODULE)
+			esca_module_thread_fini(t, false);
+		else if (esca_cfg.backend == ESCA_BACKEND_URING)
+			esca_uring_thread_fini(t, false);
+	}
+	if (t->arena)
+		munmap(t->arena, t->arena_cap);
+	if (t->meta)
+		munmap(t->meta, page_round(sizeof(struct esca_meta) * t->cap));
+	if (t->table)
+		munmap(t->table, page_round(sizeof(struct esca_entry) * t->cap));
+	munmap(t, page_round(sizeof(*t)));
+}
+
+ESCA_API void batch_start(void)
+{
+	struct esca_thread *t = self;
+
+	if (unlikely(!t)) {
+		t = esca_thread_setup();
+		if (!t)
+			return;
+	}
+	t->st.segments++;
+	/* off: count segments only, every call passes through */
+	if (esca_cfg.backend == ESCA_BACKEND_OFF)
+		return;
+	if (unlikely(!t->backend_ok)) {
+		t = esca_thread_setup();
+		if (!t->backend_ok)
+			return;
+	}
+	t->in_segment = true;
+}
+
+ESCA_API int batch_flush(void)
+{
+	struct esca_thread *t = self;
+	int n;
+
+	if (unlikely(!t))
+		return 0;
+	t->in_segment = false;
+	n = t->n ? esca_flush_thread(t) : 0;
+	esca_stats_publish(t);
+	return n;
+}
+
+__attribute__((destructor)) static void esca_process_exit(void)
+{
+	struct esca_thread *t = self;
+
+	if (t) {
+		t->in_segment = false;
+		if (t->n)
+			esca_flush_thread(t);
+		esca_stats_publish(t);
+	}
+	esca_stats_exit();
+}
