@@ -13,7 +13,8 @@
 #include <signal.h>
 #include <string.h>
 
-static __thread sigjmp_buf *copy_jmp;
+/* volatile: the stores around memcpy() must not be optimised away */
+static __thread sigjmp_buf *volatile copy_jmp;
 static struct sigaction prev_segv, prev_bus;
 static _Atomic int installed;
 
