@@ -1,0 +1,235 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * esca: where the system calls are.
+ *
+ * The module runs each allowed call through its slot of sys_call_table (a
+ * pointer to an __x64_sys_* wrapper; slots are indirect-call targets, so
+ * this is IBT-safe).  Neither the table nor the wrappers are exported, so:
+ *
+ *  1. System.map, read at build time (scripts/esca-symbols.sh) into
+ *     generated/esca_symbols.h, corrected for KASLR at load time with the
+ *     runtime address of kfree, which the module can take;
+ *  2. otherwise, kallsyms_lookup_name, whose address a kprobe reveals.
+ *
+ * Either way, every allowed slot of the table must hold the handler resolved
+ * for it; if not, the module refuses to load with one line saying why.
+ * The table is only ever read.
+ */
+#define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
+
+#include <linux/kernel.h>
+#include <linux/kprobes.h>
+#include <linux/module.h>
+#include <linux/nospec.h>
+#include <linux/sizes.h>
+#include <linux/slab.h>
+#include <linux/string.h>
+#include <linux/uaccess.h>
+#include <linux/utsname.h>
+
+#include "esca.h"
+
+#if !__has_include("esca_symbols.h")
+#error "generated/esca_symbols.h is missing: build with the module's Kbuild (it runs scripts/esca-symbols.sh)"
+#endif
+#include "esca_symbols.h"
+#if !defined(ESCA_SYMBOLS_FORMAT) || ESCA_SYMBOLS_FORMAT != 1 || \
+	!defined(ESCA_SYMBOLS_COMPLETE) || !defined(ESCA_SYMBOLS_HAVE_MAP) || \
+	!defined(ESCA_SYMBOLS_RELEASE)
+#error "generated/esca_symbols.h is malformed: delete it and rebuild (scripts/esca-symbols.sh writes it)"
+#endif
+
+static char *symbols = "auto";
+module_param(symbols, charp, 0444);
+MODULE_PARM_DESC(symbols,
+		 "where to find sys_call_table: auto (the build's System.map, else kprobe), map, kprobe");
+
+/* Syscall numbers of the allowlist are all below this. */
+#define ESCA_SLOTS	64
+
+struct esca_allowed {
+	u32 nr;
+	const char *handler;
+};
+
+#define ESCA_ALLOWED_ENTRY(nr, name) { nr, "__x64_sys_" #name },
+static const struct esca_allowed esca_allowed[] = {
+	ESCA_ALLOWED_SYSCALLS(ESCA_ALLOWED_ENTRY)
+};
+
+#define ESCA_ALLOWED_NR_CHECK(nr, name) \
+	static_assert((nr) < ESCA_SLOTS, "allowlist: " #name " beyond ESCA_SLOTS");
+ESCA_ALLOWED_SYSCALLS(ESCA_ALLOWED_NR_CHECK)
+
+static esca_syscall_fn esca_handlers[ESCA_SLOTS] __ro_after_init;
+static const char *esca_source __ro_after_init = "none";
+static bool esca_kaslr_shifted __ro_after_init;
+
+struct esca_addrs {
+	unsigned long table;
+	unsigned long handler[ARRAY_SIZE(esca_allowed)];
+};
+
+esca_syscall_fn esca_syscall_handler(u32 nr)
+{
+	if (nr >= ESCA_SLOTS)
+		return NULL;
+	return esca_handlers[array_index_nospec(nr, ESCA_SLOTS)];
+}
+
+const char *esca_syms_source(void)
+{
+	return esca_source;
+}
+
+bool esca_syms_kaslr_shifted(void)
+{
+	return esca_kaslr_shifted;
+}
+
+/* Every allowed slot of the running kernel's table holds its handler. */
+static int esca_addrs_check(const struct esca_addrs *a, const char **why)
+{
+	unsigned int i;
+
+	for (i = 0; i < ARRAY_SIZE(esca_allowed); i++) {
+		unsigned long slot, addr;
+		u32 insn;
+
+		addr = a->table + esca_allowed[i].nr * sizeof(unsigned long);
+		if (copy_from_kernel_nofault(&slot, (void *)addr, sizeof(slot))) {
+			*why = "sys_call_table address is not readable";
+			return -EFAULT;
+		}
+		if (!a->handler[i] || slot != a->handler[i]) {
+			*why = "a sys_call_table slot does not hold the resolved __x64_sys_* handler";
+			return -ENOENT;
+		}
+		if (esca_ibt_enforced() &&
+		    (copy_from_kernel_nofault(&insn, (void *)slot, sizeof(insn)) ||
+		     insn != ESCA_ENDBR64_INSN)) {
+			*why = "a syscall handler has no ENDBR64 under IBT";
+			return -EPERM;
+		}
+	}
+	return 0;
+}
+
+#if ESCA_SYMBOLS_HAVE_MAP
+static int esca_resolve_map(struct esca_addrs *a, bool *shifted, const char **why)
+{
+	unsigned long offset = (unsigned long)&kfree - ESCA_MAP_kfree;
+	unsigned int i = 0;
+
+	if (strcmp(init_utsname()->release, ESCA_SYMBOLS_RELEASE)) {
+		*why = "System.map of the build is for another kernel release";
+		return -EINVAL;
+	}
+	/* KASLR moves the kernel by a multiple of CONFIG_PHYSICAL_ALIGN (>= 2 MiB). */
+	if (offset & (SZ_2M - 1)) {
+		*why = "System.map of the build does not match the running kernel (kfree)";
+		return -EINVAL;
+	}
+	a->table = ESCA_MAP_sys_call_table + offset;
+#define ESCA_MAP_HANDLER(nr, name) a->handler[i++] = ESCA_MAP___x64_sys_##name + offset;
+	ESCA_ALLOWED_SYSCALLS(ESCA_MAP_HANDLER)
+#undef ESCA_MAP_HANDLER
+	*shifted = offset != 0;
+	return 0;
+}
+#else
+static int esca_resolve_map(struct esca_addrs *a, bool *shifted, const char **why)
+{
+	*why = "module built without a System.map";
+	return -ENOENT;
+}
+#endif
+
+#ifdef CONFIG_KPROBES
+typedef unsigned long (*esca_kallsyms_lookup_fn)(const char *name);
+
+static int esca_resolve_kprobe(struct esca_addrs *a, const char **why)
+{
+	struct kprobe kp = { .symbol_name = "kallsyms_lookup_name" };
+	esca_kallsyms_lookup_fn lookup;
+	unsigned long addr;
+	unsigned int i;
+	u32 insn;
+	int ret;
+
+	ret = register_kprobe(&kp);
+	if (ret) {
+		*why = "no kprobe on kallsyms_lookup_name";
+		return ret;
+	}
+	addr = (unsigned long)kp.addr;
+	unregister_kprobe(&kp);
+
+	/* Under CONFIG_X86_KERNEL_IBT a probe sits after the function's ENDBR64. */
+	if (!copy_from_kernel_nofault(&insn, (void *)(addr - 4), sizeof(insn)) &&
+	    insn == ESCA_ENDBR64_INSN)
+		addr -= 4;
+	if (esca_ibt_enforced() &&
+	    (copy_from_kernel_nofault(&insn, (void *)addr, sizeof(insn)) ||
+	     insn != ESCA_ENDBR64_INSN)) {
+		*why = "kallsyms_lookup_name is not callable under IBT: build with a System.map";
+		return -EPERM;
+	}
+	lookup = (esca_kallsyms_lookup_fn)addr;
+
+	a->table = lookup("sys_call_table");
+	if (!a->table) {
+		*why = "kallsyms has no sys_call_table";
+		return -ENOENT;
+	}
+	for (i = 0; i < ARRAY_SIZE(esca_allowed); i++)
+		a->handler[i] = lookup(esca_allowed[i].handler);
+	return 0;
+}
+#else
+static int esca_resolve_kprobe(struct esca_addrs *a, const char **why)
+{
+	*why = "kernel built without CONFIG_KPROBES";
+	return -ENOENT;
+}
+#endif
+
+int esca_syms_init(void)
+{
+	bool want_map = !strcmp(symbols, "auto") || !strcmp(symbols, "map");
+	bool want_kprobe = !strcmp(symbols, "auto") || !strcmp(symbols, "kprobe");
+	const char *why_map = NULL, *why_kprobe = NULL;
+	struct esca_addrs a = {};
+	bool shifted = false;
+	unsigned int i;
+
+	if (!want_map && !want_kprobe) {
+		pr_err("refusing to load: symbols=%s is not one of auto, map, kprobe\n", symbols);
+		return -EINVAL;
+	}
+	if (want_map && !esca_resolve_map(&a, &shifted, &why_map) &&
+	    !esca_addrs_check(&a, &why_map)) {
+		esca_source = "system-map";
+		esca_kaslr_shifted = shifted;
+		goto found;
+	}
+	memset(&a, 0, sizeof(a));
+	if (want_kprobe && !esca_resolve_kprobe(&a, &why_kprobe) &&
+	    !esca_addrs_check(&a, &why_kprobe)) {
+		esca_source = "kprobe";
+		goto found;
+	}
+	pr_err("refusing to load: no trustworthy sys_call_table address (System.map: %s; kprobe: %s)\n",
+	       want_map ? why_map : "not tried", want_kprobe ? why_kprobe : "not tried");
+	return -ENOENT;
+
+found:
+	for (i = 0; i < ARRAY_SIZE(esca_allowed); i++)
+		esca_handlers[esca_allowed[i].nr] = (esca_syscall_fn)a.handler[i];
+	if (why_map && ESCA_SYMBOLS_HAVE_MAP)
+		pr_warn("sys_call_table found with %s (System.map: %s)\n", esca_source, why_map);
+	else
+		pr_info("sys_call_table found with %s, %zu calls allowed\n",
+			esca_source, ARRAY_SIZE(esca_allowed));
+	return 0;
+}
