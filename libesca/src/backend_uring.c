@@ -43,6 +43,8 @@ struct esca_uring {
 	int *tail;	/* last entry of a group (valid at its root) */
 	int *fdslot;	/* hash fd -> entry, 2 * cap slots */
 	int *fdkey;
+	unsigned *fdgen;	/* slot valid when equal to gen: no clearing per flush */
+	unsigned gen;
 	struct msghdr *msg;
 	struct iovec *iov;
 	unsigned hmask;
@@ -113,7 +115,7 @@ int esca_uring_thread_init(struct esca_thread *t)
 	while (h < 2 * cap)
 		h <<= 1;
 	sz = sizeof(*u) + cap * (sizeof(uint8_t) + 3 * sizeof(int) + sizeof(struct msghdr) +
-				 sizeof(struct iovec)) + 2 * h * sizeof(int) + 64;
+				 sizeof(struct iovec)) + 3 * h * sizeof(int) + 64;
 	p = mmap(NULL, sz, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	if (p == MAP_FAILED)
 		return -errno;
@@ -133,6 +135,8 @@ int esca_uring_thread_init(struct esca_thread *t)
 	p += h * sizeof(int);
 	u->fdkey = (int *)p;
 	p += h * sizeof(int);
+	u->fdgen = (unsigned *)p;
+	p += h * sizeof(unsigned);
 	u->op = (uint8_t *)p;
 	u->hmask = h - 1;
 	u->map_size = sz;
@@ -183,9 +187,9 @@ static void join_fd(struct esca_uring *u, int i, int fd)
 {
 	unsigned h = ((unsigned)fd * 2654435761u) & u->hmask;
 
-	while (u->fdslot[h] >= 0 && u->fdkey[h] != fd)
+	while (u->fdgen[h] == u->gen && u->fdkey[h] != fd)
 		h = (h + 1) & u->hmask;
-	if (u->fdslot[h] >= 0) {
+	if (u->fdgen[h] == u->gen) {
 		int a = find(u->parent, u->fdslot[h]), b = find(u->parent, i);
 
 		/* the smaller index is the root: a group's root is its first entry */
@@ -195,6 +199,7 @@ static void join_fd(struct esca_uring *u, int i, int fd)
 			u->parent[a] = b;
 	} else {
 		u->fdkey[h] = fd;
+		u->fdgen[h] = u->gen;
 	}
 	u->fdslot[h] = i;
 }
@@ -208,7 +213,7 @@ static enum op classify(struct esca_uring *u, struct esca_thread *t, unsigned i)
 	switch (e->nr) {
 	case SYS_write:
 		kind = esca_fd_kind(m->fd);
-		return kind == ESCA_FD_SOCKET || kind == ESCA_FD_PIPE ? OP_WRITE : OP_DIRECT;
+		return esca_fd_is_socket(kind) || kind == ESCA_FD_PIPE ? OP_WRITE : OP_DIRECT;
 	case SYS_sendto:
 		if (!e->args[4] && !(m->sock_flags & ~MSG_DONTWAIT))
 			return OP_WRITE;
@@ -274,8 +279,16 @@ void esca_uring_flush(struct esca_thread *t)
 	struct io_uring_cqe *cqe;
 	int r;
 
+	if (n < esca_cfg.uring_min_ops) {
+		for (i = 0; i < n; i++)
+			esca_run_direct(t, i);
+		return;
+	}
 	/* group entries by the fds they touch */
-	memset(u->fdslot, 0xff, (u->hmask + 1) * sizeof(int));
+	if (++u->gen == 0) {
+		memset(u->fdgen, 0, (u->hmask + 1) * sizeof(unsigned));
+		u->gen = 1;
+	}
 	for (i = 0; i < n; i++) {
 		u->parent[i] = (int)i;
 		u->next[i] = -1;

@@ -18,7 +18,7 @@
 static _Atomic uint8_t *kinds;
 static unsigned nkinds;
 
-void esca_fd_init(void)
+__attribute__((constructor)) void esca_fd_init(void)
 {
 	struct rlimit rl;
 	rlim_t n = 65536;

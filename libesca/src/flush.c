@@ -199,9 +199,13 @@ int esca_flush_thread(struct esca_thread *t)
 	}
 	t->st.flushes++;
 	t->st.flushed_calls += n;
+	for (i = 0; i < n; i++) {
+		t->fd_filter[esca_fd_hash(t->meta[i].fd) >> 6] = 0;
+		if (t->meta[i].in_fd >= 0)
+			t->fd_filter[esca_fd_hash(t->meta[i].in_fd) >> 6] = 0;
+	}
 	t->n = 0;
 	t->arena_used = 0;
-	memset(t->fd_filter, 0, sizeof(t->fd_filter));
 	t->flushing = false;
 	return (int)n;
 }

@@ -84,7 +84,8 @@ void esca_resolve_real(void);
 
 enum esca_fd_kind {
 	ESCA_FD_UNKNOWN = 0,	/* not seen, or closed: validate with fstat */
-	ESCA_FD_SOCKET,
+	ESCA_FD_SOCKET,		/* a socket of unknown type */
+	ESCA_FD_STREAM,		/* a SOCK_STREAM socket: writes may be merged */
 	ESCA_FD_PIPE,
 	ESCA_FD_FILE,		/* regular file, or opened by open(): no socket */
 	ESCA_FD_OTHER,
@@ -131,6 +132,7 @@ struct esca_thread {
 	size_t arena_used;
 	size_t arena_cap;
 	uint64_t fd_filter[64];	/* fds with pending entries, hashed to 4096 bits */
+	unsigned unpublished;	/* flushes since the counters were last published */
 	struct esca_stats st;	/* this thread's counters since its last publish */
 	/* backend state */
 	int module_fd;
@@ -141,6 +143,11 @@ extern __thread struct esca_thread *esca_self __attribute__((tls_model("initial-
 struct esca_thread *esca_thread_get(void);	/* NULL when not set up */
 struct esca_thread *esca_thread_setup(void);	/* creates on first use */
 void esca_thread_teardown(struct esca_thread *t);
+
+static inline bool esca_fd_is_socket(int kind)
+{
+	return kind == ESCA_FD_SOCKET || kind == ESCA_FD_STREAM;
+}
 
 static inline unsigned esca_fd_hash(int fd)
 {

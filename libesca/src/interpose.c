@@ -67,11 +67,13 @@ static int check_fd(struct esca_thread *t, int fd)
 /* A free entry, with len bytes of arena; flushes first when full. */
 static struct esca_entry *reserve(struct esca_thread *t, size_t len, void **data)
 {
-	size_t need = (len + 15) & ~(size_t)15;
+	size_t need = len + 32;
 	struct esca_entry *e;
 
 	if (unlikely(t->n == t->cap || t->arena_used + need > t->arena_cap))
 		esca_flush_thread(t);
+	/* start every entry's payload 16-byte aligned */
+	t->arena_used = (t->arena_used + 15) & ~(size_t)15;
 	*data = t->arena + t->arena_used;
 	e = &t->table[t->n];
 	memset(e, 0, sizeof(*e));
@@ -91,7 +93,10 @@ static void commit(struct esca_thread *t, enum esca_call_kind kind, int fd, size
 	esca_fd_mark_pending(t, fd);
 	if (m->in_fd >= 0)
 		esca_fd_mark_pending(t, m->in_fd);
-	t->arena_used += (len + 15) & ~(size_t)15;
+	/* write payloads stay unaligned so that the next write can merge */
+	t->arena_used += kind == ESCA_CALL_WRITE || kind == ESCA_CALL_WRITEV ||
+			 (kind == ESCA_CALL_SEND && t->table[t->n].nr == SYS_write) ?
+			 len : (len + 15) & ~(size_t)15;
 	t->st.arena_bytes += len;
 	t->st.deferred[kind]++;
 	t->n++;
@@ -134,7 +139,7 @@ ESCA_API int shutdown(int fd, int how)
 	kind = check_fd(t, fd);
 	if (kind < 0)
 		return -1;
-	if (kind != ESCA_FD_SOCKET || how < SHUT_RD || how > SHUT_RDWR) {
+	if (!esca_fd_is_socket(kind) || how < SHUT_RD || how > SHUT_RDWR) {
 		direct_in_segment(t, fd, -1);
 		return REAL(shutdown)(fd, how);	/* the kernel's ENOTSOCK / EINVAL */
 	}
@@ -163,7 +168,7 @@ ESCA_API int setsockopt(int fd, int level, int name, const void *val, socklen_t 
 	kind = check_fd(t, fd);
 	if (kind < 0)
 		return -1;
-	if (kind != ESCA_FD_SOCKET) {
+	if (!esca_fd_is_socket(kind)) {
 		direct_in_segment(t, fd, -1);
 		return REAL(setsockopt)(fd, level, name, val, len);
 	}
@@ -183,14 +188,47 @@ ESCA_API int setsockopt(int fd, int level, int name, const void *val, socklen_t 
 
 /* ---- writes ------------------------------------------------------------ */
 
+/*
+ * A write to a stream socket that directly follows a write to the same
+ * socket is appended to that entry: one call sends both, and the byte
+ * stream is the same.  Returns the entry to extend, or NULL.
+ */
+static struct esca_entry *mergeable(struct esca_thread *t, int fd, size_t len)
+{
+	struct esca_entry *prev;
+	struct esca_meta *m;
+
+	if (!t->n || t->arena_used + len > t->arena_cap)
+		return NULL;
+	prev = &t->table[t->n - 1];
+	m = &t->meta[t->n - 1];
+	if (prev->nr != SYS_write || m->fd != fd || esca_fd_kind(fd) != ESCA_FD_STREAM ||
+	    (char *)(uintptr_t)prev->args[1] + prev->args[2] != t->arena + t->arena_used ||
+	    prev->args[2] + len > esca_cfg.defer_max * 4)
+		return NULL;
+	return prev;
+}
+
 /* Records a write of len bytes gathered from iov (already validated). */
 static ssize_t record_write(struct esca_thread *t, enum esca_call_kind kind, int fd,
 			    const struct iovec *iov, int iovcnt, size_t len)
 {
-	struct esca_entry *e;
+	struct esca_entry *e = mergeable(t, fd, len);
 	char *data, *p;
 	int i;
 
+	if (e) {
+		data = t->arena + t->arena_used;
+		for (i = 0, p = data; i < iovcnt; p += iov[i].iov_len, i++)
+			if (esca_copy(p, iov[i].iov_base, iov[i].iov_len) < 0)
+				return -1;
+		e->args[2] += len;
+		e->expect += len;
+		t->arena_used += len;	/* unaligned on purpose: the next may merge too */
+		t->st.arena_bytes += len;
+		t->st.deferred[kind]++;
+		return (ssize_t)len;
+	}
 	e = reserve(t, len, (void **)&data);
 	for (i = 0, p = data; i < iovcnt; p += iov[i].iov_len, i++)
 		if (esca_copy(p, iov[i].iov_base, iov[i].iov_len) < 0)
@@ -303,7 +341,7 @@ static bool send_deferrable(struct esca_thread *t, int fd, size_t len, int flags
 {
 	(void)t;
 	(void)fd;
-	return kind == ESCA_FD_SOCKET && len > 0 && len <= esca_cfg.defer_max &&
+	return esca_fd_is_socket(kind) && len > 0 && len <= esca_cfg.defer_max &&
 	       !(flags & ~ESCA_DEFER_MSG_FLAGS) && alen <= sizeof(struct sockaddr_storage);
 }
 
@@ -343,6 +381,9 @@ ESCA_API ssize_t send(int fd, const void *buf, size_t len, int flags)
 		return REAL(send)(fd, buf, len, flags);
 	}
 	pthread_testcancel();
+	/* on a connected socket send(.., 0) is write() */
+	if (!flags)
+		return record_write(t, ESCA_CALL_SEND, fd, &iov, 1, len);
 	return record_send(t, ESCA_CALL_SEND, fd, &iov, 1, len, flags, NULL, 0);
 }
 
@@ -394,7 +435,7 @@ ESCA_API ssize_t sendfile(int out_fd, int in_fd, off_t *offset, size_t count)
 	kind = check_fd(t, in_fd);
 	if (kind < 0)
 		return -1;
-	if (count == 0 || count > esca_cfg.defer_max || kind == ESCA_FD_SOCKET)
+	if (count == 0 || count > esca_cfg.defer_max || esca_fd_is_socket(kind))
 		goto direct;
 	if (offset && (esca_copy(&off, offset, sizeof(off)) < 0 || off < 0))
 		goto direct;	/* the kernel's EFAULT / EINVAL */
@@ -434,11 +475,25 @@ ESCA_API ssize_t sendfile64(int out_fd, int in_fd, off_t *offset, size_t count)
 
 /* ---- fd creators: remember what each new fd is ------------------------- */
 
+/* An accepted socket has its listener's type. */
+static enum esca_fd_kind accepted_kind(int listener)
+{
+	int k = esca_fd_kind(listener);
+
+	return k == ESCA_FD_STREAM ? ESCA_FD_STREAM : ESCA_FD_SOCKET;
+}
+
+static enum esca_fd_kind socket_kind(int type)
+{
+	return (type & 0xf) == SOCK_STREAM ? ESCA_FD_STREAM : ESCA_FD_SOCKET;
+}
+
 ESCA_API int accept(int fd, struct sockaddr *addr, socklen_t *alen)
 {
 	int r = REAL(accept)(fd, addr, alen);
 
-	esca_fd_set(r, ESCA_FD_SOCKET);
+	if (r >= 0)
+		esca_fd_set(r, accepted_kind(fd));
 	return r;
 }
 
@@ -446,7 +501,8 @@ ESCA_API int accept4(int fd, struct sockaddr *addr, socklen_t *alen, int flags)
 {
 	int r = REAL(accept4)(fd, addr, alen, flags);
 
-	esca_fd_set(r, ESCA_FD_SOCKET);
+	if (r >= 0)
+		esca_fd_set(r, accepted_kind(fd));
 	return r;
 }
 
@@ -454,7 +510,7 @@ ESCA_API int socket(int domain, int type, int proto)
 {
 	int r = REAL(socket)(domain, type, proto);
 
-	esca_fd_set(r, ESCA_FD_SOCKET);
+	esca_fd_set(r, socket_kind(type));
 	return r;
 }
 
@@ -463,8 +519,8 @@ ESCA_API int socketpair(int domain, int type, int proto, int sv[2])
 	int r = REAL(socketpair)(domain, type, proto, sv);
 
 	if (r == 0) {
-		esca_fd_set(sv[0], ESCA_FD_SOCKET);
-		esca_fd_set(sv[1], ESCA_FD_SOCKET);
+		esca_fd_set(sv[0], socket_kind(type));
+		esca_fd_set(sv[1], socket_kind(type));
 	}
 	return r;
 }

@@ -198,7 +198,12 @@ ESCA_API int batch_flush(void)
 		return 0;
 	t->in_segment = false;
 	n = t->n ? esca_flush_thread(t) : 0;
-	esca_stats_publish(t);
+	/* counters reach the shared struct every 32 flushes (and at fork,
+	 * thread exit and process exit): atomics cost more than a flush of one */
+	if (++t->unpublished >= 32) {
+		t->unpublished = 0;
+		esca_stats_publish(t);
+	}
 	return n;
 }
 
