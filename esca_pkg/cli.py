@@ -1,0 +1,116 @@
+"""esca-pkg: build ESCA's Debian packages, publish them as an apt repository,
+and check what this machine has for building and running ESCA."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import click
+
+from esca_pkg import builder, log, targets
+from esca_pkg.context import BuildContext
+from esca_pkg.log import die, info
+from esca_pkg.project import find_project
+
+
+def _context(project: Path | None, dist: Path | None, build_dir: Path | None, jobs: int | None,
+             lint: bool, force: bool, sources: dict[str, Path] | None = None) -> BuildContext:
+    proj = find_project(project)
+    return BuildContext(
+        project=proj,
+        dist=(dist or proj.root / "dist").resolve(),
+        build_dir=(build_dir or proj.root / "build" / "esca-pkg").resolve(),
+        jobs=jobs or os.cpu_count() or 1,
+        lint=lint,
+        force=force,
+        sources=sources or {},
+    )
+
+
+def _summary(outcomes: list[builder.Outcome], started: float) -> None:
+    info("")
+    for o in outcomes:
+        detail = o.message if o.status in ("failed", "skipped") else o.lint
+        info(f"  {o.target:<10} {o.status:<8} {o.seconds:6.1f} s  {detail}".rstrip())
+    info(f"total {time.monotonic() - started:.1f} s")
+    if any(o.status == "failed" for o in outcomes):
+        die("some packages were not built: see the errors above")
+
+
+_build_options = [
+    click.option("--project", type=click.Path(path_type=Path, file_okay=False),
+                 help="ESCA source tree (default: the one containing the current directory)"),
+    click.option("--dist", type=click.Path(path_type=Path, file_okay=False),
+                 help="where the packages go (default: <project>/dist)"),
+    click.option("--build-dir", type=click.Path(path_type=Path, file_okay=False),
+                 help="work and log directory (default: <project>/build/esca-pkg)"),
+    click.option("-j", "--jobs", type=click.IntRange(1), help="parallel jobs (default: CPUs)"),
+    click.option("--lint/--no-lint", default=True, show_default=True,
+                 help="run lintian; errors or warnings fail the build"),
+    click.option("--force", is_flag=True, help="rebuild even when nothing changed"),
+]
+
+
+def build_options(f: click.decorators.FC) -> click.decorators.FC:
+    for opt in reversed(_build_options):
+        f = opt(f)
+    return f
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--debug", is_flag=True, help="log every command run; tracebacks on errors")
+@click.version_option(package_name="esca-pkg", prog_name="esca-pkg")
+def cli(debug: bool) -> None:
+    """Build ESCA's Debian packages, publish them as an apt repository, and check
+    this machine (see docs/packaging.md)."""
+    log.set_debug(debug)
+
+
+@cli.command("build-all")
+@build_options
+def build_all(project: Path | None, dist: Path | None, build_dir: Path | None,
+              jobs: int | None, lint: bool, force: bool) -> None:
+    """Build every package; unchanged ones are reused from DIST."""
+    started = time.monotonic()
+    ctx = _context(project, dist, build_dir, jobs, lint, force)
+    todo, skipped = [], {}
+    for name in targets.names():
+        t = targets.get(name)
+        reason = t.skip_reason(ctx)
+        if reason:
+            skipped[name] = reason
+        else:
+            todo.append(t)
+    _summary(builder.build_many(ctx, todo, skipped), started)
+
+
+@cli.command("build")
+@click.argument("names", metavar="TARGET...", nargs=-1, required=True)
+@click.option("--source", type=click.Path(path_type=Path, exists=True),
+              help="external source tree or tarball, for targets built from one (lwan)")
+@build_options
+def build(names: tuple[str, ...], source: Path | None, project: Path | None, dist: Path | None,
+          build_dir: Path | None, jobs: int | None, lint: bool, force: bool) -> None:
+    """Build the packages of TARGET (see `esca-pkg targets`)."""
+    started = time.monotonic()
+    sources = {n: source.resolve() for n in names} if source else {}
+    ctx = _context(project, dist, build_dir, jobs, lint, force, sources)
+    chosen = [targets.get(n) for n in names]
+    _summary(builder.build_many(ctx, chosen), started)
+
+
+@cli.command("targets")
+def list_targets() -> None:
+    """List the build targets in build order."""
+    for name in targets.names():
+        click.echo(f"{name:<10} {targets.get(name).summary}")
+
+
+def main() -> None:
+    log.run_main(cli)
+
+
+if __name__ == "__main__":
+    main()
