@@ -1,0 +1,1 @@
+"""Patched servers: Debian source rebuilds (nginx, lighttpd), lwan from upstream."""
