@@ -73,6 +73,8 @@ struct esca_real {
 	int (*openat)(int, const char *, int, ...);
 	int (*dup2)(int, int);
 	int (*dup3)(int, int, int);
+	off_t (*lseek)(int, off_t, int);
+	ssize_t (*read)(int, void *, size_t);
 };
 
 extern struct esca_real esca_real;

@@ -606,3 +606,27 @@ ESCA_API int dup3(int oldfd, int newfd, int flags)
 	esca_fd_set(r, ESCA_FD_UNKNOWN);
 	return r;
 }
+
+/* ---- calls that must see the effect of pending entries ----------------- */
+
+/* A file position moved by a pending sendfile (without offset) or write. */
+ESCA_API off_t lseek(int fd, off_t off, int whence)
+{
+	struct esca_thread *t = segment();
+
+	if (t && t->n && esca_fd_maybe_pending(t, fd))
+		esca_flush_thread(t);
+	return REAL(lseek)(fd, off, whence);
+}
+
+ESCA_API off_t lseek64(int fd, off_t off, int whence) __attribute__((alias("lseek")));
+
+/* Reading a file (or a pipe to ourselves) after a pending write to it. */
+ESCA_API ssize_t read(int fd, void *buf, size_t len)
+{
+	struct esca_thread *t = segment();
+
+	if (t && t->n && esca_fd_maybe_pending(t, fd))
+		esca_flush_thread(t);
+	return REAL(read)(fd, buf, len);
+}

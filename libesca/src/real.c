@@ -55,6 +55,8 @@ void esca_resolve_real(void)
 	R(openat);
 	R(dup2);
 	R(dup3);
+	R(lseek);
+	R(read);
 #undef R
 	atomic_store(&resolving, 0);
 }

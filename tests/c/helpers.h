@@ -1,0 +1,57 @@
+/* SPDX-License-Identifier: MIT */
+/* Shared by the libesca test programs: exit 0 pass, 1 fail, 77 skip. */
+#ifndef ESCA_TEST_HELPERS_H
+#define ESCA_TEST_HELPERS_H
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "esca.h"
+
+#define T_EXIT_PASS 0
+#define T_EXIT_FAIL 1
+#define T_EXIT_SKIP 77
+
+static int t_failures;
+
+#define CHECK(cond, ...)						\
+	do {								\
+		if (!(cond)) {						\
+			fprintf(stderr, "FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond); \
+			fprintf(stderr, __VA_ARGS__);			\
+			fputc('\n', stderr);				\
+			t_failures++;					\
+		}							\
+	} while (0)
+
+#define DIE(...)							\
+	do {								\
+		fprintf(stderr, "FAIL: " __VA_ARGS__);			\
+		fprintf(stderr, ": %s\n", strerror(errno));		\
+		exit(T_EXIT_FAIL);					\
+	} while (0)
+
+/* The stream content of connection c at byte p: deterministic. */
+static inline unsigned char t_pattern(unsigned c, unsigned long long p)
+{
+	unsigned long long x = (p / 8) * 0x9E3779B97F4A7C15ULL + c * 0xBF58476D1CE4E5B9ULL;
+
+	x ^= x >> 31;
+	x *= 0x94D049BB133111EBULL;
+	x ^= x >> 29;
+	return (unsigned char)(x >> ((p % 8) * 8));
+}
+
+static inline unsigned long long t_rand(unsigned long long *s)
+{
+	unsigned long long z = (*s += 0x9E3779B97F4A7C15ULL);
+
+	z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+	z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+	return z ^ (z >> 31);
+}
+
+#endif
