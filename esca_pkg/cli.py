@@ -101,6 +101,24 @@ def build(names: tuple[str, ...], source: Path | None, project: Path | None, dis
     _summary(builder.build_many(ctx, chosen), started)
 
 
+@cli.command("symbols")
+@click.option("--project", type=click.Path(path_type=Path, file_okay=False),
+              help="ESCA source tree (default: the one containing the current directory)")
+def symbols_cmd(project: Path | None) -> None:
+    """Regenerate libesca0's symbols file from the built library."""
+    from esca_pkg import symbols
+
+    ctx = _context(project, None, None, None, False, True)
+    path, added, removed = symbols.regenerate(ctx)
+    info(f"wrote {path}")
+    for s in added:
+        info(f"  added   {s}")
+    for s in removed:
+        info(f"  removed {s}  (an ABI break: raise the SONAME)")
+    if not added and not removed:
+        info("  no change")
+
+
 @cli.command("targets")
 def list_targets() -> None:
     """List the build targets in build order."""

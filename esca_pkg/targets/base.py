@@ -162,14 +162,15 @@ class DebhelperTarget(Target):
         self.finish_stage(ctx, tree)
         return tree
 
-    def build(self, ctx: BuildContext, log: Path) -> debbuild.BuildResult:
+    def build(self, ctx: BuildContext, log: Path,
+              env: dict[str, str] | None = None) -> debbuild.BuildResult:
         tree = self.stage(ctx)
         unmet = debbuild.unmet_build_depends(tree / "debian" / "control")
         if unmet:
             names = " ".join(debbuild.relation_names(unmet))
             die(f"{self.name}: unmet build dependencies: {unmet}",
                 hint=f"apt-get install --no-install-recommends {names}")
-        return debbuild.dpkg_buildpackage(tree, log, ctx.jobs, self.build_env(ctx))
+        return debbuild.dpkg_buildpackage(tree, log, ctx.jobs, {**self.build_env(ctx), **(env or {})})
 
 
 def require_files(ctx: BuildContext, target: str, paths: list[str], owner: str) -> None:
