@@ -10,6 +10,7 @@ from pathlib import Path
 import click
 
 from esca_pkg import builder, log, targets
+from esca_pkg import repo as repo_mod
 from esca_pkg.context import BuildContext
 from esca_pkg.log import die, info
 from esca_pkg.project import find_project
@@ -99,6 +100,40 @@ def build(names: tuple[str, ...], source: Path | None, project: Path | None, dis
     ctx = _context(project, dist, build_dir, jobs, lint, force, sources)
     chosen = [targets.get(n) for n in names]
     _summary(builder.build_many(ctx, chosen), started)
+
+
+@cli.command("repo")
+@click.option("--dist", type=click.Path(path_type=Path, file_okay=False),
+              help="where the built packages are (default: <project>/dist)")
+@click.option("-o", "--output", type=click.Path(path_type=Path, file_okay=False),
+              help="repository directory (default: <dist>/repo)")
+@click.option("--origin", default=repo_mod.DEFAULT_ORIGIN, show_default=True,
+              help="Origin of the Release file (what `Pin: release o=...` names)")
+@click.option("--label", default=repo_mod.DEFAULT_LABEL, show_default=True)
+@click.option("--suite", default=repo_mod.DEFAULT_SUITE, show_default=True)
+@click.option("--sign-key", metavar="KEYID", help="sign Release with this gpg key")
+@click.option("--gnupghome", type=click.Path(path_type=Path, file_okay=False, exists=True),
+              help="gpg home holding the signing key (default: gpg's own)")
+def repo(dist: Path | None, output: Path | None, origin: str, label: str, suite: str,
+         sign_key: str | None, gnupghome: Path | None) -> None:
+    """Publish the built .debs as a flat apt repository."""
+    if dist is None:
+        dist = find_project(None).root / "dist"
+    dist = dist.resolve()
+    out = (output or dist / "repo").resolve()
+    debs = sorted(p for p in dist.glob("*.deb") if p.is_file())
+    if not dist.is_dir():
+        die(f"{dist} does not exist", hint="build the packages first: esca-pkg build-all")
+    res = repo_mod.build_repo(debs, out, origin=origin, label=label, suite=suite,
+                              sign_key=sign_key, gnupghome=gnupghome)
+    for name, version, arch in res.packages:
+        info(f"  {name} {version} {arch}")
+    info(f"repository: {out} ({len(res.packages)} packages"
+         + (", signed" if res.signed else ", unsigned") + ")")
+    click.echo("apt source line (for a file in /etc/apt/sources.list.d/):")
+    click.echo(f"  {res.sources_line()}")
+    click.echo(f"pin (for /etc/apt/preferences.d/esca):  Package: *  /  Pin: release o={origin}"
+               "  /  Pin-Priority: 600")
 
 
 @cli.command("symbols")
