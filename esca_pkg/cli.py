@@ -136,6 +136,42 @@ def repo(dist: Path | None, output: Path | None, origin: str, label: str, suite:
                "  /  Pin-Priority: 600")
 
 
+@cli.command("doctor")
+@click.option("--area", "areas", multiple=True, type=click.Choice(["build", "kernel", "run"]),
+              help="check only this area (repeatable; default: all)")
+@click.option("--json", "as_json", is_flag=True, help="machine-readable output")
+@click.option("--project", type=click.Path(path_type=Path, file_okay=False),
+              help="ESCA source tree (default: the one containing the current directory)")
+def doctor(areas: tuple[str, ...], as_json: bool, project: Path | None) -> None:
+    """What this machine has and lacks for building and running ESCA, with fixes.
+
+    Exits 1 when something fails (a package cannot be built, no backend runs)."""
+    import json
+
+    from esca_pkg import doctor as doc
+    from esca_pkg.log import EscaError
+
+    try:
+        ctx: BuildContext | None = _context(project, None, None, None, True, False)
+    except EscaError:
+        ctx = None
+    checks = doc.all_checks(ctx, set(areas or ("build", "kernel", "run")))
+    if as_json:
+        click.echo(json.dumps(doc.as_dicts(checks), indent=1))
+    else:
+        marks = {"ok": "ok  ", "warn": "WARN", "fail": "FAIL"}
+        area = ""
+        for c in checks:
+            if c.area != area:
+                area = c.area
+                click.echo(f"{area}:")
+            click.echo(f"  [{marks[c.status]}] {c.name}: {c.detail}")
+            if c.fix and c.status != "ok":
+                click.echo(f"         fix: {c.fix}")
+    if any(c.status == "fail" for c in checks):
+        raise SystemExit(1)
+
+
 @cli.command("symbols")
 @click.option("--project", type=click.Path(path_type=Path, file_okay=False),
               help="ESCA source tree (default: the one containing the current directory)")
