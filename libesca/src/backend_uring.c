@@ -208,12 +208,11 @@ static enum op classify(struct esca_uring *u, struct esca_thread *t, unsigned i)
 {
 	struct esca_entry *e = &t->table[i];
 	struct esca_meta *m = &t->meta[i];
-	int kind;
 
 	switch (e->nr) {
 	case SYS_write:
-		kind = esca_fd_kind(m->fd);
-		return esca_fd_is_socket(kind) || kind == ESCA_FD_PIPE ? OP_WRITE : OP_DIRECT;
+		return esca_fd_is_socket(m->fd_kind) || m->fd_kind == ESCA_FD_PIPE ? OP_WRITE :
+										      OP_DIRECT;
 	case SYS_sendto:
 		if (!e->args[4] && !(m->sock_flags & ~MSG_DONTWAIT))
 			return OP_WRITE;

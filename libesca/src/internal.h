@@ -110,7 +110,7 @@ int esca_copy(void *dst, const void *src, size_t n);
 /* What libesca remembers of a deferred call beyond the ABI entry. */
 struct esca_meta {
 	uint8_t kind;		/* enum esca_call_kind */
-	uint8_t direct_only;	/* must not go through the ring */
+	uint8_t fd_kind;	/* enum esca_fd_kind of fd when recorded */
 	uint16_t pad;
 	int fd;			/* the fd written / closed */
 	int in_fd;		/* sendfile's source, else -1 */

@@ -240,6 +240,9 @@ static ssize_t record_write(struct esca_thread *t, enum esca_call_kind kind, int
 	e->args[2] = len;
 	e->expect = len;
 	t->meta[t->n].data = data;
+	/* known (the fd was just validated); kept because a close recorded
+	 * later in the segment makes libesca forget it */
+	t->meta[t->n].fd_kind = (uint8_t)esca_fd_kind(fd);
 	commit(t, kind, fd, len);
 	return (ssize_t)len;
 }

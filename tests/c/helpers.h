@@ -15,7 +15,7 @@
 #define T_EXIT_FAIL 1
 #define T_EXIT_SKIP 77
 
-static int t_failures;
+static int t_failures __attribute__((unused));
 
 #define CHECK(cond, ...)						\
 	do {								\
