@@ -19,7 +19,7 @@ struct esca_config esca_cfg = {
 	.arena_bytes = 1u << 20,
 	.defer_max = 16384,
 	.uring_copy_max = 4096,
-	.uring_min_ops = 2,
+	.uring_min_ops = 16,
 	.write_timeout_ms = 10000,
 };
 _Atomic int esca_initialized;

@@ -1,0 +1,97 @@
+"""The libesca micro-benchmark: per-call cost of small calls, direct vs batched.
+
+Runs esca-microbench under each backend, interleaved (off, uring, module,
+off, uring, ... ) and repeated, and reports the median per-call cost and the
+overhead reduction against the direct baseline (backend off).
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from esca_pkg.log import die
+from esca_pkg.proc import run
+
+BATCH_SIZES = (1, 8, 32, 64)
+OPS = ("write", "close")
+
+
+@dataclass(frozen=True)
+class MicroSetup:
+    library: Path
+    program: Path
+    backends: tuple[str, ...]
+    rounds: int = 2000
+    repeats: int = 5
+    sockets: int = 1
+
+
+@dataclass
+class MicroResult:
+    samples: dict[tuple[str, str, int], list[float]] = field(default_factory=dict)
+
+    def median(self, op: str, backend: str, batch: int) -> float:
+        return statistics.median(self.samples[(op, backend, batch)])
+
+
+def find_artifacts(top: Path | None) -> tuple[Path, Path]:
+    """libesca and esca-microbench: from a source tree, else the installed ones."""
+    candidates = []
+    if top is not None:
+        candidates.append((top / "libesca/build/libesca.so.0", top / "libesca/build/esca-microbench"))
+    candidates.append((Path("/usr/lib/x86_64-linux-gnu/libesca.so.0"),
+                       Path("/usr/lib/esca/esca-microbench")))
+    for lib, prog in candidates:
+        if lib.exists() and prog.exists():
+            return lib, prog
+    die("libesca and esca-microbench were not found",
+        hint="run 'make -C libesca' in the source tree, or install the libesca package")
+
+
+def usable_backends() -> tuple[str, ...]:
+    backends = ["off", "uring"]
+    if os.access("/dev/esca", os.R_OK | os.W_OK):
+        backends.append("module")
+    return tuple(backends)
+
+
+def run_micro(setup: MicroSetup, ops: tuple[str, ...] = OPS,
+              batches: tuple[int, ...] = BATCH_SIZES) -> MicroResult:
+    result = MicroResult()
+    for _ in range(setup.repeats):
+        for op in ops:
+            for batch in batches:
+                for backend in setup.backends:  # interleaved A B A B ...
+                    proc = run(
+                        [setup.program, op, str(batch), str(setup.rounds), str(setup.sockets)],
+                        env={"LD_PRELOAD": str(setup.library), "ESCA_BACKEND": backend},
+                        capture=True, system_path=False,
+                    )
+                    ns = float(proc.stdout.split()[2])
+                    result.samples.setdefault((op, backend, batch), []).append(ns)
+    return result
+
+
+def format_table(setup: MicroSetup, result: MicroResult, ops: tuple[str, ...] = OPS,
+                 batches: tuple[int, ...] = BATCH_SIZES) -> str:
+    esca = [b for b in setup.backends if b != "off"]
+    head = ["op", "batch", "direct ns/call"]
+    for b in esca:
+        head += [f"{b} ns/call", f"{b} reduction"]
+    rows = [head]
+    for op in ops:
+        for batch in batches:
+            base = result.median(op, "off", batch)
+            row = [op, str(batch), f"{base:.0f}"]
+            for b in esca:
+                v = result.median(op, b, batch)
+                row += [f"{v:.0f}", f"{(1 - v / base) * 100:+.0f}%"]
+            rows.append(row)
+    widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
+    lines = ["| " + " | ".join(c.rjust(w) for c, w in zip(r, widths, strict=True)) + " |"
+             for r in rows]
+    lines.insert(1, "|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    return "\n".join(lines)
