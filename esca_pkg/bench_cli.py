@@ -30,7 +30,8 @@ def cli(debug: bool) -> None:
 @click.option("--sockets", default=1, show_default=True,
               help="Spread the writes over this many sockets (1: all on one).")
 @click.option("--backend", "backends", multiple=True,
-              type=click.Choice(["uring", "module"]), help="Backends to compare (default: usable ones).")
+              type=click.Choice(["uring", "module"]),
+              help="Backends to compare (default: the usable ones).")
 @click.option("--source", type=click.Path(path_type=Path, file_okay=False),
               help="Source tree whose libesca/build to use (default: this tree, else installed).")
 def micro(rounds: int, repeats: int, sockets: int, backends: tuple[str, ...],

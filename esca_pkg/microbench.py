@@ -41,7 +41,8 @@ def find_artifacts(top: Path | None) -> tuple[Path, Path]:
     """libesca and esca-microbench: from a source tree, else the installed ones."""
     candidates = []
     if top is not None:
-        candidates.append((top / "libesca/build/libesca.so.0", top / "libesca/build/esca-microbench"))
+        build = top / "libesca" / "build"
+        candidates.append((build / "libesca.so.0", build / "esca-microbench"))
     candidates.append((Path("/usr/lib/x86_64-linux-gnu/libesca.so.0"),
                        Path("/usr/lib/esca/esca-microbench")))
     for lib, prog in candidates:
