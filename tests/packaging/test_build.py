@@ -1,0 +1,155 @@
+"""esca-pkg build-all: real dpkg-buildpackage builds, reuse, lintian, metadata."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+from conftest import ROOT, Built, esca_pkg, sh, snapshot
+from debian.debfile import DebFile
+
+pytestmark = pytest.mark.packaging
+
+PACKAGES = ["esca-dkms", "libesca0", "libesca-dev", "esca-microbench", "esca-tools"]
+
+
+def test_build_all_builds_every_package(built: Built) -> None:
+    for pkg in PACKAGES:
+        assert built.deb(pkg).stat().st_size > 0
+    sizes = {p.name: p.stat().st_size for p in sorted(built.dist.glob("*.deb"))}
+    print("packages:", sizes)
+
+
+def test_second_build_all_reuses_everything_quickly(built: Built) -> None:
+    before = {p.name: p.stat().st_mtime_ns for p in built.dist.glob("*.deb")}
+    t0 = time.monotonic()
+    res = esca_pkg("build-all", "--project", built.project, "--dist", built.dist,
+                   "--build-dir", built.build_dir)
+    secs = time.monotonic() - t0
+    print(f"build-all with nothing changed: {secs:.2f} s")
+    out = res.stdout + res.stderr
+    for target in ("dkms", "libesca", "tool"):
+        assert f"{target}: up to date" in out, out
+    assert {p.name: p.stat().st_mtime_ns for p in built.dist.glob("*.deb")} == before
+    assert secs < 5, f"second build-all took {secs:.1f} s"
+
+
+def test_deleted_output_is_rebuilt(built: Built, tmp_path: Path) -> None:
+    dist = tmp_path / "dist"
+    shutil.copytree(built.dist, dist)
+    victim = next(dist.glob("esca-dkms_*.deb"))
+    victim.unlink()
+    res = esca_pkg("build", "dkms", "--project", built.project, "--dist", dist,
+                   "--build-dir", tmp_path / "b")
+    assert "dkms: built" in res.stderr
+    assert victim.exists()
+
+
+@pytest.mark.parametrize("package", PACKAGES)
+def test_lintian_clean(built: Built, package: str) -> None:
+    res = sh("lintian", "--fail-on", "error,warning", "--display-info", built.deb(package),
+             check=False)
+    print(f"lintian {package}: {res.stdout.strip() or 'no tags'}")
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert not [ln for ln in res.stdout.splitlines() if ln.startswith(("E:", "W:"))]
+
+
+def _names(deb: Path) -> set[str]:
+    return {"/" + n.removeprefix(".").lstrip("/") for n in DebFile(str(deb)).data.tgz().getnames()}
+
+
+def test_versions_come_from_VERSION(built: Built) -> None:
+    for pkg in PACKAGES:
+        ctl = DebFile(str(built.deb(pkg))).debcontrol()
+        assert ctl["Version"] == built.version
+        assert ctl["Package"] == pkg
+    # a newer VERSION sorts above, a pre-release (~) below, a local rebuild (+) above
+    v = built.version
+    for rel, other in (("gt", "0.0.1"), ("lt", v + ".1"), ("gt", v + "~rc1"),
+                       ("lt", v + "+esca1")):
+        assert sh("dpkg", "--compare-versions", v, rel, other, check=False).returncode == 0, \
+            f"{v} {rel} {other}"
+
+
+def test_dkms_package_contents(built: Built) -> None:
+    deb = built.deb("esca-dkms")
+    names = _names(deb)
+    src = f"/usr/src/esca-{built.version}"
+    assert f"{src}/dkms.conf" in names
+    assert f"{src}/Kbuild" in names or f"{src}/Makefile" in names
+    assert "/usr/lib/modules-load.d/esca.conf" in names
+    assert any(n.startswith("/lib/udev/rules.d/") and n.endswith("esca-dkms.rules")
+               for n in names)
+    conf = DebFile(str(deb)).data.get_content(f"{src}/dkms.conf", encoding="utf-8")
+    assert f'PACKAGE_VERSION="{built.version}"' in conf
+    assert 'PACKAGE_NAME="esca"' in conf
+    assert "@VERSION@" not in conf
+    ctl = DebFile(str(deb)).debcontrol()
+    assert "dkms" in ctl["Depends"] and ctl["Architecture"] == "all"
+    postinst = DebFile(str(deb)).control.get_content("postinst", encoding="utf-8")
+    assert "autoinstall_all_kernels=1" in postinst and "addgroup" in postinst
+
+
+def test_libesca_package_contents(built: Built) -> None:
+    arch = sh("dpkg-architecture", "-qDEB_HOST_MULTIARCH").stdout.strip()
+    lib = built.deb("libesca0")
+    names = _names(lib)
+    assert f"/usr/lib/{arch}/libesca.so.0" in names
+    assert f"/usr/lib/{arch}/libesca.so.{built.version}" in names
+    assert f"/usr/lib/{arch}/libesca.so" not in names
+    ctl = DebFile(str(lib)).debcontrol()
+    assert ctl["Multi-Arch"] == "same"
+    symbols = DebFile(str(lib)).control.get_content("symbols", encoding="utf-8")
+    for sym in ("esca_init", "batch_start", "batch_flush", "close", "writev", "sendfile"):
+        assert f" {sym}@" in symbols, sym
+    shlibs = DebFile(str(lib)).control.get_content("shlibs", encoding="utf-8")
+    assert shlibs.startswith("libesca 0 libesca0")
+    dev = _names(built.deb("libesca-dev"))
+    assert "/usr/include/esca.h" in dev and f"/usr/lib/{arch}/libesca.so" in dev
+    assert "/usr/lib/esca/esca-microbench" in _names(built.deb("esca-microbench"))
+
+
+def test_tool_package_contents(built: Built) -> None:
+    deb = built.deb("esca-tools")
+    names = _names(deb)
+    assert "/usr/bin/esca-pkg" in names
+    assert "/usr/share/man/man1/esca-pkg.1.gz" in names
+    assert "/usr/lib/python3/dist-packages/esca_pkg/cli.py" in names
+    assert any(n.startswith("/usr/lib/python3/dist-packages/esca_pkg/templates/dkms/")
+               for n in names)
+    depends = DebFile(str(deb)).debcontrol()["Depends"]
+    for dep in ("python3-click", "python3-jinja2", "python3-debian"):
+        assert dep in depends
+
+
+def test_failed_build_prints_log_tail_and_fails(tmp_path: Path) -> None:
+    proj = snapshot(tmp_path / "proj")
+    victim = sorted((proj / "libesca" / "src").glob("*.c"))[0]
+    victim.write_text(victim.read_text() + "\nthis is not C;\n")
+    res = esca_pkg("build", "libesca", "--project", proj, "--dist", tmp_path / "dist",
+                   "--build-dir", tmp_path / "build", check=False)
+    assert res.returncode != 0
+    log = tmp_path / "build" / "logs" / "libesca.log"
+    assert log.exists()
+    assert f"last lines of {log}" in res.stderr
+    assert f"full log: {log}" in res.stderr
+    assert victim.name in res.stderr  # the compiler error is in the tail shown
+    assert not list((tmp_path / "dist").glob("*.deb"))
+
+
+def test_bad_version_is_refused(tmp_path: Path) -> None:
+    proj = tmp_path / "proj"
+    shutil.copytree(ROOT / "esca_pkg", proj / "esca_pkg",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    (proj / "VERSION").write_text("1.0-beta\n")
+    res = esca_pkg("build", "tool", "--project", proj, check=False)
+    assert res.returncode == 1
+    assert "VERSION" in res.stderr and "fix:" in res.stderr
+
+
+def test_unknown_target_names_the_choices() -> None:
+    res = esca_pkg("build", "nosuch", check=False)
+    assert res.returncode == 1
+    assert "unknown target 'nosuch'" in res.stderr and "dkms" in res.stderr
