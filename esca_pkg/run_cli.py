@@ -82,7 +82,8 @@ def find_library(option: Path | None) -> Path:
     if not lib.is_file():
         die(f"libesca not found at {lib} (from {origin})",
             hint="install it (esca-pkg build libesca && apt install ./dist/libesca0_*.deb), or "
-                 f"point {LIBRARY_ENV} at a built one (make -C libesca: libesca/build/libesca.so.0)")
+                 f"point {LIBRARY_ENV} at a built one "
+                 "(make -C libesca: libesca/build/libesca.so.0)")
     try:
         ok = hooks.defines_hooks(lib)
     except hooks.ElfError as e:

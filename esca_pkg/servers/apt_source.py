@@ -84,7 +84,9 @@ class SourceArchive:
             "Dir::Etc::preferences": str(self.root / "etc" / "preferences"),
             "Dir::Etc::preferencesparts": str(self.root / "etc" / "preferences.d"),
             "Dir::State": str(self.root / "state"),
-            "Dir::State::status": "/var/lib/dpkg/status",
+            # An empty status file: what is installed here (perhaps our own
+            # rebuild) must not steer which source version is chosen.
+            "Dir::State::status": str(self.root / "state" / "status"),
             "Dir::Cache": str(self.root / "cache"),
             "APT::Get::List-Cleanup": "true",
         }
@@ -103,6 +105,7 @@ class SourceArchive:
         for sub in ("etc/sources.list.d", "etc/preferences.d", "state/lists/partial",
                     "cache/archives/partial"):
             (self.root / sub).mkdir(parents=True, exist_ok=True)
+        (self.root / "state" / "status").touch()
         text = "# Written by esca-pkg: deb-src lines of its own apt configuration.\n"
         text += "\n".join(self.sources_lines()) + "\n"
         if not self.sources_list.is_file() or self.sources_list.read_text() != text:
@@ -147,8 +150,8 @@ class SourceArchive:
         for version in versions:
             dsc = dest / f"{package}_{_strip_epoch(version)}.dsc"
             res = proc.run(
-                ["apt-get", *self.options(), "-q", "--download-only", "source",
-                 f"{package}={version}"],
+                ["apt-get", *self.options(), "-q", "--download-only", "--only-source",
+                 "source", f"{package}={version}"],
                 cwd=dest, capture=True, check=False,
             )
             if res.returncode == 0 and dsc.is_file():

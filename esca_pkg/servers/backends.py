@@ -44,7 +44,8 @@ class Check:
 def check_module(run_as: str | None = None) -> Check:
     if not MODULE_DIR.exists():
         return Check(Backend.MODULE, False, "the esca kernel module is not loaded",
-                     "apt install ./esca-dkms_*.deb (builds it for this kernel), then modprobe esca")
+                     "apt install ./esca-dkms_*.deb (builds it for this kernel), "
+                     "then modprobe esca")
     try:
         st = DEVICE.stat()
     except FileNotFoundError:

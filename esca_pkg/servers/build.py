@@ -1,103 +1,105 @@
-"""`esca-pkg build nginx|lighttpd|lwan`: the entry point the targets call.
+"""`esca-pkg build nginx|lighttpd|lwan`: the build target of a patched server.
 
-A build is reused while its inputs are unchanged: the recipe directory
-(servers/<name>/), the source version chosen and the build options, through
-the tool's stamp cache (esca_pkg/cache.py).
+ServerTarget implements the builder's Target interface (esca_pkg/targets/):
+the builder decides reuse from inputs() and key_extra(), runs build(), lints
+and publishes.  The inputs are the recipe directory (servers/<name>/) and
+this code; key_extra adds the Debian source versions the archive lists (so
+a new security upload triggers a rebuild) or the lwan source's fingerprint.
 """
 
 from __future__ import annotations
 
 import shutil
+import sys
 from pathlib import Path
+from typing import ClassVar
 
-from esca_pkg import cache
+from esca_pkg import debbuild
 from esca_pkg.context import BuildContext
 from esca_pkg.log import die, info
 from esca_pkg.servers import apt_source, debian_rebuild, lwan
 from esca_pkg.servers.recipe import Kind, Recipe, load
+from esca_pkg.targets.base import Target
 
 
-def build_server(ctx: BuildContext, name: str) -> list[Path]:
-    """Build one patched server; returns its .debs in ctx.dist."""
-    recipe = load(ctx.project.root, name)
-    if recipe.kind is Kind.DEBIAN_SOURCE:
-        return _build_debian_source(ctx, recipe)
-    return _build_upstream(ctx, recipe)
+class ServerTarget(Target):
+    """One patched server, described by servers/<name>/recipe.toml."""
 
+    order: ClassVar[int] = 80
 
-def _publish(ctx: BuildContext, name: str, key: str, debs: list[Path]) -> list[Path]:
-    ctx.dist.mkdir(parents=True, exist_ok=True)
-    # Packages of an older build of this target leave dist/, so that the
-    # repository holds one version of each.
-    old = cache.Stamp.load(ctx.dist, name)
-    if old:
-        for stale in old.outputs:
-            (ctx.dist / stale).unlink(missing_ok=True)
-    out = []
-    for deb in debs:
-        dest = ctx.dist / deb.name
-        shutil.copy2(deb, dest)
-        out.append(dest)
-    cache.Stamp.of(key, ctx.dist, [p.name for p in out]).save(ctx.dist, name)
-    return out
+    def recipe(self, ctx: BuildContext) -> Recipe:
+        return load(ctx.project.root, self.name)
 
-
-def _reuse(ctx: BuildContext, name: str, key: str) -> list[Path] | None:
-    stamp = cache.Stamp.load(ctx.dist, name)
-    if ctx.force or stamp is None or not stamp.fresh(key, ctx.dist):
+    def skip_reason(self, ctx: BuildContext) -> str | None:
+        if self.recipe(ctx).kind is Kind.UPSTREAM_CMAKE and self.name not in ctx.sources:
+            return (f"{self.name} is in no package registry: "
+                    f"esca-pkg build {self.name} --source PATH")
         return None
-    info(f"{name}: up to date ({', '.join(sorted(stamp.outputs))})")
-    return [ctx.dist / n for n in sorted(stamp.outputs)]
 
+    def inputs(self, ctx: BuildContext) -> list[tuple[str, Path]]:
+        files = [(f"servers/{self.name}/{rel}", p) for rel, p in self.recipe(ctx).input_files()]
+        here = Path(__file__).parent
+        for mod in ("build.py", "recipe.py", "apt_source.py", "debian_rebuild.py", "lwan.py"):
+            files.append((f"esca_pkg:servers/{mod}", here / mod))
+        files.append(("esca_pkg:debbuild.py", Path(debbuild.__file__)))
+        mod_file = sys.modules[type(self).__module__].__file__
+        if mod_file:
+            files.append((f"esca_pkg:targets/{Path(mod_file).name}", Path(mod_file)))
+        return files
 
-def _build_debian_source(ctx: BuildContext, recipe: Recipe) -> list[Path]:
-    archive = apt_source.SourceArchive.for_build_dir(ctx.build_dir)
-    archive.update()
-    listed = archive.versions(recipe.source_package)
-    key = cache.hash_inputs(
-        recipe.input_files(),
-        {"listed": " ".join(str(v) for v in listed), "release": archive.release,
-         "kind": recipe.kind.value},
-    )
-    reused = _reuse(ctx, recipe.name, key)
-    if reused is not None:
-        return reused
-    work = ctx.work_dir(recipe.name)
-    if work.exists():
-        shutil.rmtree(work)
-    work.mkdir(parents=True)
-    log = ctx.log_path(recipe.name)
-    log.parent.mkdir(parents=True, exist_ok=True)
-    log.write_text("")
-    version, dsc = archive.download(recipe.source_package, ctx.build_dir / "sources")
-    info(f"{recipe.name}: Debian source {recipe.source_package} {version}")
-    new_version, debs = debian_rebuild.rebuild(recipe, dsc, work, ctx.jobs, log,
-                                               distribution=archive.release)
-    out = _publish(ctx, recipe.name, key, debs)
-    info(f"{recipe.name} {new_version}: {', '.join(p.name for p in out)}")
-    return out
+    def key_extra(self, ctx: BuildContext) -> dict[str, str]:
+        recipe = self.recipe(ctx)
+        extra = {"maintainer": debbuild.maintainer(), "lint": str(ctx.lint)}
+        if recipe.kind is Kind.DEBIAN_SOURCE:
+            archive = apt_source.SourceArchive.for_build_dir(ctx.build_dir)
+            archive.update()
+            extra["release"] = archive.release
+            extra["listed"] = " ".join(str(v) for v in archive.versions(recipe.source_package))
+        else:
+            extra["source"] = self._upstream(ctx).fingerprint()
+        return extra
 
+    def control(self, ctx: BuildContext) -> Path:
+        recipe = self.recipe(ctx)
+        work = ctx.work_dir(self.name)
+        if recipe.kind is Kind.UPSTREAM_CMAKE:
+            out = work / "control.rendered"
+            out.parent.mkdir(parents=True, exist_ok=True)
+            tree = work / "control-tree"
+            (tree / "debian").mkdir(parents=True, exist_ok=True)
+            lwan.render_control(recipe, tree)
+            shutil.copyfile(tree / "debian" / "control", out)
+            return out
+        built = sorted(work.glob("*/debian/control"))
+        if built:
+            return built[0]
+        archive = apt_source.SourceArchive.for_build_dir(ctx.build_dir)
+        archive.update()
+        _version, dsc = archive.download(recipe.source_package, ctx.build_dir / "sources")
+        tree = debian_rebuild.unpack(dsc, work / "control-tree")
+        return tree / "debian" / "control"
 
-def _build_upstream(ctx: BuildContext, recipe: Recipe) -> list[Path]:
-    source = ctx.sources.get(recipe.name)
-    if source is None:
-        die(f"{recipe.name} is in no package registry: its build needs the upstream source",
-            hint=f"esca-pkg build {recipe.name} --source PATH (a source tree or a tarball)")
-    src = lwan.UpstreamSource.open(source)
-    key = cache.hash_inputs(
-        recipe.input_files(), {"source": src.fingerprint(), "kind": recipe.kind.value},
-    )
-    reused = _reuse(ctx, recipe.name, key)
-    if reused is not None:
-        return reused
-    work = ctx.work_dir(recipe.name)
-    if work.exists():
-        shutil.rmtree(work)
-    work.mkdir(parents=True)
-    log = ctx.log_path(recipe.name)
-    log.parent.mkdir(parents=True, exist_ok=True)
-    log.write_text("")
-    version, debs = lwan.build(recipe, src, work, ctx.jobs, log)
-    out = _publish(ctx, recipe.name, key, debs)
-    info(f"{recipe.name} {version}: {', '.join(p.name for p in out)}")
-    return out
+    def build(self, ctx: BuildContext, log: Path) -> debbuild.BuildResult:
+        recipe = self.recipe(ctx)
+        work = ctx.work_dir(self.name)
+        if work.exists():
+            shutil.rmtree(work)
+        work.mkdir(parents=True)
+        if recipe.kind is Kind.DEBIAN_SOURCE:
+            archive = apt_source.SourceArchive.for_build_dir(ctx.build_dir)
+            archive.update()
+            version, dsc = archive.download(recipe.source_package, ctx.build_dir / "sources")
+            info(f"{self.name}: Debian source {recipe.source_package} {version}")
+            changes = debian_rebuild.rebuild(recipe, dsc, work, ctx.jobs, log,
+                                             distribution=archive.release)
+        else:
+            changes = lwan.build(recipe, self._upstream(ctx), work, ctx.jobs, log)
+        debs = debian_rebuild.kept_debs(changes, recipe.keep)
+        return debbuild.BuildResult(changes, debs)
+
+    def _upstream(self, ctx: BuildContext) -> lwan.UpstreamSource:
+        source = ctx.sources.get(self.name)
+        if source is None:
+            die(f"{self.name} is in no package registry: its build needs the upstream source",
+                hint=f"esca-pkg build {self.name} --source PATH (a source tree or a tarball)")
+        return lwan.UpstreamSource.open(source)

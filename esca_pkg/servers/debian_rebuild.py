@@ -57,7 +57,8 @@ def add_quilt_patch(tree: Path, patch: Path) -> str:
     series.write_text("\n".join([*lines, patch.name]) + "\n")
     res = proc.run(["dpkg-source", "--before-build", "."], cwd=tree, capture=True, check=False)
     if res.returncode != 0:
-        detail = "\n".join(res.stdout.strip().splitlines()[-8:] + res.stderr.strip().splitlines()[-4:])
+        lines = res.stdout.strip().splitlines()[-8:] + res.stderr.strip().splitlines()[-4:]
+        detail = "\n".join(lines)
         die(f"{patch} does not apply to {tree.name}:\n{detail}",
             hint=f"refresh the patch against this version: cd {tree} && quilt push -f, fix, "
                  "quilt refresh, and copy it back to servers/")
@@ -82,15 +83,29 @@ def add_changelog_entry(tree: Path, suffix: str, patch_name: str, distribution: 
         date=email.utils.formatdate(usegmt=False, localtime=False),
         changes=[
             "",
-            f"  * Rebuild of {old} with the ESCA hooks (debian/patches/{patch_name}):",
-            "    batch_start()/batch_flush() around each event-loop iteration and",
-            "    esca_init() in each serving process; active only with libesca",
-            "    preloaded (esca-run).",
+            f"  * Rebuild of {old} with the ESCA hooks",
+            f"    (debian/patches/{patch_name}): batch_start()/batch_flush()",
+            "    around each event-loop iteration, esca_init() in each serving",
+            "    process; active only with libesca preloaded (esca-run).",
             "",
         ],
     )
     path.write_text(str(log))
     return new
+
+
+def add_lintian_overrides(tree: Path, overrides: dict[str, tuple[str, ...]]) -> None:
+    """Append the recipe's overrides (tags Debian's own packaging raises, which the
+    rebuild does not change) to debian/<package>.lintian-overrides, with the reason."""
+    for package, tags in sorted(overrides.items()):
+        path = tree / "debian" / f"{package}.lintian-overrides"
+        text = path.read_text() if path.is_file() else ""
+        if text and not text.endswith("\n"):
+            text += "\n"
+        text += ("# esca-pkg: raised by Debian's own packaging of this version, which the\n"
+                 "# ESCA rebuild leaves unchanged (servers/<name>/recipe.toml).\n")
+        text += "".join(f"{package}: {tag}\n" for tag in tags)
+        path.write_text(text)
 
 
 def install_build_deps(tree: Path, log: Path) -> None:
@@ -142,15 +157,15 @@ def kept_debs(changes: Path, keep: tuple[str, ...]) -> list[Path]:
 
 
 def rebuild(recipe: Recipe, dsc: Path, work: Path, jobs: int, log: Path,
-            distribution: str) -> tuple[Version, list[Path]]:
-    """All steps for one recipe; returns the new version and the kept .debs (in work/)."""
+            distribution: str) -> Path:
+    """All steps for one recipe; returns the .changes of the build (in work/)."""
     with dsc.open() as fh:
         src = Dsc(fh)
     upstream = str(Version(src["Version"]).upstream_version)
     tree = unpack(dsc, work / f"{src['Source']}-{upstream}")
     name = add_quilt_patch(tree, recipe.patch)
     version = add_changelog_entry(tree, recipe.suffix, name, distribution)
+    add_lintian_overrides(tree, recipe.lintian_overrides)
     install_build_deps(tree, log)
     info(f"building {recipe.name} {version} (log: {log})")
-    changes = build(tree, recipe.build, jobs, log)
-    return version, kept_debs(changes, recipe.keep)
+    return build(tree, recipe.build, jobs, log)

@@ -154,8 +154,18 @@ def generate_debian(recipe: Recipe, tree: Path, version: Version) -> None:
     )
 
 
-def build(recipe: Recipe, src: UpstreamSource, work: Path, jobs: int, log: Path
-          ) -> tuple[Version, list[Path]]:
+def render_control(recipe: Recipe, tree: Path) -> None:
+    """Only debian/control (for esca-pkg doctor's build-dependency check)."""
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(recipe.directory / "debian")),
+                             undefined=jinja2.StrictUndefined, keep_trailing_newline=True,
+                             autoescape=False)
+    text = env.get_template("control.j2").render(maintainer=debbuild.maintainer(),
+                                                 upstream="upstream")
+    (tree / "debian" / "control").write_text(text)
+
+
+def build(recipe: Recipe, src: UpstreamSource, work: Path, jobs: int, log: Path) -> Path:
+    """Generate debian/, add the patch, build; returns the .changes."""
     tree = src.extract(work)
     version = Version(f"{src.upstream_version()}-0{recipe.suffix}")
     info(f"lwan {version} from {src.path}")
@@ -163,5 +173,4 @@ def build(recipe: Recipe, src: UpstreamSource, work: Path, jobs: int, log: Path
     debian_rebuild.add_quilt_patch(tree, recipe.patch)
     debian_rebuild.install_build_deps(tree, log)
     info(f"building lwan {version} (log: {log})")
-    changes = debian_rebuild.build(tree, recipe.build, jobs, log)
-    return version, debian_rebuild.kept_debs(changes, recipe.keep)
+    return debian_rebuild.build(tree, recipe.build, jobs, log)

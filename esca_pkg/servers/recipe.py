@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from esca_pkg.log import die
@@ -41,6 +41,8 @@ class Recipe:
     build: Selection = Selection.BINARY
     source_package: str = ""
     revision: int = DEFAULT_REVISION
+    #: package -> lintian tags (with their context) inherited from Debian's packaging
+    lintian_overrides: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     @property
     def suffix(self) -> str:
@@ -104,6 +106,12 @@ def load(project_root: Path, name: str) -> Recipe:
     revision = field("revision", DEFAULT_REVISION)
     if not isinstance(revision, int) or revision < 1:
         die(f"{path}: 'revision' must be a positive integer", hint="e.g. revision = 1")
+    raw_overrides = data.get("lintian-overrides", {})
+    if not isinstance(raw_overrides, dict) or not all(
+            isinstance(v, list) and all(isinstance(t, str) for t in v)
+            for v in raw_overrides.values()):
+        die(f"{path}: 'lintian-overrides' must map package names to lists of tags",
+            hint='e.g. [lintian-overrides]\nlighttpd = ["some-tag [path]"]')
     source_package = str(data.get("source-package", ""))
     if kind is Kind.DEBIAN_SOURCE and not source_package:
         die(f"{path}: a debian-source recipe needs 'source-package'",
@@ -118,4 +126,5 @@ def load(project_root: Path, name: str) -> Recipe:
         build=build,
         source_package=source_package,
         revision=revision,
+        lintian_overrides={k: tuple(v) for k, v in raw_overrides.items()},
     )
