@@ -32,9 +32,17 @@ out=$3
 
 names=$(sed -n 's/^[[:space:]]*X([[:space:]]*[0-9][0-9]*,[[:space:]]*\([a-z0-9_]*\)).*/\1/p' "$abi")
 [ -n "$names" ] || die "no ESCA_ALLOWED_SYSCALLS entries found in $abi"
+# The handler of a call, as arch/x86/entry/syscalls/syscall_64.tbl names
+# it (the module's esca_handler_aliases[] knows the same exceptions).
+handler() {
+	case $1 in
+	sendfile) echo __x64_sys_sendfile64 ;;
+	*) echo "__x64_sys_$1" ;;
+	esac
+}
 wanted="kfree sys_call_table"
 for n in $names; do
-	wanted="$wanted __x64_sys_$n"
+	wanted="$wanted $(handler "$n")"
 done
 
 # Prints the "name address" lines of the wanted symbols; fails unless the
@@ -100,7 +108,14 @@ trap 'rm -f "$tmp"' EXIT
 		echo "#define ESCA_SYMBOLS_HAVE_MAP 1"
 		echo "/* from $map */"
 		echo "$found" | while read -r sym addr; do
-			echo "#define ESCA_MAP_$sym 0x${addr}UL"
+			case $sym in
+			kfree | sys_call_table) echo "#define ESCA_MAP_$sym 0x${addr}UL" ;;
+			esac
+		done
+		for n in $names; do
+			h=$(handler "$n")
+			addr=$(echo "$found" | awk -v s="$h" '$1 == s { print $2 }')
+			echo "#define ESCA_MAP_HANDLER_$n 0x${addr}UL /* $h */"
 		done
 	else
 		echo "#define ESCA_SYMBOLS_HAVE_MAP 0"

@@ -15,6 +15,7 @@
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
 #include <linux/debugfs.h>
+#include <linux/file.h>
 #include <linux/fs.h>
 #include <linux/miscdevice.h>
 #include <linux/mmu_notifier.h>
@@ -194,6 +195,7 @@ static long esca_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
 {
 	struct esca_ctx *ctx = file->private_data;
 	void __user *uarg = (void __user *)arg;
+	long ret;
 
 	switch (cmd) {
 	case ESCA_IOC_VERSION:
@@ -201,7 +203,16 @@ static long esca_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
 	case ESCA_IOC_REGISTER:
 		return esca_ioc_register(ctx, uarg);
 	case ESCA_IOC_FLUSH:
-		return esca_ioc_flush(ctx, uarg);
+		/*
+		 * An entry may close this very fd.  close() may drop the last
+		 * reference synchronously (Linux 6.12 does: __fput_sync) and
+		 * ioctl(2) holds none in a single-threaded process: hold one,
+		 * so that esca_release() runs after the flush, never inside.
+		 */
+		get_file(file);
+		ret = esca_ioc_flush(ctx, uarg);
+		fput(file);
+		return ret;
 	case ESCA_IOC_UNREGISTER:
 		return esca_ioc_unregister(ctx);
 	default:

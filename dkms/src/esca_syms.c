@@ -49,10 +49,10 @@ MODULE_PARM_DESC(symbols,
 
 struct esca_allowed {
 	u32 nr;
-	const char *handler;
+	const char *name;
 };
 
-#define ESCA_ALLOWED_ENTRY(nr, name) { nr, "__x64_sys_" #name },
+#define ESCA_ALLOWED_ENTRY(nr, name) { nr, #name },
 static const struct esca_allowed esca_allowed[] = {
 	ESCA_ALLOWED_SYSCALLS(ESCA_ALLOWED_ENTRY)
 };
@@ -60,6 +60,18 @@ static const struct esca_allowed esca_allowed[] = {
 #define ESCA_ALLOWED_NR_CHECK(nr, name) \
 	static_assert((nr) < ESCA_SLOTS, "allowlist: " #name " beyond ESCA_SLOTS");
 ESCA_ALLOWED_SYSCALLS(ESCA_ALLOWED_NR_CHECK)
+
+/*
+ * The handler of a call is __x64_sys_<name>, except where the x86-64
+ * syscall table (arch/x86/entry/syscalls/syscall_64.tbl) says otherwise.
+ * scripts/esca-symbols.sh knows the same exceptions.
+ */
+static const struct {
+	const char *name;
+	const char *handler;
+} esca_handler_aliases[] = {
+	{ "sendfile", "__x64_sys_sendfile64" },
+};
 
 static esca_syscall_fn esca_handlers[ESCA_SLOTS] __ro_after_init;
 static const char *esca_source __ro_after_init = "none";
@@ -131,7 +143,7 @@ static int esca_resolve_map(struct esca_addrs *a, bool *shifted, const char **wh
 		return -EINVAL;
 	}
 	a->table = ESCA_MAP_sys_call_table + offset;
-#define ESCA_MAP_HANDLER(nr, name) a->handler[i++] = ESCA_MAP___x64_sys_##name + offset;
+#define ESCA_MAP_HANDLER(nr, name) a->handler[i++] = ESCA_MAP_HANDLER_##name + offset;
 	ESCA_ALLOWED_SYSCALLS(ESCA_MAP_HANDLER)
 #undef ESCA_MAP_HANDLER
 	*shifted = offset != 0;
@@ -146,6 +158,19 @@ static int esca_resolve_map(struct esca_addrs *a, bool *shifted, const char **wh
 #endif
 
 #ifdef CONFIG_KPROBES
+static void esca_handler_symbol(const char *name, char *sym, size_t len)
+{
+	unsigned int i;
+
+	for (i = 0; i < ARRAY_SIZE(esca_handler_aliases); i++) {
+		if (!strcmp(esca_handler_aliases[i].name, name)) {
+			strscpy(sym, esca_handler_aliases[i].handler, len);
+			return;
+		}
+	}
+	snprintf(sym, len, "__x64_sys_%s", name);
+}
+
 typedef unsigned long (*esca_kallsyms_lookup_fn)(const char *name);
 
 static int esca_resolve_kprobe(struct esca_addrs *a, const char **why)
@@ -182,8 +207,12 @@ static int esca_resolve_kprobe(struct esca_addrs *a, const char **why)
 		*why = "kallsyms has no sys_call_table";
 		return -ENOENT;
 	}
-	for (i = 0; i < ARRAY_SIZE(esca_allowed); i++)
-		a->handler[i] = lookup(esca_allowed[i].handler);
+	for (i = 0; i < ARRAY_SIZE(esca_allowed); i++) {
+		char sym[KSYM_NAME_LEN];
+
+		esca_handler_symbol(esca_allowed[i].name, sym, sizeof(sym));
+		a->handler[i] = lookup(sym);
+	}
 	return 0;
 }
 #else
@@ -221,7 +250,8 @@ int esca_syms_init(void)
 	}
 	pr_err("refusing to load: no trustworthy sys_call_table address (System.map: %s; kprobe: %s)\n",
 	       want_map ? why_map : "not tried", want_kprobe ? why_kprobe : "not tried");
-	return -ENOENT;
+	/* Not -ENOENT: insmod would call that "Unknown symbol in module". */
+	return -EOPNOTSUPP;
 
 found:
 	for (i = 0; i < ARRAY_SIZE(esca_allowed); i++)
