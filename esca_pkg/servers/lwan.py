@@ -91,7 +91,7 @@ class UpstreamSource:
             shutil.rmtree(unpack)
         unpack.mkdir()
         with tarfile.open(self.path) as tar:
-            tar.extractall(unpack, filter="data")
+            _safe_extract(tar, unpack, self.path)
         entries = list(unpack.iterdir())
         top = entries[0] if len(entries) == 1 and entries[0].is_dir() else unpack
         if not (top / "CMakeLists.txt").is_file():
@@ -127,6 +127,26 @@ class UpstreamSource:
             return max((m.mtime for m in tar.getmembers() if m.isfile()), default=time.time())
 
 
+def _safe_extract(tar: tarfile.TarFile, dest: Path, origin: Path) -> None:
+    """Extract without letting a member escape dest (Python's "data" filter where the
+    interpreter has it, the same checks by hand on Python < 3.11.4)."""
+    if hasattr(tarfile, "data_filter"):
+        tar.extractall(dest, filter="data")
+        return
+    members = []
+    for m in tar.getmembers():
+        target = (dest / m.name).resolve()
+        if not target.is_relative_to(dest.resolve()) or m.isdev():
+            die(f"{origin}: member {m.name!r} would land outside the source tree",
+                hint="use a genuine lwan source tarball")
+        if (m.issym() or m.islnk()) and (Path(m.linkname).is_absolute() or not (
+                (target.parent / m.linkname).resolve().is_relative_to(dest.resolve()))):
+            die(f"{origin}: link {m.name!r} points outside the source tree",
+                hint="use a genuine lwan source tarball")
+        members.append(m)
+    tar.extractall(dest, members=members)
+
+
 def generate_debian(recipe: Recipe, tree: Path, version: Version) -> None:
     """debian/ from servers/lwan/debian/*.j2, the changelog via python-debian."""
     templates = recipe.directory / "debian"
@@ -149,8 +169,7 @@ def generate_debian(recipe: Recipe, tree: Path, version: Version) -> None:
             out.chmod(0o755)
     debbuild.write_changelog(
         debian / "changelog", "lwan", str(version), int(time.time()),
-        [f"lwan {version.upstream_version} from upstream, with the ESCA hooks "
-         "(debian/patches/esca-hooks.patch)."],
+        ["Upstream lwan with the ESCA hooks (debian/patches/esca-hooks.patch)."],
     )
 
 
