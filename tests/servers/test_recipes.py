@@ -1,0 +1,174 @@
+"""Fast checks of the recipes, patches, hook detection and esca-run's refusals
+(no server build needed)."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from debian.debian_support import Version
+from servers_support import ROOT, esca_run, sh
+
+from esca_pkg.log import EscaError
+from esca_pkg.servers import apt_source, backends, hooks, recipe
+
+pytestmark = pytest.mark.servers
+
+HEADER = ROOT / "libesca" / "include" / "esca.h"
+_PROTO = re.compile(r"^\s*(int|void)\s+(esca_init|batch_start|batch_flush)\s*\((void)\)",
+                    re.MULTILINE)
+
+
+def prototypes(text: str) -> dict[str, tuple[str, str]]:
+    return {m.group(2): (m.group(1), m.group(3)) for m in _PROTO.finditer(text)}
+
+
+@pytest.mark.parametrize("name", recipe.SERVERS)
+def test_recipe_loads_and_patch_has_dep3_header(name: str) -> None:
+    r = recipe.load(ROOT, name)
+    text = r.patch.read_text()
+    header = text.split("\n---\n", 1)[0]
+    for fld in ("Description:", "Author:", "Forwarded:", "Last-Update:"):
+        assert re.search(rf"^{fld} \S", header, re.MULTILINE), f"{r.patch}: no {fld}"
+    assert r.suffix == "+esca1"
+
+
+@pytest.mark.parametrize("name", recipe.SERVERS)
+def test_patch_declares_the_hooks_weak_as_esca_h_does(name: str) -> None:
+    """The patches declare the hooks themselves (no Build-Depends on libesca-dev):
+    the prototypes must stay those of libesca's header, and weak."""
+    want = prototypes(HEADER.read_text())
+    assert set(want) == {"esca_init", "batch_start", "batch_flush"}
+    added = "\n".join(ln[1:] for ln in recipe.load(ROOT, name).patch.read_text().splitlines()
+                      if ln.startswith("+") and not ln.startswith("+++"))
+    assert prototypes(added) == want
+    for hook in want:
+        assert re.search(rf"{hook}\(void\)\s*__attribute__\(\(weak\)\);", added), hook
+    # every hook is called only through its guard macro
+    calls = re.findall(r"\b(esca_init|batch_start|batch_flush)\(\)", added)
+    guarded = re.findall(r"if \((esca_init|batch_start|batch_flush)\) \(?", added)
+    assert len(calls) == len(guarded) == 3, (calls, guarded)
+
+
+def test_unknown_server_and_bad_recipe_are_named(tmp_path: Path) -> None:
+    with pytest.raises(EscaError, match="unknown server 'apache'"):
+        recipe.load(ROOT, "apache")
+    (tmp_path / "servers" / "nginx").mkdir(parents=True)
+    (tmp_path / "servers" / "nginx" / "recipe.toml").write_text('name = "nginx"\nkind = "x"\n')
+    with pytest.raises(EscaError) as e:
+        recipe.load(tmp_path, "nginx")
+    assert "recipe.toml" in str(e.value)
+
+
+def test_local_version_sorts_between_debian_versions() -> None:
+    for base in ("1.22.1-9+deb12u9", "1.4.69-1"):
+        ours = f"{base}+esca1"
+        assert Version(ours) > Version(base)
+        assert Version(ours) < Version(f"{base}.1~")  # metapackages' (<< ver.1~) still hold
+        assert Version(ours) < Version(f"{base}+esca2")
+        sh("dpkg", "--compare-versions", ours, "gt", base)
+        sh("dpkg", "--compare-versions", ours, "lt", f"{base}.1~")
+
+
+def test_private_apt_config_never_touches_etc_apt(tmp_path: Path) -> None:
+    archive = apt_source.SourceArchive(tmp_path / "apt", "bookworm")
+    lines = archive.sources_lines()
+    assert all(ln.startswith("deb-src ") for ln in lines)
+    assert [ln.split()[3] for ln in lines] == ["bookworm", "bookworm-updates",
+                                               "bookworm-security"]
+    opts = " ".join(archive.options())
+    assert "/etc/apt" not in opts
+    for key in ("Dir::Etc::sourcelist", "Dir::State", "Dir::Cache"):
+        assert f"{key}={tmp_path}" in opts
+
+
+@pytest.mark.parametrize("binary", ["/usr/bin/python3", "/bin/true"])
+def test_elf_reader_agrees_with_readelf(binary: str) -> None:
+    if shutil.which("readelf") is None:
+        pytest.skip("readelf (binutils) is not installed")
+    ours = hooks.dynamic_symbols(Path(binary))
+    out = subprocess.run(["readelf", "--dyn-syms", "-W", binary], capture_output=True,
+                         text=True, check=True).stdout
+    theirs = set()
+    for line in out.splitlines():
+        parts = line.split()
+        if len(parts) >= 8 and parts[0].rstrip(":").isdigit() and parts[0] != "0:":
+            theirs.add(parts[7].split("@")[0])
+    assert theirs - {""} == set(ours) - {""}
+
+
+def test_hook_detection_on_a_hooked_and_a_plain_program(tmp_path: Path, libesca: Path) -> None:
+    src = tmp_path / "hooked.c"
+    src.write_text(
+        '#include "esca.h"\nint main(void) { ESCA_INIT(); ESCA_BATCH_START(); '
+        "ESCA_BATCH_FLUSH(); return 0; }\n")
+    exe = tmp_path / "hooked"
+    sh("gcc", "-O2", "-Wall", "-Werror", f"-I{ROOT / 'libesca' / 'include'}", "-o", exe, src)
+    assert hooks.hook_state(exe)[0] is hooks.HookState.HOOKED
+    assert hooks.hook_state(Path("/bin/true"))[0] is hooks.HookState.NONE
+    assert hooks.defines_hooks(libesca.resolve())
+    # Runs unchanged without libesca (weak hooks), and under esca-run with it.
+    sh(exe)
+    res = esca_run("--library", libesca, "--backend", "off", "--", exe)
+    assert res.returncode == 0, res.stderr
+    assert "backend off" in res.stderr
+
+
+def test_esca_run_refuses_a_binary_without_hooks(libesca: Path) -> None:
+    res = esca_run("--library", libesca, "--", "/bin/true")
+    assert res.returncode == 1
+    assert "/bin/true has no ESCA hooks" in res.stderr and "fix:" in res.stderr
+
+
+def test_esca_run_names_a_missing_library(tmp_path: Path) -> None:
+    res = esca_run("--", "/bin/true", env={"ESCA_LIBRARY": str(tmp_path / "nope.so")})
+    assert res.returncode == 1
+    assert "libesca not found" in res.stderr and "ESCA_LIBRARY" in res.stderr
+    res = esca_run("--library", "/bin/true", "--", "/bin/true")
+    assert "is not libesca" in res.stderr
+
+
+def test_esca_run_refuses_an_unusable_module_backend(tmp_path: Path, libesca: Path) -> None:
+    if backends.check_module().usable:
+        pytest.skip("the esca module is loaded here")
+    src = tmp_path / "h.c"
+    src.write_text('#include "esca.h"\nint main(void) { ESCA_INIT(); return 0; }\n'
+                   "void f(void) { ESCA_BATCH_START(); ESCA_BATCH_FLUSH(); }\n")
+    sh("gcc", f"-I{ROOT / 'libesca' / 'include'}", "-o", tmp_path / "h", src)
+    res = esca_run("--library", libesca, "--backend", "module", "--", tmp_path / "h")
+    assert res.returncode == 1
+    assert "module backend cannot run here" in res.stderr and "fix:" in res.stderr
+
+
+def test_print_env_for_a_systemd_drop_in(tmp_path: Path, libesca: Path) -> None:
+    src = tmp_path / "h.c"
+    src.write_text('#include "esca.h"\nint main(void) { ESCA_INIT(); return 0; }\n'
+                   "void f(void) { ESCA_BATCH_START(); ESCA_BATCH_FLUSH(); }\n")
+    sh("gcc", f"-I{ROOT / 'libesca' / 'include'}", "-o", tmp_path / "h", src)
+    plain = esca_run("--library", libesca, "--backend", "uring", "--stats", "--print-env",
+                     "--", tmp_path / "h")
+    assert plain.returncode == 0, plain.stderr
+    env = dict(ln.split("=", 1) for ln in plain.stdout.splitlines())
+    assert env == {"LD_PRELOAD": str(libesca.resolve()), "ESCA_BACKEND": "uring",
+                   "ESCA_STATS": "1"}
+    unit = esca_run("--library", libesca, "--print-env", "--systemd", "--", tmp_path / "h")
+    lines = unit.stdout.splitlines()
+    assert "[Service]" in lines
+    assert f'Environment="LD_PRELOAD={libesca.resolve()}"' in lines
+    assert 'Environment="ESCA_BACKEND=auto"' in lines
+
+
+def test_nginx_foreground_arguments_keep_the_esca_environment() -> None:
+    from esca_pkg.run_cli import SERVERS
+
+    env = ["LD_PRELOAD", "ESCA_BACKEND", "ESCA_STATS"]
+    assert SERVERS["nginx"].foreground_args([], env) == [
+        "-g", "daemon off; env ESCA_BACKEND; env ESCA_STATS;"]
+    assert SERVERS["nginx"].foreground_args(["-g", "worker_processes 3;"], env) == [
+        "-g", "daemon off; env ESCA_BACKEND; env ESCA_STATS; worker_processes 3;"]
+    assert SERVERS["lighttpd"].foreground_args([], env) == [
+        "-D", "-f", "/etc/lighttpd/lighttpd.conf"]
+    assert SERVERS["lighttpd"].foreground_args(["-f", "x.conf"], env) == ["-D", "-f", "x.conf"]
