@@ -1,0 +1,208 @@
+"""The esca module in real Debian kernels (6.1 and 6.12) booted under QEMU TCG.
+
+Per kernel, two boots:
+  1. nokaslr, module built without a System.map (kprobe path): every case
+     program of tests/vm/cases, load/unload cycles, libesca's own tests with
+     ESCA_BACKEND=module, the micro-benchmark; /proc/kallsyms is saved;
+  2. KASLR on, module built with the System.map made from that kallsyms
+     (build-time path): the module must resolve from the map and see the
+     shift; then a map of "another build" must be refused with symbols=map
+     and fall back to the kprobe with the default.
+Each step's kernel log (after a /dev/kmsg mark) must be free of WARN, BUG,
+Oops and protection faults.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import pytest
+
+import esca_vm as vm
+
+pytestmark = pytest.mark.vm
+
+SERIES = list(vm.KERNEL_METAS)
+CASES = vm.case_names()
+KASLR_CASES = ["flush_calls", "threads", "fork_child"]
+# libesca's tests are parametrized by backend: the guest runs the module ones.
+LIBESCA_SELECT = "module and not missing_module"
+
+
+class KernelRuns:
+    def __init__(self, kernel: vm.Kernel, base: Path) -> None:
+        self.kernel = kernel
+        self.base = base
+        self.errors: list[str] = []
+        self.build_logs: dict[str, str] = {}
+        self.full: vm.GuestRun | None = None
+        self.kaslr: vm.GuestRun | None = None
+
+
+def _libesca_tests() -> str:
+    tests = sorted(Path(vm.REPO, "tests").glob("test_libesca*.py"))
+    return " ".join(str(t) for t in tests)
+
+
+def _run_kernel(series: str, base: Path) -> KernelRuns:
+    kernel = vm.find_kernel(series)
+    runs = KernelRuns(kernel, base)
+    run1 = base / "full"
+    ko, runs.build_logs["kprobe"] = vm.build_module(kernel, run1 / "kprobe", "none")
+    bins = vm.build_cases(run1 / "bin")
+    initramfs = vm.build_initramfs(kernel, base / "initramfs.cpio")
+    bench = vm.REPO / "libesca" / "build" / "esca-microbench"
+    plan = {
+        "MODE": "full", "KO": str(ko), "CASES": " ".join(CASES), "CASEBIN": str(bins),
+        "LIBESCA_TESTS": _libesca_tests(), "LIBESCA_SELECT": LIBESCA_SELECT,
+        "MICROBENCH": "1" if bench.exists() else "",
+    }
+    runs.full = vm.boot(kernel, run1, initramfs, plan, kaslr=False, timeout=1500)
+
+    run2 = base / "kaslr"
+    system_map = base / f"System.map-{kernel.release}"
+    vm.kallsyms_to_system_map(run1 / "kallsyms", system_map)
+    badmap = base / "System.map-other-build"
+    vm.shifted_map(system_map, badmap)
+    ko_map, runs.build_logs["map"] = vm.build_module(kernel, run2 / "map", str(system_map))
+    ko_bad, runs.build_logs["badmap"] = vm.build_module(kernel, run2 / "badmap", str(badmap))
+    bins2 = vm.build_cases(run2 / "bin")
+    plan2 = {
+        "MODE": "kaslr", "KO": str(ko_map), "KO_BADMAP": str(ko_bad),
+        "CASES": " ".join(KASLR_CASES), "CASEBIN": str(bins2),
+    }
+    runs.kaslr = vm.boot(kernel, run2, initramfs, plan2, kaslr=True, timeout=600)
+    return runs
+
+
+@pytest.fixture(scope="module", params=SERIES, ids=[f"linux-{s}" for s in SERIES])
+def kruns(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> KernelRuns:
+    series = request.param
+    try:
+        return _run_kernel(series, tmp_path_factory.mktemp(f"vm-{series}"))
+    except vm.HarnessError as err:
+        pytest.fail(f"linux {series}: {err}", pytrace=False)
+
+
+def _ok(step: vm.StepResult, expect_rc: int = 0) -> None:
+    assert step.rc is not None, f"{step.step} did not run"
+    assert step.rc == expect_rc, step.describe()
+    assert not step.bad_dmesg(), f"kernel log of {step.step}:\n" + "\n".join(step.bad_dmesg())
+
+
+def test_builds_warning_free(kruns: KernelRuns) -> None:
+    for variant, log in kruns.build_logs.items():
+        warnings = [line for line in log.splitlines() if "warning:" in line]
+        assert not warnings, f"{variant} build for {kruns.kernel.release}: {warnings}"
+
+
+def test_map_and_kprobe_paths_reported(kruns: KernelRuns) -> None:
+    assert "no System.map, the module will use the kprobe path" in kruns.build_logs["kprobe"]
+    assert "symbols of" in kruns.build_logs["map"]
+
+
+def test_load_kprobe_path(kruns: KernelRuns) -> None:
+    assert kruns.full is not None
+    assert (kruns.full.rundir / "uname").read_text().strip() == kruns.kernel.release
+    _ok(kruns.full.result("load"))
+    sym = kruns.full.result("symbols")
+    _ok(sym)
+    assert "source: kprobe" in sym.out
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_case(kruns: KernelRuns, case: str) -> None:
+    assert kruns.full is not None
+    _ok(kruns.full.result(f"case-{case}"))
+
+
+def test_unload_cycles(kruns: KernelRuns) -> None:
+    assert kruns.full is not None
+    step = kruns.full.result("unload_cycles")
+    _ok(step)
+    assert "unload cycles ok" in step.out
+    _ok(kruns.full.result("rmmod"))
+
+
+def test_libesca_tests_with_module_backend(kruns: KernelRuns) -> None:
+    if not _libesca_tests():
+        pytest.skip("libesca's tests (tests/test_libesca*.py) do not exist yet")
+    assert kruns.full is not None
+    step = kruns.full.result("libesca_pytest")
+    _ok(step)
+    assert re.search(r"\d+ passed", step.out), step.out[-2000:]
+
+
+def test_microbenchmark_runs(kruns: KernelRuns) -> None:
+    assert kruns.full is not None
+    step = kruns.full.result("microbench")
+    if step.rc is None:
+        pytest.skip("libesca/build/esca-microbench not built")
+    _ok(step)
+    ratios = microbench_ratios(step.out)
+    assert ratios, step.out
+    report = Path(os.environ.get("ESCA_VM_REPORT_DIR", kruns.base)) / \
+        f"microbench-{kruns.kernel.series}.txt"
+    report.write_text(format_ratios(kruns.kernel, ratios, step.out))
+    print(report.read_text())
+
+
+def test_system_map_path_under_kaslr(kruns: KernelRuns) -> None:
+    assert kruns.kaslr is not None
+    assert "nokaslr" not in (kruns.kaslr.rundir / "cmdline").read_text()
+    _ok(kruns.kaslr.result("load"))
+    sym = kruns.kaslr.result("symbols")
+    _ok(sym)
+    assert "source: system-map" in sym.out
+    assert "kaslr: shifted" in sym.out, "the KASLR boot did not move the kernel"
+    for case in KASLR_CASES:
+        _ok(kruns.kaslr.result(f"case-{case}"))
+    _ok(kruns.kaslr.result("rmmod"))
+
+
+def test_wrong_map_refused_or_falls_back(kruns: KernelRuns) -> None:
+    assert kruns.kaslr is not None
+    refused = kruns.kaslr.result("badmap_refused")
+    assert refused.rc not in (None, 0), "a module with a wrong System.map loaded with symbols=map"
+    lines = [ln for ln in refused.dmesg.splitlines() if "esca: refusing to load" in ln]
+    assert len(lines) == 1, refused.dmesg
+    assert "does not match the running kernel" in lines[0]
+    assert not refused.bad_dmesg()
+    _ok(kruns.kaslr.result("badmap_fallback"))
+    assert "source: kprobe" in kruns.kaslr.result("badmap_symbols").out
+    _ok(kruns.kaslr.result("badmap_rmmod"))
+
+
+def test_whole_boot_kernel_log_clean(kruns: KernelRuns) -> None:
+    for guest in (kruns.full, kruns.kaslr):
+        assert guest is not None
+        log = (guest.rundir / "dmesg.txt").read_text(errors="replace")
+        bad = [ln for ln in log.splitlines() if vm.BAD_DMESG.search(ln)]
+        assert not bad, "\n".join(bad)
+
+
+# --- micro-benchmark ratios ----------------------------------------------------
+
+def microbench_ratios(out: str) -> dict[tuple[str, int], float]:
+    """{(op, batch): module ns / off ns} from lines '<backend> <op> <batch> <ns>'."""
+    ns: dict[tuple[str, str, int], float] = {}
+    for line in out.splitlines():
+        parts = line.split()
+        if len(parts) == 4 and parts[0] in ("off", "module"):
+            ns[(parts[0], parts[1], int(parts[2]))] = float(parts[3])
+    return {
+        (op, batch): ns[("module", op, batch)] / ns[("off", op, batch)]
+        for (backend, op, batch) in ns
+        if backend == "off" and ("module", op, batch) in ns and ns[("off", op, batch)] > 0
+    }
+
+
+def format_ratios(kernel: vm.Kernel, ratios: dict[tuple[str, int], float], raw: str) -> str:
+    lines = [f"esca-microbench in a QEMU TCG guest, linux {kernel.release}",
+             "TCG times are not hardware times: only the ratios mean something.",
+             "op     batch  module/off  per-call reduction"]
+    for (op, batch), r in sorted(ratios.items()):
+        lines.append(f"{op:6} {batch:5}  {r:10.2f}  {100 * (1 - r):6.1f}%")
+    return "\n".join(lines) + "\n\nraw:\n" + raw
