@@ -195,7 +195,7 @@ def start_server(kind: str, base: Path, www: Path, workers: int, esca: bool,
         server_args = ["-D", "-f", str(conf)]
         vanilla = [str(binary), *server_args]
     env = {k: v for k, v in os.environ.items()
-           if not k.startswith("ESCA_") and k != "LD_PRELOAD"}
+           if not (k.startswith("ESCA_") and k != "ESCA_LIBRARY") and k != "LD_PRELOAD"}
     if esca:
         argv = [sys.executable, "-m", "esca_pkg.run_cli", kind, "--backend", backend, "--stats"]
         if library is not None:
