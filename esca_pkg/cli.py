@@ -103,6 +103,8 @@ def build(names: tuple[str, ...], source: Path | None, project: Path | None, dis
 
 
 @cli.command("repo")
+@click.argument("dist_arg", metavar="[DIST]", required=False,
+                type=click.Path(path_type=Path, file_okay=False))
 @click.option("--dist", type=click.Path(path_type=Path, file_okay=False),
               help="where the built packages are (default: <project>/dist)")
 @click.option("-o", "--output", type=click.Path(path_type=Path, file_okay=False),
@@ -114,16 +116,20 @@ def build(names: tuple[str, ...], source: Path | None, project: Path | None, dis
 @click.option("--sign-key", metavar="KEYID", help="sign Release with this gpg key")
 @click.option("--gnupghome", type=click.Path(path_type=Path, file_okay=False, exists=True),
               help="gpg home holding the signing key (default: gpg's own)")
-def repo(dist: Path | None, output: Path | None, origin: str, label: str, suite: str,
-         sign_key: str | None, gnupghome: Path | None) -> None:
-    """Publish the built .debs as a flat apt repository."""
+def repo(dist_arg: Path | None, dist: Path | None, output: Path | None, origin: str, label: str,
+         suite: str, sign_key: str | None, gnupghome: Path | None) -> None:
+    """Publish the built .debs of DIST (default: <project>/dist) as a flat apt
+    repository in DIST/repo."""
+    if dist_arg and dist and dist_arg.resolve() != dist.resolve():
+        die("give the package directory once: as DIST or as --dist")
+    dist = dist or dist_arg
     if dist is None:
         dist = find_project(None).root / "dist"
     dist = dist.resolve()
     out = (output or dist / "repo").resolve()
-    debs = sorted(p for p in dist.glob("*.deb") if p.is_file())
     if not dist.is_dir():
         die(f"{dist} does not exist", hint="build the packages first: esca-pkg build-all")
+    debs = sorted(p for p in dist.glob("*.deb") if p.is_file())
     res = repo_mod.build_repo(debs, out, origin=origin, label=label, suite=suite,
                               sign_key=sign_key, gnupghome=gnupghome)
     for name, version, arch in res.packages:
