@@ -9,6 +9,7 @@ Everything binds to 127.0.0.1 only.
 from __future__ import annotations
 
 import os
+import pwd
 import random
 import re
 import shutil
@@ -188,6 +189,10 @@ def start_server(kind: str, base: Path, www: Path, workers: int, esca: bool,
     conf = base / f"{kind}.conf"
     text = (nginx_config if kind == "nginx" else lighttpd_config)(base, www, port, workers)
     conf.write_text(text)
+    if kind == "lighttpd" and os.geteuid() == 0:
+        # lighttpd opens its error log after dropping to server.username.
+        pw = pwd.getpwnam("www-data")
+        os.chown(base, pw.pw_uid, pw.pw_gid)
     if kind == "nginx":
         server_args = ["-c", str(conf)]
         vanilla = [str(binary), "-g", "daemon off;", *server_args]
