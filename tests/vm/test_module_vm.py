@@ -143,8 +143,9 @@ def test_microbenchmark_runs(kruns: KernelRuns) -> None:
     _ok(step)
     ratios = microbench_ratios(step.out)
     assert ratios, step.out
-    report = Path(os.environ.get("ESCA_VM_REPORT_DIR", kruns.base)) / \
-        f"microbench-{kruns.kernel.series}.txt"
+    reports = Path(os.environ.get("ESCA_VM_REPORT_DIR", vm.REPO / "tests" / "_build" / "vm"))
+    reports.mkdir(parents=True, exist_ok=True)
+    report = reports / f"microbench-{kruns.kernel.series}.txt"
     report.write_text(format_ratios(kruns.kernel, ratios, step.out))
     print(report.read_text())
 
