@@ -12,7 +12,7 @@ import re
 import subprocess
 
 import pytest
-from conftest import esca_env, parse_stats, run_prog
+from libesca_support import esca_env, parse_stats, run_prog
 
 
 def check_ok(proc: subprocess.CompletedProcess[str]) -> None:

@@ -6,7 +6,7 @@ import re
 import subprocess
 import sys
 
-from conftest import TOP
+from libesca_support import TOP
 
 
 def test_micro_table_for_off_and_uring(libesca):

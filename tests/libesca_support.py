@@ -1,0 +1,53 @@
+"""Helpers for the libesca tests (imported by name; fixtures are in conftest.py)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+TOP = Path(__file__).resolve().parent.parent
+LIBESCA = TOP / "libesca" / "build" / "libesca.so.0"
+BUILD = TOP / "tests" / "_build"
+BACKENDS = ["off", "uring", "module"]
+
+
+def module_usable() -> str | None:
+    """None when /dev/esca can be used, else the reason it cannot."""
+    dev = Path("/dev/esca")
+    if not dev.exists():
+        return "/dev/esca is missing: the esca module is not loaded (it runs in the QEMU suite)"
+    if not os.access(dev, os.R_OK | os.W_OK):
+        return "/dev/esca is not readable and writable by this user"
+    return None
+
+
+def esca_env(libesca: Path, backend: str, **extra: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update({"LD_PRELOAD": str(libesca), "ESCA_BACKEND": backend, "ESCA_STATS": "1"})
+    env.update(extra)
+    return env
+
+
+def run_prog(prog: Path, args: list[str], env: dict[str, str], timeout: float = 120,
+             **kw) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run([str(prog), *args], env=env, capture_output=True, text=True,
+                          timeout=timeout, **kw)
+    if proc.returncode == 77:
+        pytest.skip(proc.stdout + proc.stderr)
+    return proc
+
+
+def parse_stats(stderr: str) -> dict[str, int]:
+    """The ESCA_STATS=1 summary line as a dict of counters."""
+    for line in stderr.splitlines():
+        if line.startswith("esca: pid="):
+            fields = {}
+            for tok in line.replace("(", " ").replace(")", " ").split():
+                if "=" in tok:
+                    k, v = tok.split("=", 1)
+                    fields[k] = v
+            return {k: int(float(v)) if k != "backend" else v for k, v in fields.items()}
+    raise AssertionError(f"no ESCA_STATS line in:\n{stderr}")
