@@ -35,6 +35,14 @@ def unpack(dsc: Path, dest: Path) -> Path:
     return dest
 
 
+def add_quilt_patches(tree: Path, patches: tuple[Path, ...]) -> str:
+    """add_quilt_patch() for each; returns the name of the last (the hook patch)."""
+    name = ""
+    for p in patches:
+        name = add_quilt_patch(tree, p)
+    return name
+
+
 def add_quilt_patch(tree: Path, patch: Path) -> str:
     """Copy patch into debian/patches/ and append it to the series, then apply it.
 
@@ -163,7 +171,7 @@ def rebuild(recipe: Recipe, dsc: Path, work: Path, jobs: int, log: Path,
         src = Dsc(fh)
     upstream = str(Version(src["Version"]).upstream_version)
     tree = unpack(dsc, work / f"{src['Source']}-{upstream}")
-    name = add_quilt_patch(tree, recipe.patch)
+    name = add_quilt_patches(tree, recipe.patches)
     version = add_changelog_entry(tree, recipe.suffix, name, distribution)
     add_lintian_overrides(tree, recipe.lintian_overrides)
     install_build_deps(tree, log)

@@ -41,12 +41,19 @@ class Recipe:
     build: Selection = Selection.BINARY
     source_package: str = ""
     revision: int = DEFAULT_REVISION
+    #: further quilt patches, applied before the hook patch (fixes the server needs)
+    extra_patches: tuple[Path, ...] = ()
     #: package -> lintian tags (with their context) inherited from Debian's packaging
     lintian_overrides: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     @property
     def suffix(self) -> str:
         return f"+esca{self.revision}"
+
+    @property
+    def patches(self) -> tuple[Path, ...]:
+        """Every quilt patch, in the order they are applied."""
+        return (*self.extra_patches, self.patch)
 
     @property
     def recipe_file(self) -> Path:
@@ -99,6 +106,14 @@ def load(project_root: Path, name: str) -> Recipe:
     patch = directory / str(field("patch"))
     if not patch.is_file():
         die(f"{path}: its patch {patch} does not exist", hint="restore it from the repository")
+    extra = data.get("extra-patches", [])
+    if not isinstance(extra, list) or not all(isinstance(x, str) for x in extra):
+        die(f"{path}: 'extra-patches' must be a list of file names",
+            hint='e.g. extra-patches = ["fix.patch"]')
+    extra_patches = tuple(directory / x for x in extra)
+    for xp in extra_patches:
+        if not xp.is_file():
+            die(f"{path}: its patch {xp} does not exist", hint="restore it from the repository")
     keep = field("keep")
     if not isinstance(keep, list) or not keep or not all(isinstance(k, str) for k in keep):
         die(f"{path}: 'keep' must be a non-empty list of package names or globs",
@@ -126,5 +141,6 @@ def load(project_root: Path, name: str) -> Recipe:
         build=build,
         source_package=source_package,
         revision=revision,
+        extra_patches=extra_patches,
         lintian_overrides={k: tuple(v) for k, v in raw_overrides.items()},
     )

@@ -29,10 +29,11 @@ def prototypes(text: str) -> dict[str, tuple[str, str]]:
 @pytest.mark.parametrize("name", recipe.SERVERS)
 def test_recipe_loads_and_patch_has_dep3_header(name: str) -> None:
     r = recipe.load(ROOT, name)
-    text = r.patch.read_text()
-    header = text.split("\n---\n", 1)[0]
-    for fld in ("Description:", "Author:", "Forwarded:", "Last-Update:"):
-        assert re.search(rf"^{fld} \S", header, re.MULTILINE), f"{r.patch}: no {fld}"
+    assert r.patches[-1] == r.patch
+    for patch in r.patches:
+        header = patch.read_text().split("\n---\n", 1)[0]
+        for fld in ("Description:", "Author:", "Forwarded:", "Last-Update:"):
+            assert re.search(rf"^{fld} \S", header, re.MULTILINE), f"{patch}: no {fld}"
     assert r.suffix == "+esca1"
 
 
