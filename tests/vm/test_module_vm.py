@@ -18,9 +18,8 @@ import os
 import re
 from pathlib import Path
 
-import pytest
-
 import esca_vm as vm
+import pytest
 
 pytestmark = pytest.mark.vm
 
