@@ -186,12 +186,9 @@ int esca_flush_thread(struct esca_thread *t)
 	if (!n || t->flushing)
 		return 0;
 	t->flushing = true;
-	if (!t->backend_ok) {
-		for (i = 0; i < n; i++)
-			esca_run_direct(t, i);
-	} else if (esca_cfg.backend == ESCA_BACKEND_MODULE) {
+	if (t->backend == ESCA_BACKEND_MODULE) {
 		esca_module_flush(t);
-	} else if (esca_cfg.backend == ESCA_BACKEND_URING) {
+	} else if (t->backend == ESCA_BACKEND_URING) {
 		esca_uring_flush(t);
 	} else {
 		for (i = 0; i < n; i++)

@@ -123,7 +123,8 @@ struct esca_meta {
 struct esca_thread {
 	bool in_segment;
 	bool ready;		/* tables and backend set up */
-	bool backend_ok;	/* per-thread backend state usable */
+	enum esca_backend backend;	/* this thread's backend; OFF: not set up */
+	bool setup_failed;	/* no backend could be set up: don't retry each segment */
 	bool flushing;
 	pid_t pid;		/* process that owns this state */
 	unsigned n;		/* pending entries */

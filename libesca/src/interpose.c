@@ -193,7 +193,7 @@ ESCA_API int setsockopt(int fd, int level, int name, const void *val, socklen_t 
  * socket is appended to that entry: one call sends both, and the byte
  * stream is the same.  Returns the entry to extend, or NULL.
  */
-static struct esca_entry *mergeable(struct esca_thread *t, int fd, size_t len)
+static struct esca_entry *mergeable(struct esca_thread *t, int fd, int fdkind, size_t len)
 {
 	struct esca_entry *prev;
 	struct esca_meta *m;
@@ -202,7 +202,7 @@ static struct esca_entry *mergeable(struct esca_thread *t, int fd, size_t len)
 		return NULL;
 	prev = &t->table[t->n - 1];
 	m = &t->meta[t->n - 1];
-	if (prev->nr != SYS_write || m->fd != fd || esca_fd_kind(fd) != ESCA_FD_STREAM ||
+	if (fdkind != ESCA_FD_STREAM || prev->nr != SYS_write || m->fd != fd ||
 	    (char *)(uintptr_t)prev->args[1] + prev->args[2] != t->arena + t->arena_used ||
 	    prev->args[2] + len > esca_cfg.defer_max * 4)
 		return NULL;
@@ -210,10 +210,10 @@ static struct esca_entry *mergeable(struct esca_thread *t, int fd, size_t len)
 }
 
 /* Records a write of len bytes gathered from iov (already validated). */
-static ssize_t record_write(struct esca_thread *t, enum esca_call_kind kind, int fd,
+static ssize_t record_write(struct esca_thread *t, enum esca_call_kind kind, int fd, int fdkind,
 			    const struct iovec *iov, int iovcnt, size_t len)
 {
-	struct esca_entry *e = mergeable(t, fd, len);
+	struct esca_entry *e = mergeable(t, fd, fdkind, len);
 	char *data, *p;
 	int i;
 
@@ -242,7 +242,7 @@ static ssize_t record_write(struct esca_thread *t, enum esca_call_kind kind, int
 	t->meta[t->n].data = data;
 	/* known (the fd was just validated); kept because a close recorded
 	 * later in the segment makes libesca forget it */
-	t->meta[t->n].fd_kind = (uint8_t)esca_fd_kind(fd);
+	t->meta[t->n].fd_kind = (uint8_t)fdkind;
 	commit(t, kind, fd, len);
 	return (ssize_t)len;
 }
@@ -251,17 +251,19 @@ ESCA_API ssize_t write(int fd, const void *buf, size_t len)
 {
 	struct esca_thread *t = segment();
 	struct iovec iov = { .iov_base = (void *)buf, .iov_len = len };
+	int kind;
 
 	if (!t)
 		return REAL(write)(fd, buf, len);
-	if (check_fd(t, fd) < 0)
+	kind = check_fd(t, fd);
+	if (kind < 0)
 		return -1;
 	if (len == 0 || len > esca_cfg.defer_max) {
 		direct_in_segment(t, fd, -1);
 		return REAL(write)(fd, buf, len);
 	}
 	pthread_testcancel();
-	return record_write(t, ESCA_CALL_WRITE, fd, &iov, 1, len);
+	return record_write(t, ESCA_CALL_WRITE, fd, kind, &iov, 1, len);
 }
 
 /* Sum of iov lengths, or (size_t)-1 when the call is not for deferring. */
@@ -283,10 +285,12 @@ ESCA_API ssize_t writev(int fd, const struct iovec *iov, int iovcnt)
 	struct esca_thread *t = segment();
 	struct iovec local[64];
 	size_t total;
+	int kind;
 
 	if (!t)
 		return REAL(writev)(fd, iov, iovcnt);
-	if (check_fd(t, fd) < 0)
+	kind = check_fd(t, fd);
+	if (kind < 0)
 		return -1;
 	/* invalid counts, long vectors: the kernel gives the answer */
 	if (iovcnt <= 0 || iovcnt > (int)(sizeof(local) / sizeof(local[0])))
@@ -297,7 +301,7 @@ ESCA_API ssize_t writev(int fd, const struct iovec *iov, int iovcnt)
 	if (total == 0 || total > esca_cfg.defer_max)
 		goto direct;
 	pthread_testcancel();
-	return record_write(t, ESCA_CALL_WRITEV, fd, local, iovcnt, total);
+	return record_write(t, ESCA_CALL_WRITEV, fd, kind, local, iovcnt, total);
 direct:
 	direct_in_segment(t, fd, -1);
 	return REAL(writev)(fd, iov, iovcnt);
@@ -386,7 +390,7 @@ ESCA_API ssize_t send(int fd, const void *buf, size_t len, int flags)
 	pthread_testcancel();
 	/* on a connected socket send(.., 0) is write() */
 	if (!flags)
-		return record_write(t, ESCA_CALL_SEND, fd, &iov, 1, len);
+		return record_write(t, ESCA_CALL_SEND, fd, kind, &iov, 1, len);
 	return record_send(t, ESCA_CALL_SEND, fd, &iov, 1, len, flags, NULL, 0);
 }
 
@@ -446,7 +450,7 @@ ESCA_API ssize_t sendfile(int out_fd, int in_fd, off_t *offset, size_t count)
 	/* the offset the kernel updates, and with the uring backend room to
 	 * read the file into when the send is emulated by read + write */
 	len = 16;
-	if (esca_cfg.backend == ESCA_BACKEND_URING && offset && count <= esca_cfg.uring_copy_max)
+	if (t->backend == ESCA_BACKEND_URING && offset && count <= esca_cfg.uring_copy_max)
 		len += count;
 	e = reserve(t, len, (void **)&data);
 	memcpy(data, &off, sizeof(off));

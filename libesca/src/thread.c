@@ -60,6 +60,8 @@ static void fork_prepare(void)
 		esca_stats_publish(t);
 }
 
+static void backend_thread_fini(struct esca_thread *t, bool after_fork);
+
 static void fork_child(void)
 {
 	struct esca_thread *t = self;
@@ -71,13 +73,8 @@ static void fork_child(void)
 		t->arena_used = 0;
 		memset(t->fd_filter, 0, sizeof(t->fd_filter));
 		memset(&t->st, 0, sizeof(t->st));
-		if (t->backend_ok) {
-			if (esca_cfg.backend == ESCA_BACKEND_MODULE)
-				esca_module_thread_fini(t, true);
-			else if (esca_cfg.backend == ESCA_BACKEND_URING)
-				esca_uring_thread_fini(t, true);
-		}
-		t->backend_ok = false;
+		backend_thread_fini(t, true);
+		t->setup_failed = false;
 		t->pid = getpid();
 	}
 }
@@ -96,20 +93,39 @@ static size_t page_round(size_t n)
 	return (n + pg - 1) & ~(pg - 1);
 }
 
-static bool backend_thread_init(struct esca_thread *t)
+/*
+ * Sets up the thread's backend: the configured one, and io_uring when the
+ * module refuses this thread (seccomp: EPERM, RLIMIT_MEMLOCK: ENOMEM ...).
+ * Returns the backend in use, OFF when none could be set up.
+ */
+static enum esca_backend backend_thread_init(struct esca_thread *t)
 {
-	int err = 0;
+	int err;
 
-	if (esca_cfg.backend == ESCA_BACKEND_MODULE)
+	if (esca_cfg.backend == ESCA_BACKEND_MODULE) {
 		err = esca_module_thread_init(t);
-	else if (esca_cfg.backend == ESCA_BACKEND_URING)
-		err = esca_uring_thread_init(t);
-	if (err) {
-		esca_log("thread %d: backend set-up failed (%s); this thread runs its calls "
-			 "directly", (int)gettid(), strerror(-err));
-		return false;
+		if (!err)
+			return ESCA_BACKEND_MODULE;
+		esca_log("thread %d: %s refused this thread's table (%s)%s; trying io_uring",
+			 (int)gettid(), ESCA_DEVICE_PATH, strerror(-err),
+			 err == -ENOMEM ? ": raise RLIMIT_MEMLOCK (LimitMEMLOCK= in systemd)" :
+			 err == -EPERM ? ": the process runs under seccomp" : "");
 	}
-	return true;
+	err = esca_uring_thread_init(t);
+	if (!err)
+		return ESCA_BACKEND_URING;
+	esca_log("thread %d: io_uring set-up failed (%s); this thread runs its calls directly",
+		 (int)gettid(), strerror(-err));
+	return ESCA_BACKEND_OFF;
+}
+
+static void backend_thread_fini(struct esca_thread *t, bool after_fork)
+{
+	if (t->backend == ESCA_BACKEND_MODULE)
+		esca_module_thread_fini(t, after_fork);
+	else if (t->backend == ESCA_BACKEND_URING)
+		esca_uring_thread_fini(t, after_fork);
+	t->backend = ESCA_BACKEND_OFF;
 }
 
 struct esca_thread *esca_thread_setup(void)
@@ -117,8 +133,11 @@ struct esca_thread *esca_thread_setup(void)
 	struct esca_thread *t = self;
 
 	if (t) {
-		if (unlikely(!t->backend_ok && t->ready && esca_cfg.backend != ESCA_BACKEND_OFF))
-			t->backend_ok = backend_thread_init(t);
+		if (unlikely(t->backend == ESCA_BACKEND_OFF && t->ready &&
+			     esca_cfg.backend != ESCA_BACKEND_OFF && !t->setup_failed)) {
+			t->backend = backend_thread_init(t);
+			t->setup_failed = t->backend == ESCA_BACKEND_OFF;
+		}
 		return t;
 	}
 	if (!atomic_load_explicit(&esca_initialized, memory_order_acquire))
@@ -144,8 +163,10 @@ struct esca_thread *esca_thread_setup(void)
 		return NULL;
 	}
 	t->ready = true;
-	if (esca_cfg.backend != ESCA_BACKEND_OFF)
-		t->backend_ok = backend_thread_init(t);
+	if (esca_cfg.backend != ESCA_BACKEND_OFF) {
+		t->backend = backend_thread_init(t);
+		t->setup_failed = t->backend == ESCA_BACKEND_OFF;
+	}
 	self = t;
 	pthread_setspecific(thread_key, t);
 	return t;
@@ -153,12 +174,7 @@ struct esca_thread *esca_thread_setup(void)
 
 void esca_thread_teardown(struct esca_thread *t)
 {
-	if (t->backend_ok) {
-		if (esca_cfg.backend == ESCA_BACKEND_MODULE)
-			esca_module_thread_fini(t, false);
-		else if (esca_cfg.backend == ESCA_BACKEND_URING)
-			esca_uring_thread_fini(t, false);
-	}
+	backend_thread_fini(t, false);
 	if (t->arena)
 		munmap(t->arena, t->arena_cap);
 	if (t->meta)
@@ -181,9 +197,9 @@ ESCA_API void batch_start(void)
 	/* off: count segments only, every call passes through */
 	if (esca_cfg.backend == ESCA_BACKEND_OFF)
 		return;
-	if (unlikely(!t->backend_ok)) {
+	if (unlikely(t->backend == ESCA_BACKEND_OFF)) {
 		t = esca_thread_setup();
-		if (!t->backend_ok)
+		if (t->backend == ESCA_BACKEND_OFF)
 			return;
 	}
 	t->in_segment = true;
