@@ -33,7 +33,10 @@ def sh(*argv: str | os.PathLike[str], check: bool = True, env: dict[str, str] | 
     full = {**os.environ, "PATH": SYSTEM_PATH, "DEBIAN_FRONTEND": "noninteractive",
             "LANG": "C.UTF-8", **(env or {})}
     full.pop("PYTHONPATH", None)
-    res = subprocess.run([str(a) for a in argv], capture_output=True, text=True, env=full,
+    args = [str(a) for a in argv]
+    if args[0] == "apt-get":  # wait for another apt/dpkg run instead of failing at once
+        args[1:1] = ["-o", "DPkg::Lock::Timeout=600"]
+    res = subprocess.run(args, capture_output=True, text=True, env=full,
                          timeout=timeout, stdin=subprocess.DEVNULL, check=False)
     if check and res.returncode != 0:
         pytest.fail(f"{' '.join(map(str, argv))} exited {res.returncode}:\n"
