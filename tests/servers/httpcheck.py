@@ -80,17 +80,18 @@ def fetch_all(port: int, expected: Expected, keepalive: bool, ranges: bool = Tru
     return problems
 
 
-def concurrent_load(port: int, expected: Expected, clients: int = 24, rounds: int = 3
-                    ) -> tuple[int, list[str]]:
+def concurrent_load(port: int, expected: Expected, clients: int = 24, rounds: int = 3,
+                    ranges: bool = True) -> tuple[int, list[str]]:
     """`clients` threads at once, half kept-alive and half not, all verifying;
     returns the number of requests made and the problems."""
     def one(i: int) -> list[str]:
-        return fetch_all(port, expected, keepalive=i % 2 == 0, ranges=True, seed=i,
+        return fetch_all(port, expected, keepalive=i % 2 == 0, ranges=ranges, seed=i,
                          rounds=rounds)
 
     with ThreadPoolExecutor(max_workers=clients) as pool:
         results = list(pool.map(one, range(clients)))
-    per_client = rounds * sum(2 if len(v) > 2 else 1 for v in expected.files.values())
+    per_client = rounds * sum(2 if ranges and len(v) > 2 else 1
+                              for v in expected.files.values())
     return clients * per_client, [p for r in results for p in r]
 
 

@@ -81,7 +81,7 @@ def apt_install(*debs: Path) -> None:
         POLICY_RC_D.chmod(0o755)
         created = True
     try:
-        sh("apt-get", "install", "-y", "-q", "-o", "DPkg::Lock::Timeout=600",
+        sh("apt-get", "install", "--reinstall", "-y", "-q", "-o", "DPkg::Lock::Timeout=600",
            "--no-install-recommends", *debs)
     finally:
         if created:

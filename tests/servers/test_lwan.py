@@ -8,7 +8,6 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -51,40 +50,57 @@ def test_lwan_package_carries_the_hooks(lwan_deb: Path, tmp_path: Path) -> None:
     assert hooks.hook_state(exe)[0] is hooks.HookState.HOOKED
 
 
-@pytest.fixture
-def lwan_server(lwan_deb: Path, library: Path, site: Site) -> Iterator[tuple[int, Path]]:
-    apt_install(lwan_deb)
+def start_lwan(www: Path, esca: bool, library: Path, stats_dir: Path
+               ) -> tuple[subprocess.Popen[bytes], int]:
     port = runtime.free_port()
-    stats_dir = runtime.new_base("esca-lwan-stats-")
-    stats_dir.chmod(0o1777)
-    log = stats_dir / "lwan.out"
+    serve = ["-r", str(www), "-l", f"127.0.0.1:{port}"]
+    argv = ([sys.executable, "-m", "esca_pkg.run_cli", "lwan", "--backend", "uring", "--stats",
+             "--stats-dir", str(stats_dir), "--library", str(library), "--", *serve]
+            if esca else ["/usr/bin/lwan", *serve])
+    log = stats_dir / f"lwan-{'esca' if esca else 'vanilla'}.out"
     with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "esca_pkg.run_cli", "lwan",
-             "--backend", "uring", "--stats", "--stats-dir", stats_dir, "--library", library,
-             "--", "-r", site.www, "-l", f"127.0.0.1:{port}"],
-            stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out,
+                                stderr=subprocess.STDOUT, cwd=stats_dir)
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         with socket.socket() as s:
             if s.connect_ex(("127.0.0.1", port)) == 0:
-                break
+                return proc, port
         assert proc.poll() is None, log.read_text()
         time.sleep(0.05)
-    yield port, stats_dir
-    proc.terminate()
-    proc.wait(10)
+    proc.kill()
+    pytest.fail(f"lwan did not listen on 127.0.0.1:{port}: {log.read_text()}")
 
 
 @needs_source
-def test_lwan_serves_byte_exact_under_esca(lwan_server: tuple[int, Path], site: Site) -> None:
-    port, stats_dir = lwan_server
-    expected = Expected(site.files)
-    for keepalive in (True, False):
-        problems = fetch_all(port, expected, keepalive=keepalive, ranges=True)
-        assert not problems, problems[:10]
-    requests, problems = concurrent_load(port, expected, clients=16, rounds=2)
-    assert not problems, f"{len(problems)} of {requests}: {problems[:10]}"
-    live = stats.read_dir(stats_dir)
-    assert live and sum(s.deferred_total for s in live) > 0, [s.line() for s in live]
-    assert all(s.counters["bytes_lost"] == 0 for s in live)
+def test_lwan_serves_byte_exact_under_esca(lwan_deb: Path, library: Path, site: Site) -> None:
+    """Whatever this lwan serves correctly on its own (upstream master has answered
+    500 for files above ~16 KB on some kernels), it serves byte for byte under ESCA."""
+    apt_install(lwan_deb)
+    stats_dir = runtime.new_base("esca-lwan-")
+    stats_dir.chmod(0o1777)
+    proc, port = start_lwan(site.www, False, library, stats_dir)
+    try:
+        working = {n: d for n, d in site.files.items()
+                   if not fetch_all(port, Expected({n: d}), keepalive=True, ranges=False)}
+        ranges = not fetch_all(port, Expected(working), keepalive=True, ranges=True)
+    finally:
+        proc.terminate()
+        proc.wait(10)
+    assert "f1k.bin" in working and "f5k.bin" in working, sorted(working)
+    expected = Expected(working)
+
+    proc, port = start_lwan(site.www, True, library, stats_dir)
+    try:
+        for keepalive in (True, False):
+            problems = fetch_all(port, expected, keepalive=keepalive, ranges=ranges)
+            assert not problems, problems[:10]
+        requests, problems = concurrent_load(port, expected, clients=16, rounds=2,
+                                             ranges=ranges)
+        assert not problems, f"{len(problems)} of {requests}: {problems[:10]}"
+        live = stats.read_dir(stats_dir)
+        assert live and sum(s.deferred_total for s in live) > 0, [s.line() for s in live]
+        assert all(s.counters["bytes_lost"] == 0 for s in live)
+    finally:
+        proc.terminate()
+        proc.wait(10)
