@@ -1,0 +1,70 @@
+"""The rebuilt nginx and lighttpd packages, inspected with python-debian."""
+
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+
+import pytest
+from debian.changelog import Changelog
+from debian.debfile import DebFile
+from debian.debian_support import Version
+from servers_support import Built, esca_pkg, sh
+
+from esca_pkg.servers import hooks
+
+pytestmark = pytest.mark.servers
+
+BINARIES = {"nginx": ("nginx", "./usr/sbin/nginx"), "lighttpd": ("lighttpd", "./usr/sbin/lighttpd")}
+
+
+@pytest.mark.parametrize("kind", sorted(BINARIES))
+def test_package_version_changelog_and_hooks(kind: str, built_servers: Built,
+                                             tmp_path: Path) -> None:
+    package, member = BINARIES[kind]
+    (deb_path,) = built_servers.debs(package)
+    deb = DebFile(str(deb_path))
+    version = Version(deb.debcontrol()["Version"])
+    assert str(version).endswith("+esca1")
+
+    names = deb.data.tgz().getnames()
+    log_member = f"./usr/share/doc/{package}/changelog.Debian.gz"
+    assert log_member in names
+    raw = deb.data.tgz().extractfile(log_member)
+    assert raw is not None
+    log = Changelog(gzip.decompress(raw.read()).decode())
+    assert log.version == version
+    assert "ESCA hooks" in "\n".join(log[0].changes())
+    original = log[1].version
+    assert version > original
+    sh("dpkg", "--compare-versions", str(version), "gt", str(original))
+
+    exe = deb.data.tgz().extractfile(member)
+    assert exe is not None
+    path = tmp_path / kind
+    path.write_bytes(exe.read())
+    assert hooks.hook_state(path)[0] is hooks.HookState.HOOKED
+    # no link dependency on libesca: the hooks are weak references
+    assert all(hooks.dynamic_symbols(path)[h].weak for h in hooks.HOOKS)
+    assert "libesca" not in deb.debcontrol().get("Depends", "")
+
+
+def test_patch_is_a_quilt_patch_of_the_build_trees(built_servers: Built) -> None:
+    for kind in BINARIES:
+        series = sorted((built_servers.build_dir / kind).glob("*/debian/patches/series"))
+        assert len(series) == 1, series
+        assert series[0].read_text().split()[-1] == "esca-hooks.patch"
+
+
+def test_only_the_needed_packages_are_kept(built_servers: Built) -> None:
+    names = sorted(p.name.split("_")[0] for p in built_servers.dist.glob("*.deb"))
+    assert "nginx-doc" not in names and "lighttpd-doc" not in names
+    assert not [n for n in names if n.endswith("-dbgsym")]
+    assert {"nginx", "nginx-common", "lighttpd"} <= set(names)
+
+
+def test_second_build_reuses_the_packages(built_servers: Built) -> None:
+    res = esca_pkg("build", "nginx", "lighttpd", "--dist", built_servers.dist,
+                   "--build-dir", built_servers.build_dir)
+    out = res.stdout + res.stderr
+    assert "nginx      reused" in out and "lighttpd   reused" in out, out
