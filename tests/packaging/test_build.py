@@ -7,8 +7,8 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, TARGETS, Built, esca_pkg, sh, snapshot
 from debian.debfile import DebFile
+from pkg_helpers import ROOT, TARGETS, Built, esca_pkg, sh, snapshot
 
 pytestmark = pytest.mark.packaging
 

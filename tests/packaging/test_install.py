@@ -8,8 +8,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import TARGETS, Built, esca_pkg, require_root, sh
 from debian.debfile import DebFile
+from pkg_helpers import TARGETS, Built, esca_pkg, require_root, sh
 
 pytestmark = pytest.mark.packaging
 

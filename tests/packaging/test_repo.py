@@ -9,8 +9,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import Built, esca_pkg, require_root, sh, snapshot
 from debian.deb822 import Packages, Release
+from pkg_helpers import Built, esca_pkg, require_root, sh, snapshot
 
 pytestmark = pytest.mark.packaging
 
