@@ -201,7 +201,11 @@ def cli(server: str | None, backend: str, stats: bool, stats_dir: Path | None, e
     if stats_dir is not None and not print_env:
         stats_dir.mkdir(parents=True, exist_ok=True)
     env = build_env(lib, backend if print_env else chosen.value, stats, stats_dir, esca_debug)
-    program, args = resolve_program(srv, binary, list(_after_dashes), list(env))
+    # Tuning variables the user set (ESCA_URING_MIN_OPS, ...) must reach nginx's
+    # workers too.
+    names = list(env) + sorted(k for k in os.environ if k.startswith("ESCA_") and k not in env
+                               and k != LIBRARY_ENV)
+    program, args = resolve_program(srv, binary, list(_after_dashes), names)
     check_binary(program, srv)
 
     if print_env:

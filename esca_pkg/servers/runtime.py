@@ -172,7 +172,7 @@ def server_binary(kind: str) -> Path:
 def start_server(kind: str, base: Path, www: Path, workers: int, esca: bool,
                  backend: str = "uring", library: Path | None = None,
                  stats_dir: Path | None = None, port: int | None = None,
-                 wait: float = 10.0) -> ServerRun:
+                 wait: float = 10.0, esca_env: dict[str, str] | None = None) -> ServerRun:
     """Start an installed server on a private configuration in base/.
 
     esca=False runs the binary directly (no libesca at all: the vanilla
@@ -199,8 +199,12 @@ def start_server(kind: str, base: Path, www: Path, workers: int, esca: bool,
     else:
         server_args = ["-D", "-f", str(conf)]
         vanilla = [str(binary), *server_args]
+    # The caller's ESCA_* settings do not leak into a run; esca_env gives libesca
+    # tuning variables (ESCA_URING_MIN_OPS=...) to an ESCA run explicitly.
     env = {k: v for k, v in os.environ.items()
            if not (k.startswith("ESCA_") and k != "ESCA_LIBRARY") and k != "LD_PRELOAD"}
+    if esca and esca_env:
+        env.update(esca_env)
     if esca:
         argv = [sys.executable, "-m", "esca_pkg.run_cli", kind, "--backend", backend, "--stats"]
         if library is not None:
