@@ -280,7 +280,8 @@ def measure(run: ServerRun, path: str, seconds: float = 5.0, connections: int = 
             die("perf stat could not attach: " + perf.stderr.read().decode(errors="replace")
                 if perf.stderr else "perf stat failed",
                 hint="run as root; perf needs the raw_syscalls tracepoints")
-        wrk = proc.run(["wrk", "-c", str(connections), "-t", str(threads), "-d", f"{seconds}s",
+        wrk = proc.run(["wrk", "-c", str(connections), "-t", str(threads),
+                        "-d", f"{max(1, round(seconds))}s",
                         f"{run.url}{path}"], capture=True, timeout=seconds + 30)
         perf.send_signal(signal.SIGINT)
         perf.wait(10)
