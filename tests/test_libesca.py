@@ -123,3 +123,9 @@ def test_missing_module_is_reported(cprog, libesca):
     assert proc.returncode == 0
     assert "ESCA_BACKEND=module" in proc.stderr and "modprobe esca" in proc.stderr
     assert proc.stdout == "pending-1;pending-2;"
+
+
+def test_signal_handler_writes_during_segments(cprog, libesca, backend):
+    """A handler's write() that interrupts recording runs directly; both
+    streams stay intact."""
+    check_ok(run_prog(cprog("t_signal"), [], esca_env(libesca, backend)))

@@ -126,6 +126,7 @@ struct esca_thread {
 	enum esca_backend backend;	/* this thread's backend; OFF: not set up */
 	bool setup_failed;	/* no backend could be set up: don't retry each segment */
 	bool flushing;
+	bool busy;		/* recording an entry: a signal handler's call goes direct */
 	pid_t pid;		/* process that owns this state */
 	unsigned n;		/* pending entries */
 	unsigned cap;

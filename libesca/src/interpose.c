@@ -31,7 +31,26 @@ static inline struct esca_thread *segment(void)
 {
 	struct esca_thread *t = esca_self;
 
-	return (t && t->in_segment && !t->flushing) ? t : NULL;
+	return (t && t->in_segment && !t->flushing && !t->busy) ? t : NULL;
+}
+
+/*
+ * The thread's segment, claimed for one interposed call: until leave(), a
+ * signal handler that interrupts the call and makes one of its own sees no
+ * segment and runs directly, so recording is never re-entered.
+ */
+static inline struct esca_thread *enter(void)
+{
+	struct esca_thread *t = segment();
+
+	if (t)
+		t->busy = true;
+	return t;
+}
+
+static inline void leave(struct esca_thread *t)
+{
+	t->busy = false;
 }
 
 /* Runs before a call that goes to libc while a segment is open. */
@@ -104,16 +123,11 @@ static void commit(struct esca_thread *t, enum esca_call_kind kind, int fd, size
 
 /* ---- close, shutdown, setsockopt -------------------------------------- */
 
-ESCA_API int close(int fd)
+static int seg_close(struct esca_thread *t, int fd)
 {
-	struct esca_thread *t = segment();
 	struct esca_entry *e;
 	void *unused;
 
-	if (!t) {
-		esca_fd_set(fd, ESCA_FD_UNKNOWN);
-		return REAL(close)(fd);
-	}
 	pthread_testcancel();
 	if (check_fd(t, fd) < 0)
 		return -1;
@@ -127,15 +141,26 @@ ESCA_API int close(int fd)
 	return 0;
 }
 
-ESCA_API int shutdown(int fd, int how)
+ESCA_API int close(int fd)
 {
-	struct esca_thread *t = segment();
+	struct esca_thread *t = enter();
+	int r;
+
+	if (!t) {
+		esca_fd_set(fd, ESCA_FD_UNKNOWN);
+		return REAL(close)(fd);
+	}
+	r = seg_close(t, fd);
+	leave(t);
+	return r;
+}
+
+static int seg_shutdown(struct esca_thread *t, int fd, int how)
+{
 	struct esca_entry *e;
 	void *unused;
 	int kind;
 
-	if (!t)
-		return REAL(shutdown)(fd, how);
 	kind = check_fd(t, fd);
 	if (kind < 0)
 		return -1;
@@ -151,15 +176,24 @@ ESCA_API int shutdown(int fd, int how)
 	return 0;
 }
 
-ESCA_API int setsockopt(int fd, int level, int name, const void *val, socklen_t len)
+ESCA_API int shutdown(int fd, int how)
 {
-	struct esca_thread *t = segment();
+	struct esca_thread *t = enter();
+	int r;
+
+	if (!t)
+		return REAL(shutdown)(fd, how);
+	r = seg_shutdown(t, fd, how);
+	leave(t);
+	return r;
+}
+
+static int seg_setsockopt(struct esca_thread *t, int fd, int level, int name, const void *val, socklen_t len)
+{
 	struct esca_entry *e;
 	void *data;
 	int v, kind;
 
-	if (!t)
-		return REAL(setsockopt)(fd, level, name, val, len);
 	if (level != IPPROTO_TCP || (name != TCP_CORK && name != TCP_NODELAY) ||
 	    len != sizeof(int) || !val) {
 		direct_in_segment(t, fd, -1);
@@ -184,6 +218,18 @@ ESCA_API int setsockopt(int fd, int level, int name, const void *val, socklen_t 
 	e->args[4] = sizeof(v);
 	commit(t, ESCA_CALL_SETSOCKOPT, fd, sizeof(v));
 	return 0;
+}
+
+ESCA_API int setsockopt(int fd, int level, int name, const void *val, socklen_t len)
+{
+	struct esca_thread *t = enter();
+	int r;
+
+	if (!t)
+		return REAL(setsockopt)(fd, level, name, val, len);
+	r = seg_setsockopt(t, fd, level, name, val, len);
+	leave(t);
+	return r;
 }
 
 /* ---- writes ------------------------------------------------------------ */
@@ -232,7 +278,7 @@ static ssize_t record_write(struct esca_thread *t, enum esca_call_kind kind, int
 	e = reserve(t, len, (void **)&data);
 	for (i = 0, p = data; i < iovcnt; p += iov[i].iov_len, i++)
 		if (esca_copy(p, iov[i].iov_base, iov[i].iov_len) < 0)
-			return -1;	/* nothing recorded: the entry is not committed */
+			return -1;	/* nothing recorded */
 	e->nr = SYS_write;
 	e->flags = ESCA_ENTRY_EXPECT;
 	e->args[0] = (uint64_t)fd;
@@ -247,14 +293,11 @@ static ssize_t record_write(struct esca_thread *t, enum esca_call_kind kind, int
 	return (ssize_t)len;
 }
 
-ESCA_API ssize_t write(int fd, const void *buf, size_t len)
+static ssize_t seg_write(struct esca_thread *t, int fd, const void *buf, size_t len)
 {
-	struct esca_thread *t = segment();
 	struct iovec iov = { .iov_base = (void *)buf, .iov_len = len };
 	int kind;
 
-	if (!t)
-		return REAL(write)(fd, buf, len);
 	kind = check_fd(t, fd);
 	if (kind < 0)
 		return -1;
@@ -264,6 +307,18 @@ ESCA_API ssize_t write(int fd, const void *buf, size_t len)
 	}
 	pthread_testcancel();
 	return record_write(t, ESCA_CALL_WRITE, fd, kind, &iov, 1, len);
+}
+
+ESCA_API ssize_t write(int fd, const void *buf, size_t len)
+{
+	struct esca_thread *t = enter();
+	ssize_t r;
+
+	if (!t)
+		return REAL(write)(fd, buf, len);
+	r = seg_write(t, fd, buf, len);
+	leave(t);
+	return r;
 }
 
 /* Sum of iov lengths, or (size_t)-1 when the call is not for deferring. */
@@ -280,15 +335,12 @@ static size_t iov_total(const struct iovec *iov, int iovcnt)
 	return total;
 }
 
-ESCA_API ssize_t writev(int fd, const struct iovec *iov, int iovcnt)
+static ssize_t seg_writev(struct esca_thread *t, int fd, const struct iovec *iov, int iovcnt)
 {
-	struct esca_thread *t = segment();
 	struct iovec local[64];
 	size_t total;
 	int kind;
 
-	if (!t)
-		return REAL(writev)(fd, iov, iovcnt);
 	kind = check_fd(t, fd);
 	if (kind < 0)
 		return -1;
@@ -305,6 +357,18 @@ ESCA_API ssize_t writev(int fd, const struct iovec *iov, int iovcnt)
 direct:
 	direct_in_segment(t, fd, -1);
 	return REAL(writev)(fd, iov, iovcnt);
+}
+
+ESCA_API ssize_t writev(int fd, const struct iovec *iov, int iovcnt)
+{
+	struct esca_thread *t = enter();
+	ssize_t r;
+
+	if (!t)
+		return REAL(writev)(fd, iov, iovcnt);
+	r = seg_writev(t, fd, iov, iovcnt);
+	leave(t);
+	return r;
 }
 
 #define ESCA_DEFER_MSG_FLAGS (MSG_DONTWAIT | MSG_NOSIGNAL | MSG_MORE)
@@ -352,15 +416,12 @@ static bool send_deferrable(struct esca_thread *t, int fd, size_t len, int flags
 	       !(flags & ~ESCA_DEFER_MSG_FLAGS) && alen <= sizeof(struct sockaddr_storage);
 }
 
-ESCA_API ssize_t sendto(int fd, const void *buf, size_t len, int flags,
+static ssize_t seg_sendto(struct esca_thread *t, int fd, const void *buf, size_t len, int flags,
 			const struct sockaddr *addr, socklen_t alen)
 {
-	struct esca_thread *t = segment();
 	struct iovec iov = { .iov_base = (void *)buf, .iov_len = len };
 	int kind;
 
-	if (!t)
-		return REAL(sendto)(fd, buf, len, flags, addr, alen);
 	kind = check_fd(t, fd);
 	if (kind < 0)
 		return -1;
@@ -372,14 +433,24 @@ ESCA_API ssize_t sendto(int fd, const void *buf, size_t len, int flags,
 	return record_send(t, ESCA_CALL_SEND, fd, &iov, 1, len, flags, addr, addr ? alen : 0);
 }
 
-ESCA_API ssize_t send(int fd, const void *buf, size_t len, int flags)
+ESCA_API ssize_t sendto(int fd, const void *buf, size_t len, int flags,
+			const struct sockaddr *addr, socklen_t alen)
 {
-	struct esca_thread *t = segment();
+	struct esca_thread *t = enter();
+	ssize_t r;
+
+	if (!t)
+		return REAL(sendto)(fd, buf, len, flags, addr, alen);
+	r = seg_sendto(t, fd, buf, len, flags, addr, alen);
+	leave(t);
+	return r;
+}
+
+static ssize_t seg_send(struct esca_thread *t, int fd, const void *buf, size_t len, int flags)
+{
 	struct iovec iov = { .iov_base = (void *)buf, .iov_len = len };
 	int kind;
 
-	if (!t)
-		return REAL(send)(fd, buf, len, flags);
 	kind = check_fd(t, fd);
 	if (kind < 0)
 		return -1;
@@ -394,16 +465,25 @@ ESCA_API ssize_t send(int fd, const void *buf, size_t len, int flags)
 	return record_send(t, ESCA_CALL_SEND, fd, &iov, 1, len, flags, NULL, 0);
 }
 
-ESCA_API ssize_t sendmsg(int fd, const struct msghdr *msg, int flags)
+ESCA_API ssize_t send(int fd, const void *buf, size_t len, int flags)
 {
-	struct esca_thread *t = segment();
+	struct esca_thread *t = enter();
+	ssize_t r;
+
+	if (!t)
+		return REAL(send)(fd, buf, len, flags);
+	r = seg_send(t, fd, buf, len, flags);
+	leave(t);
+	return r;
+}
+
+static ssize_t seg_sendmsg(struct esca_thread *t, int fd, const struct msghdr *msg, int flags)
+{
 	struct iovec local[64];
 	struct msghdr mh;
 	size_t total;
 	int kind;
 
-	if (!t)
-		return REAL(sendmsg)(fd, msg, flags);
 	kind = check_fd(t, fd);
 	if (kind < 0)
 		return -1;
@@ -425,9 +505,20 @@ direct:
 	return REAL(sendmsg)(fd, msg, flags);
 }
 
-ESCA_API ssize_t sendfile(int out_fd, int in_fd, off_t *offset, size_t count)
+ESCA_API ssize_t sendmsg(int fd, const struct msghdr *msg, int flags)
 {
-	struct esca_thread *t = segment();
+	struct esca_thread *t = enter();
+	ssize_t r;
+
+	if (!t)
+		return REAL(sendmsg)(fd, msg, flags);
+	r = seg_sendmsg(t, fd, msg, flags);
+	leave(t);
+	return r;
+}
+
+static ssize_t seg_sendfile(struct esca_thread *t, int out_fd, int in_fd, off_t *offset, size_t count)
+{
 	struct esca_entry *e;
 	struct esca_meta *m;
 	off_t off = -1;
@@ -435,8 +526,6 @@ ESCA_API ssize_t sendfile(int out_fd, int in_fd, off_t *offset, size_t count)
 	char *data;
 	int kind;
 
-	if (!t)
-		return REAL(sendfile)(out_fd, in_fd, offset, count);
 	if (check_fd(t, out_fd) < 0)
 		return -1;
 	kind = check_fd(t, in_fd);
@@ -475,6 +564,18 @@ ESCA_API ssize_t sendfile(int out_fd, int in_fd, off_t *offset, size_t count)
 direct:
 	direct_in_segment(t, out_fd, in_fd);
 	return REAL(sendfile)(out_fd, in_fd, offset, count);
+}
+
+ESCA_API ssize_t sendfile(int out_fd, int in_fd, off_t *offset, size_t count)
+{
+	struct esca_thread *t = enter();
+	ssize_t r;
+
+	if (!t)
+		return REAL(sendfile)(out_fd, in_fd, offset, count);
+	r = seg_sendfile(t, out_fd, in_fd, offset, count);
+	leave(t);
+	return r;
 }
 
 ESCA_API ssize_t sendfile64(int out_fd, int in_fd, off_t *offset, size_t count)
