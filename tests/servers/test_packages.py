@@ -68,3 +68,20 @@ def test_second_build_reuses_the_packages(built_servers: Built) -> None:
                    "--build-dir", built_servers.build_dir)
     out = res.stdout + res.stderr
     assert "nginx      reused" in out and "lighttpd   reused" in out, out
+
+
+def test_source_is_the_newest_the_archive_serves(built_servers: Built, tmp_path: Path) -> None:
+    """The rebuilt version is <the newest downloadable source version>+esca1, and no
+    newer version the lists name can be downloaded."""
+    from esca_pkg.servers.apt_source import SourceArchive
+
+    archive = SourceArchive.for_build_dir(built_servers.build_dir)
+    for kind in BINARIES:
+        version, dsc = archive.download(kind, tmp_path / kind)
+        assert dsc.is_file()
+        (deb_path,) = built_servers.debs(BINARIES[kind][0])
+        assert DebFile(str(deb_path)).debcontrol()["Version"] == f"{version}+esca1"
+        for v in (v for v in archive.versions(kind) if v > version):
+            res = sh("apt-get", *archive.options(), "-q", "--download-only", "--only-source",
+                     "source", f"{kind}={v}", check=False, cwd=tmp_path)
+            assert res.returncode != 0, f"{kind} {v} downloads, but {version} was built"
