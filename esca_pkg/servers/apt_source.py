@@ -125,15 +125,17 @@ class SourceArchive:
                  hint="check that the Debian archive is reachable (apt-get update)")
         stamp.touch()
 
-    def versions(self, package: str) -> list[Version]:
-        """Versions of a source package in the lists, newest first."""
+    def paragraphs(self, package: str) -> list[Sources]:
+        """The Sources index entries of a source package (every listed version)."""
         res = proc.run(["apt-cache", *self.options(), "showsrc", "--only-source", package],
                        capture=True, check=False)
-        found: set[str] = set()
-        for para in Sources.iter_paragraphs(res.stdout.splitlines(keepends=True),
-                                            use_apt_pkg=False):
-            if para.get("Package") == package and para.get("Version"):
-                found.add(para["Version"])
+        return [para for para in Sources.iter_paragraphs(res.stdout.splitlines(keepends=True),
+                                                         use_apt_pkg=False)
+                if para.get("Package") == package and para.get("Version")]
+
+    def versions(self, package: str) -> list[Version]:
+        """Versions of a source package in the lists, newest first."""
+        found = {para["Version"] for para in self.paragraphs(package)}
         if not found:
             die(f"no source package '{package}' in {self.release}, {self.release}-updates or "
                 f"{self.release}-security", hint=f"check the mirror lines in {self.sources_list}")

@@ -14,6 +14,9 @@ import sys
 from pathlib import Path
 from typing import ClassVar
 
+from debian.deb822 import Deb822
+from debian.debian_support import Version
+
 from esca_pkg import debbuild
 from esca_pkg.context import BuildContext
 from esca_pkg.log import die, info
@@ -70,14 +73,24 @@ class ServerTarget(Target):
             lwan.render_control(recipe, tree)
             shutil.copyfile(tree / "debian" / "control", out)
             return out
-        built = sorted(work.glob("*/debian/control"))
-        if built:
-            return built[0]
+        # The Build-Depends of the newest listed version, from the Sources index
+        # (no download needed).
         archive = apt_source.SourceArchive.for_build_dir(ctx.build_dir)
         archive.update()
-        _version, dsc = archive.download(recipe.source_package, ctx.build_dir / "sources")
-        tree = debian_rebuild.unpack(dsc, work / "control-tree")
-        return tree / "debian" / "control"
+        paras = archive.paragraphs(recipe.source_package)
+        if not paras:
+            die(f"no source package '{recipe.source_package}' in the lists",
+                hint=f"check {archive.sources_list}")
+        newest = max(paras, key=lambda p: Version(p["Version"]))
+        control = Deb822()
+        control["Source"] = recipe.source_package
+        for fld in ("Build-Depends", "Build-Depends-Arch", "Build-Depends-Indep"):
+            if newest.get(fld):
+                control[fld] = newest[fld]
+        out = work / "control.sources"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(control.dump())
+        return out
 
     def build(self, ctx: BuildContext, log: Path) -> debbuild.BuildResult:
         recipe = self.recipe(ctx)

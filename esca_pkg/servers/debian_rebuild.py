@@ -30,6 +30,7 @@ def unpack(dsc: Path, dest: Path) -> Path:
     """dpkg-source -x of the .dsc into dest (replaced if it exists)."""
     if dest.exists():
         shutil.rmtree(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
     proc.run(["dpkg-source", "--no-check", "-x", dsc, dest], capture=True,
              hint=f"the source package {dsc.name} may be damaged: delete {dsc.parent} and rebuild")
     return dest
