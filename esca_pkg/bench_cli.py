@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from esca_pkg import log
+from esca_pkg.bench.cli import servers_command
 from esca_pkg.microbench import (
     BATCH_SIZES,
     MicroSetup,
@@ -17,11 +18,21 @@ from esca_pkg.microbench import (
 )
 
 
-@click.group()
+@click.group(invoke_without_command=True)
 @click.option("--debug", is_flag=True, help="Show commands and tracebacks.")
-def cli(debug: bool) -> None:
-    """Measure what ESCA buys on this machine."""
+@click.option("--quick", is_flag=True,
+              help="Without a command: the smoke run 'esca-bench servers --quick'.")
+@click.pass_context
+def cli(ctx: click.Context, debug: bool, quick: bool) -> None:
+    """Measure what ESCA buys on this machine.
+
+    Without a command, runs the server A/B benchmark (esca-bench servers).
+    """
     log.set_debug(debug)
+    if ctx.invoked_subcommand is None:
+        ctx.invoke(servers_command, quick=quick)
+    elif quick:
+        raise click.UsageError("--quick goes after the command: esca-bench servers --quick")
 
 
 @cli.command()
@@ -49,6 +60,9 @@ def micro(rounds: int, repeats: int, sockets: int, backends: tuple[str, ...],
              f"{repeats} interleaved repeats of {rounds} segments")
     result = run_micro(setup)
     click.echo(format_table(setup, result, batches=BATCH_SIZES))
+
+
+cli.add_command(servers_command)
 
 
 def main() -> None:

@@ -1,0 +1,175 @@
+"""`esca-bench servers`: the command line of the server A/B benchmark."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+
+from esca_pkg import log
+from esca_pkg.bench import machine, plots, report, runner, servers
+from esca_pkg.bench.runner import CONNECTIONS, SIZES_KB, Plan
+from esca_pkg.log import die, info, warn
+from esca_pkg.microbench import MicroSetup, find_artifacts, format_table, run_micro
+from esca_pkg.run_cli import find_library
+from esca_pkg.servers import backends, runtime
+
+TOP = Path(__file__).resolve().parent.parent.parent
+QUICK = {"sizes": (1,), "connections": (50,), "duration": 1, "repeats": 2, "warmup": 1,
+         "count_duration": 1, "micro_rounds": 200, "micro_repeats": 1}
+
+
+def _ints(text: str, what: str) -> tuple[int, ...]:
+    try:
+        vals = tuple(int(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise click.BadParameter(
+            f"{what}: a comma-separated list of integers, not {text!r}") from None
+    if not vals or min(vals) <= 0:
+        raise click.BadParameter(f"{what}: give positive integers, e.g. 1,5,10")
+    return vals
+
+
+def _library(option: Path | None) -> Path:
+    """--library, else $ESCA_LIBRARY, else this source tree's build, else libesca0's."""
+    tree = TOP / "libesca" / "build" / "libesca.so.0"
+    if option is None and not os.environ.get("ESCA_LIBRARY") and tree.is_file():
+        option = tree
+    return find_library(option)
+
+
+def _backends(wanted: tuple[str, ...]) -> tuple[str, ...]:
+    """The ESCA backends to compare with off: the given ones (each must be usable
+    by the servers' user), else every usable one."""
+    checks = {"module": backends.check_module, "uring": backends.check_uring}
+    run_as = "www-data" if os.geteuid() == 0 else None
+    if wanted:
+        for b in wanted:
+            c = checks[b](run_as)
+            if not c.usable:
+                die(f"the {b} backend cannot run here: {c.reason}", hint=c.fix or None)
+        return wanted
+    usable = tuple(b for b in ("module", "uring") if checks[b](run_as).usable)
+    if not usable:
+        die("no ESCA backend can run here: " + "; ".join(
+            f"{b}: {checks[b](run_as).reason}" for b in checks),
+            hint=backends.check_uring(run_as).fix)
+    return usable
+
+
+def _servers(wanted: tuple[str, ...], quick: bool) -> tuple[str, ...]:
+    if wanted:
+        return wanted
+    found = tuple(k for k in servers.KINDS if servers.hooked(k))
+    if not found:
+        die("no patched server is installed (nginx, lighttpd or lwan with the ESCA hooks)",
+            hint="esca-pkg build nginx && apt install ./dist/nginx_*+esca1_*.deb "
+                 "./dist/nginx-common_*+esca1_all.deb")
+    return found[:1] if quick else found
+
+
+def _micro(library: Path, esca_backends: tuple[str, ...], rounds: int,
+           repeats: int) -> dict[str, Any]:
+    try:
+        lib, prog = find_artifacts(TOP)
+    except log.EscaError as e:
+        warn(f"micro-benchmark skipped: {e}")
+        return {"skipped": str(e)}
+    setup = MicroSetup(library=lib, program=prog, backends=("off", *esca_backends),
+                       rounds=rounds, repeats=repeats)
+    res = run_micro(setup)
+    return {"library": str(lib), "rounds": rounds, "repeats": repeats,
+            "samples": [{"op": op, "backend": b, "batch": n, "ns_per_call": v}
+                        for (op, b, n), v in sorted(res.samples.items())],
+            "table": format_table(setup, res)}
+
+
+@click.command("servers")
+@click.option("--quick", is_flag=True,
+              help="Smoke run under a minute: one server, 1 KB, -c 50, two short pairs.")
+@click.option("--server", "server_names", multiple=True, type=click.Choice(servers.KINDS),
+              help="Server to measure (repeatable; default: every installed patched one).")
+@click.option("--backend", "backend_names", multiple=True, type=click.Choice(["module", "uring"]),
+              help="ESCA backend compared with off (repeatable; default: every usable one).")
+@click.option("--sizes", default=",".join(map(str, SIZES_KB)), show_default=True,
+              help="File sizes in KB.")
+@click.option("--connections", default=",".join(map(str, CONNECTIONS)), show_default=True,
+              help="wrk connection counts.")
+@click.option("--duration", type=click.IntRange(1, 600), default=3, show_default=True,
+              help="Seconds of each throughput run (wrk takes whole seconds).")
+@click.option("--repeats", type=click.IntRange(1, 100), default=3, show_default=True,
+              help="Interleaved A B pairs per cell.")
+@click.option("--warmup", type=click.IntRange(0, 60), default=1, show_default=True,
+              help="Seconds of an unrecorded run of each variant before a cell (0: none).")
+@click.option("--count-duration", type=click.IntRange(1, 600), default=2,
+              show_default=True, help="Seconds of the run of each variant counted by perf.")
+@click.option("--out", "out_dir", type=click.Path(path_type=Path, file_okay=False),
+              default=Path("esca-bench-results"), show_default=True,
+              help="Directory for results.json, results.md and the PNG plots.")
+@click.option("--library", type=click.Path(path_type=Path, dir_okay=False),
+              help="libesca to preload (default: $ESCA_LIBRARY, this tree's build, libesca0's).")
+@click.option("--micro/--no-micro", default=True, show_default=True,
+              help="Also run the per-call micro-benchmark.")
+@click.option("--plots/--no-plots", "draw", default=True, show_default=True,
+              help="Draw the PNG plots (needs matplotlib).")
+def servers_command(quick: bool, server_names: tuple[str, ...], backend_names: tuple[str, ...],
+                    sizes: str, connections: str, duration: int, repeats: int, warmup: int,
+                    count_duration: int, out_dir: Path, library: Path | None, micro: bool,
+                    draw: bool) -> None:
+    """A/B of each patched server: vanilla (--backend off) against ESCA.
+
+    wrk on 127.0.0.1 over file sizes and connection counts, runs interleaved
+    A B A B, server and wrk on different CPUs; per cell the median and spread
+    of requests/s, syscalls per request (perf) and their theoretical minimum.
+    Writes results.json, results.md, throughput.png and syscalls.png.
+    """
+    if os.geteuid() != 0:
+        die("esca-bench servers runs as root",
+            hint="it starts the servers as Debian runs them (workers as www-data) and "
+                 "attaches perf to them: sudo esca-bench servers")
+    micro_rounds, micro_repeats = 1000, 3
+    size_list, conn_list = _ints(sizes, "--sizes"), _ints(connections, "--connections")
+    if quick:
+        size_list, conn_list = QUICK["sizes"], QUICK["connections"]
+        duration, repeats = QUICK["duration"], QUICK["repeats"]
+        warmup, count_duration = QUICK["warmup"], QUICK["count_duration"]
+        micro_rounds, micro_repeats = QUICK["micro_rounds"], QUICK["micro_repeats"]
+    if draw:
+        plots._pyplot()  # fail before the runs, not after them
+    names = _servers(server_names, quick)
+    for kind in names:
+        servers.require_server(kind)
+    plan = Plan(servers=names, backends=_backends(backend_names), sizes_kb=size_list,
+                connections=conn_list, duration=duration, repeats=repeats, warmup=warmup,
+                count_duration=count_duration, library=_library(library),
+                placement=machine.placement())
+    info(f"esca-bench: {', '.join(plan.servers)} x backend {', '.join(plan.backends)} "
+         f"against off; {len(size_list)} sizes x {len(conn_list)} connection counts; "
+         f"{plan.placement.describe()}; about {plan.estimate_seconds() / 60:.1f} min")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    work = runtime.new_base("esca-bench-")
+    t0 = time.monotonic()
+    try:
+        doc = runner.run(plan, work, ["esca-bench", *sys.argv[1:]])
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    if micro:
+        info("esca-bench: micro-benchmark ...")
+        doc["micro"] = _micro(plan.library, plan.backends, micro_rounds, micro_repeats)
+    doc["elapsed_seconds"] = round(time.monotonic() - t0, 1)
+    doc["targets"] = report.targets(doc)
+    report.write_json(doc, out_dir / "results.json")
+    text = report.markdown(doc)
+    (out_dir / "results.md").write_text(text)
+    if draw and doc["cells"]:
+        plots.throughput(doc, out_dir / "throughput.png")
+        plots.syscalls(doc, out_dir / "syscalls.png")
+    click.echo(text)
+    info(f"esca-bench: {len(doc['cells'])} cells in {doc['elapsed_seconds']:.0f} s; "
+         f"results in {out_dir}/ (results.json, results.md"
+         + (", throughput.png, syscalls.png)" if draw and doc["cells"] else ")"))

@@ -1,0 +1,89 @@
+"""PNG plots of a result document (matplotlib, no display needed)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from esca_pkg.log import die
+
+
+def _pyplot() -> Any:
+    try:
+        import matplotlib
+    except ImportError:
+        die("matplotlib is not installed: the plots cannot be drawn",
+            hint="apt-get install python3-matplotlib, or pip install 'esca-pkg[bench]'; "
+                 "or pass --no-plots")
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _by(doc: dict[str, Any], server: str) -> dict[tuple[str, int], list[dict[str, Any]]]:
+    out: dict[tuple[str, int], list[dict[str, Any]]] = {}
+    for c in doc["cells"]:
+        if c["server"] == server:
+            out.setdefault((c["backend"], c["connections"]), []).append(c)
+    for cells in out.values():
+        cells.sort(key=lambda c: c["size_kb"])
+    return out
+
+
+def _servers(doc: dict[str, Any]) -> list[str]:
+    return list(dict.fromkeys(c["server"] for c in doc["cells"]))
+
+
+def throughput(doc: dict[str, Any], path: Path) -> None:
+    """Throughput ratio ESCA/vanilla against file size, one panel per server."""
+    plt = _pyplot()
+    names = _servers(doc)
+    fig, axes = plt.subplots(1, len(names), figsize=(5.5 * len(names), 4.2), squeeze=False)
+    for ax, server in zip(axes[0], names, strict=True):
+        for (backend, conns), cells in _by(doc, server).items():
+            x = [c["size_kb"] for c in cells]
+            r = [c["summary"]["ratio"] for c in cells]
+            y = [q["median"] for q in r]
+            err = [[q["median"] - q["min"] for q in r], [q["max"] - q["median"] for q in r]]
+            ax.errorbar(x, y, yerr=err, marker="o", capsize=3, label=f"{backend}, -c {conns}")
+        ax.axhline(1.0, color="grey", linewidth=1, linestyle="--")
+        ax.set_xscale("log")
+        ax.set_xlabel("file size (KB)")
+        ax.set_ylabel("requests/s, ESCA / vanilla")
+        ax.set_title(server)
+        ax.legend(fontsize=8)
+        ax.grid(True, which="both", alpha=0.3)
+    fig.suptitle("Throughput ratio (median of interleaved pairs, bars: min-max)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def syscalls(doc: dict[str, Any], path: Path) -> None:
+    """Syscalls per request against file size: vanilla, ESCA and the minimum."""
+    plt = _pyplot()
+    names = _servers(doc)
+    fig, axes = plt.subplots(1, len(names), figsize=(5.5 * len(names), 4.2), squeeze=False)
+    for ax, server in zip(axes[0], names, strict=True):
+        for i, ((backend, conns), cells) in enumerate(_by(doc, server).items()):
+            color = f"C{i}"
+            x = [c["size_kb"] for c in cells]
+            s = [c["summary"] for c in cells]
+            ax.plot(x, [q["vanilla_syscalls_per_request"] for q in s], color=color,
+                    linestyle="--", marker="s", label=f"vanilla -c {conns}")
+            ax.plot(x, [q["esca_syscalls"]["measured"] for q in s], color=color,
+                    marker="o", label=f"{backend} -c {conns}")
+            ax.plot(x, [q["esca_syscalls"]["minimum"] for q in s], color=color,
+                    linestyle=":", label=f"minimum -c {conns}")
+        ax.set_xscale("log")
+        ax.set_ylim(bottom=0)
+        ax.set_xlabel("file size (KB)")
+        ax.set_ylabel("syscalls per request")
+        ax.set_title(server)
+        ax.legend(fontsize=7, ncol=2)
+        ax.grid(True, which="both", alpha=0.3)
+    fig.suptitle("System calls per request (perf raw_syscalls:sys_enter on the workers)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

@@ -1,0 +1,218 @@
+"""The server A/B benchmark: for each server and ESCA backend, the vanilla run
+(libesca preloaded with --backend off) and the ESCA run of the same binary,
+interleaved A B A B over every file size and concurrency, then one counted run
+of each with perf on the serving processes."""
+
+from __future__ import annotations
+
+import datetime as dt
+import http.client
+import os
+import shutil
+import sys
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import click
+
+from esca_pkg import log
+from esca_pkg.bench import machine, measure, servers, summary
+from esca_pkg.bench.machine import Placement
+from esca_pkg.log import die
+from esca_pkg.servers import runtime, stats
+
+SCHEMA = "esca-bench/servers/1"
+SIZES_KB = runtime.FILE_SIZES_KB
+CONNECTIONS = (10, 50, 200)
+LIBESCA_COUNTERS = ("segments", "deferred", "flushes", "flushed_calls", "kernel_entries",
+                    "direct_in_segment", "bytes_lost", "errors_other")
+
+
+@dataclass(frozen=True)
+class Plan:
+    servers: tuple[str, ...]
+    backends: tuple[str, ...]  # ESCA backends; each is compared with "off"
+    sizes_kb: tuple[int, ...]
+    connections: tuple[int, ...]
+    duration: int  # seconds of one throughput run (wrk takes whole seconds)
+    repeats: int  # A B pairs per cell
+    warmup: int  # seconds of an unrecorded run of each variant before a cell
+    count_duration: int  # seconds of the counted run of each variant
+    library: Path
+    placement: Placement
+
+    def runs_per_cell(self) -> int:
+        return 2 * (self.repeats + 1 + (1 if self.warmup else 0))
+
+    def estimate_seconds(self) -> float:
+        per_cell = (2 * (self.repeats * self.duration + self.count_duration + self.warmup)
+                    + 0.4 * self.runs_per_cell())
+        return len(self.servers) * len(self.backends) * len(self.sizes_kb) * \
+            len(self.connections) * per_cell
+
+
+def _libesca(run: runtime.ServerRun) -> dict[str, int]:
+    """libesca's counters summed over the serving processes (live stats files)."""
+    assert run.stats_dir is not None
+    pids = set(run.serving_pids())
+    total = dict.fromkeys(LIBESCA_COUNTERS, 0)
+    for s in stats.read_dir(run.stats_dir):
+        if s.pid not in pids:
+            continue
+        total["segments"] += s.segments
+        total["deferred"] += s.deferred_total
+        for k in LIBESCA_COUNTERS[2:]:
+            total[k] += s.counters[k]
+    return total
+
+
+def _probe(run: runtime.ServerRun, path: str, size: int) -> str:
+    """'' when one GET of path returns 200 with size bytes, else what went wrong."""
+    conn = http.client.HTTPConnection("127.0.0.1", run.port, timeout=10)
+    try:
+        conn.request("GET", path)
+        resp = conn.getresponse()
+        body = resp.read()
+    except (OSError, http.client.HTTPException) as e:
+        return f"GET {path}: {e}"
+    finally:
+        conn.close()
+    if resp.status != 200 or len(body) != size:
+        return f"GET {path}: status {resp.status}, {len(body)} of {size} bytes"
+    return ""
+
+
+class Runner:
+    def __init__(self, plan: Plan, workdir: Path, step: Callable[[str], None]) -> None:
+        self.plan = plan
+        self.workdir = workdir
+        self.step = step
+        self.events = measure.syscall_events()
+        self.pl = plan.placement
+
+    def sample(self, run: runtime.ServerRun, path: str, conns: int,
+               seconds: int) -> dict[str, Any]:
+        pids = run.serving_pids()
+        before = measure.cpu_ns(pids)
+        w = measure.run_wrk(run.url + path, conns, self.pl.wrk_threads, seconds,
+                            self.pl.client_cpus)
+        cpu = measure.cpu_ns(pids) - before
+        if w.requests == 0:
+            die(f"wrk completed no request against {run.kind} {run.url}{path} "
+                f"(-c {conns}, {seconds:g} s)", hint=f"see {run.error_log} and {run.output}")
+        return {"requests": w.requests, "seconds": w.seconds, "rps": w.rps,
+                "socket_errors": w.socket_errors, "non2xx": w.non2xx,
+                "server_cpu_us_per_request": cpu / 1000.0 / w.requests}
+
+    def counted(self, run: runtime.ServerRun, path: str, conns: int) -> dict[str, Any]:
+        pids = run.serving_pids()
+        with measure.SyscallCounter(pids, self.events, self.pl.client_cpus) as counter:
+            lib0 = _libesca(run)
+            counter.enable()
+            w = measure.run_wrk(run.url + path, conns, self.pl.wrk_threads,
+                                self.plan.count_duration, self.pl.client_cpus)
+            counter.disable()
+            lib1 = _libesca(run)
+        if w.requests == 0:
+            die(f"wrk completed no request against {run.kind} {run.url}{path}",
+                hint=f"see {run.error_log}")
+        return {"requests": w.requests, "seconds": w.seconds, "rps": w.rps,
+                "pids": pids, "syscalls": counter.counts(),
+                "libesca": {k: lib1[k] - lib0[k] for k in LIBESCA_COUNTERS}}
+
+    def cell(self, a: runtime.ServerRun, b: runtime.ServerRun, backend: str, size: int,
+             conns: int) -> dict[str, Any]:
+        path = f"/f{size}k.bin"
+        label = f"{a.kind} {backend} {size} KB -c {conns}"
+        if self.plan.warmup:
+            for run in (a, b):
+                self.step(f"{label}: warm-up")
+                self.sample(run, path, conns, self.plan.warmup)
+        runs: dict[str, list[dict[str, Any]]] = {"off": [], backend: []}
+        for i in range(self.plan.repeats):  # A B A B ...
+            for name, run in (("off", a), (backend, b)):
+                self.step(f"{label}: {name} {i + 1}/{self.plan.repeats}")
+                runs[name].append(self.sample(run, path, conns, self.plan.duration))
+        counted = {}
+        for name, run in (("off", a), (backend, b)):
+            self.step(f"{label}: {name} counted")
+            counted[name] = self.counted(run, path, conns)
+        cell: dict[str, Any] = {"server": a.kind, "backend": backend, "size_kb": size,
+                                "connections": conns, "runs": runs, "counted": counted}
+        cell["summary"] = summary.summarize(cell, backend)
+        return cell
+
+    def server(self, kind: str, www: Path, sizes: dict[int, int]) -> tuple[list[dict[str, Any]],
+                                                                          list[dict[str, Any]]]:
+        cells: list[dict[str, Any]] = []
+        skipped: list[dict[str, Any]] = []
+        for backend in self.plan.backends:
+            base = self.workdir / f"{kind}-{backend}"
+            a = servers.start(kind, base / "off", www, "off", self.plan.library,
+                              self.pl.workers, self.pl.server_cpus, base / "off-stats")
+            try:
+                b = servers.start(kind, base / backend, www, backend, self.plan.library,
+                                  self.pl.workers, self.pl.server_cpus, base / f"{backend}-stats")
+                try:
+                    for size in self.plan.sizes_kb:
+                        why = _probe(a, f"/f{size}k.bin", sizes[size]) or \
+                            _probe(b, f"/f{size}k.bin", sizes[size])
+                        if why:
+                            log.warn(f"{kind} ({backend}): {size} KB skipped: {why}")
+                            skipped.append({"server": kind, "backend": backend, "size_kb": size,
+                                            "reason": why})
+                            for _ in self.plan.connections:
+                                for _ in range(self.plan.runs_per_cell()):
+                                    self.step(f"{kind} {size} KB skipped")
+                            continue
+                        for conns in self.plan.connections:
+                            cells.append(self.cell(a, b, backend, size, conns))
+                finally:
+                    b.stop()
+            finally:
+                a.stop()
+        return cells, skipped
+
+
+def run(plan: Plan, workdir: Path, argv: list[str]) -> dict[str, Any]:
+    """Run the plan with a progress bar; return the result document (JSON-able)."""
+    measure.require_tools()
+    for kind in plan.servers:
+        servers.require_server(kind)
+    workdir.mkdir(parents=True, exist_ok=True)
+    www = workdir / "www"
+    files = runtime.make_site(www, plan.sizes_kb)
+    sizes = {kb: len(files[f"f{kb}k.bin"]) for kb in plan.sizes_kb}
+    started = dt.datetime.now(dt.UTC)
+    doc: dict[str, Any] = {
+        "schema": SCHEMA,
+        "command": argv,
+        "started": started.isoformat(timespec="seconds"),
+        "machine": machine.describe(),
+        "versions": machine.versions(plan.library),
+        "settings": {**{k: v for k, v in asdict(plan).items() if k != "placement"},
+                     "library": str(plan.library),
+                     "placement": asdict(plan.placement),
+                     "placement_text": plan.placement.describe()},
+        "cells": [],
+        "skipped": [],
+    }
+    total = len(plan.servers) * len(plan.backends) * len(plan.sizes_kb) * \
+        len(plan.connections) * plan.runs_per_cell()
+    with click.progressbar(length=total, label="esca-bench", file=sys.stderr,
+                           show_pos=True, show_eta=True, width=24) as bar:
+        def step(what: str) -> None:
+            bar.label = what[:48].ljust(48)
+            bar.update(1)
+
+        runner = Runner(plan, workdir, step)
+        for kind in plan.servers:
+            cells, skipped = runner.server(kind, www, sizes)
+            doc["cells"] += cells
+            doc["skipped"] += skipped
+    doc["finished"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+    doc["machine"]["load_average_end"] = list(os.getloadavg())
+    shutil.rmtree(www, ignore_errors=True)
+    return doc
