@@ -27,7 +27,7 @@
 enum op {
 	OP_DIRECT,
 	OP_WRITE,	/* write, writev, send without flags */
-	OP_SENDMSG,	/* send with flags / address: may only end a group */
+	OP_SENDMSG,	/* send with flags / address (SEND or SENDMSG): may only end a group */
 	OP_CLOSE,
 	OP_SHUTDOWN,
 	OP_COPYFILE,	/* sendfile as READ + WRITE through the arena */
@@ -59,6 +59,7 @@ static bool probe_ops(struct io_uring *ring, bool *has_shutdown)
 	if (!p)
 		return false;
 	ok = io_uring_opcode_supported(p, IORING_OP_WRITE) &&
+	     io_uring_opcode_supported(p, IORING_OP_SEND) &&
 	     io_uring_opcode_supported(p, IORING_OP_READ) &&
 	     io_uring_opcode_supported(p, IORING_OP_SENDMSG) &&
 	     io_uring_opcode_supported(p, IORING_OP_CLOSE);
@@ -237,10 +238,22 @@ static void prep(struct esca_uring *u, struct esca_thread *t, unsigned i, bool l
 
 	switch (u->op[i]) {
 	case OP_WRITE:
+		/* SEND is the shorter path into a socket, but a short SEND does
+		 * not break a chain: only the last op of a group may use it */
+		if (!link && esca_fd_is_socket(m->fd_kind)) {
+			io_uring_prep_send(sqe, fd, (void *)(uintptr_t)e->args[1],
+					   (size_t)e->expect, MSG_DONTWAIT);
+			break;
+		}
 		io_uring_prep_write(sqe, fd, (void *)(uintptr_t)e->args[1], (unsigned)e->expect, -1);
 		sqe->rw_flags = RWF_NOWAIT;
 		break;
 	case OP_SENDMSG:
+		if (!e->args[4]) {
+			io_uring_prep_send(sqe, fd, (void *)(uintptr_t)e->args[1],
+					   (size_t)e->expect, m->sock_flags | MSG_DONTWAIT);
+			break;
+		}
 		memset(&u->msg[i], 0, sizeof(u->msg[i]));
 		u->iov[i].iov_base = (void *)(uintptr_t)e->args[1];
 		u->iov[i].iov_len = e->expect;
