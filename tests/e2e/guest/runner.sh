@@ -1,0 +1,218 @@
+#!/bin/bash
+# The operator's session, inside the guest (root of the overlay).  $1 is the
+# run directory shared with the host; plan.env there says which phase runs.
+# Each step: mark /dev/kmsg, run with a timeout, keep its output, exit code
+# and the kernel log after the mark in results/NAME.{out,rc,dmesg}.  A failed
+# "must" step stops the phase (results/aborted names it); dmesg is kept.
+run=$1
+self=$(readlink -f "$0")
+# shellcheck source=/dev/null
+. "$run/plan.env"
+export HOME=/root LANG=C.UTF-8 DEBIAN_FRONTEND=noninteractive PYTHONDONTWRITEBYTECODE=1
+export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+res=$run/results
+state=/root/e2e-state		# on the guest's disk: survives the reboot
+mkdir -p "$res" "$state"
+
+step() {
+	local name=$1 limit=$2 rc t0
+	shift 2
+	echo "esca-e2e: begin $name" > /dev/kmsg
+	echo "e2e: $name"
+	t0=$(date +%s)
+	# Functions of this script run in a fresh bash (timeout needs a program).
+	if [ "$(type -t "$1")" = function ]; then
+		timeout -k 10 "$limit" bash "$self" "$run" __call "$@" > "$res/$name.out" 2>&1
+	else
+		timeout -k 10 "$limit" "$@" > "$res/$name.out" 2>&1
+	fi
+	rc=$?
+	echo "esca-e2e: end $name" > /dev/kmsg
+	dmesg | awk -v m="esca-e2e: begin $name" 'index($0, m) { p = 1 } p' > "$res/$name.dmesg"
+	echo $(($(date +%s) - t0)) > "$res/$name.seconds"
+	echo "$rc" > "$res/$name.rc"
+	echo "e2e: $name exit $rc ($(cat "$res/$name.seconds") s)"
+	return "$rc"
+}
+
+must() {
+	step "$@" && return 0
+	echo "$1" > "$run/aborted"
+	finish
+}
+
+finish() {
+	pkill -TERM -x nginx 2>/dev/null
+	dmesg > "$run/dmesg.txt"
+	echo done > "$run/finished"
+	exit 0
+}
+
+start_udev() {
+	# What systemd would have started at boot: udevd, the coldplug trigger.
+	/lib/systemd/systemd-udevd --daemon || return 1
+	udevadm trigger --action=add && udevadm settle --timeout=120
+}
+
+# --- the checks (each prints what it saw; non-zero on a mismatch) ----------------
+
+check_module() {
+	local kver=$1 ok=0
+	dkms status esca
+	if ! dkms status -k "$kver" esca | grep -q ": installed"; then
+		echo "FAIL: dkms status has no installed esca for $kver"; ok=1
+	fi
+	ls -l "/lib/modules/$kver/updates/dkms/" 2>&1
+	ls /lib/modules/"$kver"/updates/dkms/esca.ko* >/dev/null 2>&1 ||
+		{ echo "FAIL: no esca.ko under /lib/modules/$kver/updates/dkms"; ok=1; }
+	modinfo -k "$kver" esca | grep -E '^(filename|version|vermagic)' || ok=1
+	return $ok
+}
+
+check_loaded() {
+	local ok=0 want="root:esca 660 character special file" got
+	udevadm settle --timeout=60
+	[ -d /sys/module/esca ] || { echo "FAIL: module esca is not loaded"; ok=1; }
+	cat /sys/module/esca/version 2>/dev/null
+	got=$(stat -c '%U:%G %a %F' /dev/esca 2>&1)
+	echo "/dev/esca: $got"
+	[ "$got" = "$want" ] || { echo "FAIL: /dev/esca is '$got', the udev rule gives '$want'"; ok=1; }
+	cat /sys/kernel/debug/esca/symbols 2>/dev/null
+	return $ok
+}
+
+check_gone() {
+	# After apt remove: no module file, no DKMS state, no module source.
+	local ok=0 left
+	left=$(find /lib/modules -name 'esca.ko*' 2>/dev/null)
+	[ -z "$left" ] || { echo "FAIL: module files left: $left"; ok=1; }
+	[ ! -e /var/lib/dkms/esca ] || { echo "FAIL: /var/lib/dkms/esca left"; ls -lR /var/lib/dkms/esca; ok=1; }
+	left=$(ls -d /usr/src/esca-* 2>/dev/null)
+	[ -z "$left" ] || { echo "FAIL: module source left: $left"; ok=1; }
+	if dkms status esca | grep -q .; then echo "FAIL: dkms status: $(dkms status esca)"; ok=1; fi
+	if modinfo esca >/dev/null 2>&1; then echo "FAIL: modinfo still finds esca"; ok=1; fi
+	# The loaded module stays until unloaded (documented); it must unload.
+	if [ -d /sys/module/esca ]; then
+		rmmod esca || { echo "FAIL: rmmod esca"; ok=1; }
+	fi
+	[ ! -d /sys/module/esca ] || { echo "FAIL: module still loaded"; ok=1; }
+	echo "remove check: $ok"
+	return $ok
+}
+
+check_purged() {
+	local ok=0 left f
+	left=$(dpkg-query -W -f '${Package} ${db:Status-Abbrev}\n' 'esca-*' 'libesca*' 2>/dev/null |
+		awk '$2 != "un" && $2 != "pn"')
+	[ -z "$left" ] || { echo "FAIL: packages left: $left"; ok=1; }
+	if getent group esca; then echo "FAIL: group esca left"; ok=1; fi
+	for f in $(cat "$state"/*.files); do
+		if [ -e "$f" ] && [ ! -d "$f" ]; then echo "FAIL: file left: $f"; ok=1; fi
+	done
+	# Everything the guest ever wrote is in the overlay's upper layer: nothing
+	# named esca may remain there (whiteouts, apt's lists and logs aside).
+	left=$(cd /run/e2e-rw/upper && find . -iname '*esca*' ! -type c \
+		! -path './var/lib/apt/lists/*' ! -path './var/log/*' ! -path './root/e2e-state*')
+	[ -z "$left" ] || { echo "FAIL: left in the writable layer: $left"; ok=1; }
+	echo "purge check: $ok ($(wc -l < <(cat "$state"/*.files)) package paths checked)"
+	return $ok
+}
+
+prepare() {
+	# An offline Debian 12 machine whose apt sources are two local
+	# repositories: ESCA's (esca-pkg repo) and one with the Debian packages
+	# it will install (the second kernel).  The host's root is below the
+	# overlay: packages the host's own tests left installed (ESCA's, the
+	# patched servers) and the second kernel are purged first.
+	mkdir -p /etc/apt/sources.list.d.off
+	mv /etc/apt/sources.list.d/* /etc/apt/sources.list.d.off/ 2>/dev/null
+	cat > /etc/apt/sources.list <<EOS
+deb [trusted=yes] file:$ESCA_REPO ./
+deb [trusted=yes] file:$DEPS_REPO ./
+EOS
+	cat > /etc/apt/preferences.d/esca <<EOS
+Package: *
+Pin: release o=ESCA
+Pin-Priority: 600
+EOS
+	local present=() p
+	for p in $PURGE; do
+		dpkg-query -W -f '${db:Status-Abbrev}' "$p" 2>/dev/null | grep -q '^[ihr]' && present+=("$p")
+	done
+	echo "purging: ${present[*]}"
+	if [ ${#present[@]} -gt 0 ]; then
+		apt-get purge -y -q "${present[@]}" || return 1
+	fi
+	rm -rf /var/lib/dkms/esca /etc/modules-load.d/esca.conf
+	apt-get update -q || return 1
+	echo "kernels: $(ls /lib/modules)"
+	[ ! -e "/lib/modules/$KREL2" ] || { echo "FAIL: $KREL2 still installed"; return 1; }
+	! find /lib/modules -name 'esca.ko*' | grep . || { echo "FAIL: esca.ko left"; return 1; }
+	! getent group esca || { echo "FAIL: group esca left"; return 1; }
+}
+
+install_esca() {
+	cd "$ESCA_REPO" || return 1
+	apt-get install -y -q ./esca-dkms_*.deb ./libesca0_*.deb ./esca-tools_*.deb nginx ||
+		return 1
+	apt-cache policy nginx
+	dpkg-query -W nginx nginx-common esca-dkms libesca0 esca-tools
+	local p
+	for p in esca-dkms libesca0 esca-tools; do
+		dpkg-query -L "$p" > "$state/$p.files"
+	done
+}
+
+serve() {
+	python3 "$run/serve_check.py" --repo "$REPO" --out "$run/$1.json" "${@:2}"
+}
+
+install_kernel2() {
+	# No dkms command: the kernel packages' hooks must build the module.
+	apt-get install -y -q $KERNEL2_PKGS || return 1
+	cp "/boot/vmlinuz-$KREL2" "$run/vmlinuz-$KREL2"
+	check_module "$KREL2"
+}
+
+if [ "${2:-}" = __call ]; then
+	shift 2
+	"$@"
+	exit
+fi
+
+uname -r > "$run/uname"
+echo "e2e: phase $PHASE on $(uname -r)"
+
+case $PHASE in
+first)
+	must prepare 1200 prepare
+	must udev 300 start_udev
+	must install 1800 install_esca
+	must module 60 check_module "$KREL1"
+	must loaded 60 check_loaded
+	# nginx's workers run as www-data: not in group esca yet, so esca-run
+	# refuses the module backend (the test checks the message) ...
+	step refused 60 esca-run nginx --backend module -- -t
+	# ... until the operator adds it.
+	must adduser 60 adduser www-data esca
+	must serve-1w 900 serve "serve-$KREL1-1w" --workers 1 --backend module
+	must serve-2w 900 serve "serve-$KREL1-2w" --workers 2 --backend module
+	step syscalls 900 serve "syscalls-$KREL1" --measure
+	must kernel2 2400 install_kernel2
+	;;
+second)
+	must boot 300 start_udev
+	# What systemd-modules-load.service does at boot (modules-load.d).
+	must modules-load 120 /lib/systemd/systemd-modules-load
+	must module 60 check_module "$KREL2"
+	must loaded 60 check_loaded
+	must serve-1w 900 serve "serve-$KREL2-1w" --workers 1 --backend module
+	must serve-2w 900 serve "serve-$KREL2-2w" --workers 2 --backend module
+	step syscalls 900 serve "syscalls-$KREL2" --measure
+	must remove 1200 apt-get remove -y -q esca-dkms libesca0 esca-tools
+	must removed 120 check_gone
+	must purge 600 apt-get purge -y -q esca-dkms libesca0 esca-tools
+	must purged 300 check_purged
+	;;
+esac
+finish

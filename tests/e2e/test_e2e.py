@@ -1,0 +1,224 @@
+"""End to end, as an operator: a Debian 12 guest under QEMU TCG, Debian's 6.1
+kernel, `apt install` of ESCA's .debs and the patched nginx, DKMS building the
+module in the guest, `esca-run nginx --backend module` serving verified bytes;
+then Debian's 6.12 kernel installed in the guest (DKMS builds through the
+kernel's hook), a reboot into it, the same serving run, and apt remove /
+purge leaving nothing.  See docs/e2e.md.
+
+Two boots share the guest's disk; each guest step's output, exit code and
+kernel log come back in its run directory (tests/_build/e2e/run/).  Every
+failure message carries the step's output and kernel log, the console log's
+tail and the paths of the full console log and dmesg.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+import time
+from pathlib import Path
+
+import e2e_guest as g
+import pytest
+
+pytestmark = pytest.mark.e2e
+
+# Packages the host's own tests may have left installed: purged in the guest
+# before the operator's install (the host itself is never changed).
+LEFTOVER_PATTERNS = ("esca-*", "libesca*", "nginx", "nginx-*", "libnginx-mod-*")
+
+
+@dataclasses.dataclass
+class E2E:
+    krel1: str
+    krel2: str
+    timings: dict[str, float]
+    first: g.Boot | None = None
+    second: g.Boot | None = None
+    error: str = ""
+
+
+def _installed(patterns: tuple[str, ...]) -> list[str]:
+    proc = g.run(["dpkg-query", "-W", "-f", "${Package} ${db:Status-Abbrev}\n", *patterns],
+                 capture=True, check=False)
+    return sorted({line.split()[0] for line in proc.stdout.splitlines()
+                   if len(line.split()) == 2 and line.split()[1][0] in "ihr"})
+
+
+def _run_all(base: Path) -> E2E:
+    k1 = g.vm.find_kernel(g.FIRST)
+    k2 = g.vm.find_kernel(g.SECOND)
+    e2e = E2E(k1.release, k2.release, {})
+    t0 = time.monotonic()
+    dist = g.BUILD / "dist"
+    e2e.timings["build packages"] = g.build_packages(dist, g.BUILD / "pkg-build")
+    t1 = time.monotonic()
+    kernel2_pkgs = g.installed_kernel_packages(k2.release, k2.series)
+    deps = g.local_deps_repo(g.BUILD / "deps", kernel2_pkgs)
+    e2e.timings["dependency repository"] = time.monotonic() - t1
+    purge = sorted({*_installed(LEFTOVER_PATTERNS), *(p.name for p in kernel2_pkgs)})
+    metas = [p.name for p in kernel2_pkgs if p.name.endswith(f"-{k2.series}-amd64")]
+    shutil.rmtree(base, ignore_errors=True)
+    base.mkdir(parents=True)
+    disk = g.make_disk(base / "disk.img")
+    plan = {
+        "KREL1": k1.release, "KREL2": k2.release, "ESCA_REPO": str(dist / "repo"),
+        "DEPS_REPO": str(deps), "PURGE": " ".join(purge), "KERNEL2_PKGS": " ".join(metas),
+    }
+    e2e.first = g.boot("first", k1.vmlinuz, g.build_initramfs(k1, base / "initramfs-1.cpio"),
+                       disk, base / "first", {**plan, "PHASE": "first"}, timeout=3000)
+    e2e.timings["first boot"] = e2e.first.seconds
+    vmlinuz2 = e2e.first.rundir / f"vmlinuz-{k2.release}"
+    if not e2e.first.finished or e2e.first.aborted or not vmlinuz2.exists():
+        e2e.error = "the first boot did not complete: no second boot"
+    else:
+        e2e.second = g.boot("second", vmlinuz2,
+                            g.build_initramfs(k2, base / "initramfs-2.cpio"), disk,
+                            base / "second", {**plan, "PHASE": "second"}, timeout=2400)
+        e2e.timings["second boot"] = e2e.second.seconds
+    e2e.timings["total"] = time.monotonic() - t0
+    report = g.BUILD / "timings.json"
+    report.write_text(json.dumps(e2e.timings, indent=1))
+    g.log("timings: " + ", ".join(f"{k} {v:.0f} s" for k, v in e2e.timings.items()))
+    return e2e
+
+
+@pytest.fixture(scope="module")
+def e2e() -> E2E:
+    try:
+        return _run_all(g.BUILD / "run")
+    except g.HarnessError as err:
+        pytest.fail(f"e2e harness: {err}", pytrace=False)
+
+
+def _boot(e2e: E2E, which: str) -> g.Boot:
+    boot = e2e.first if which == "first" else e2e.second
+    if boot is None:
+        pytest.fail(f"the {which} boot did not run: {e2e.error}\n" + _context(e2e.first),
+                    pytrace=False)
+    if not boot.finished:
+        pytest.fail(f"the {which} boot did not finish ({boot.seconds:.0f} s)\n" + _context(boot),
+                    pytrace=False)
+    return boot
+
+
+def _context(boot: g.Boot | None) -> str:
+    if boot is None:
+        return ""
+    dmesg = boot.rundir / "dmesg.txt"
+    return (f"--- guest console log: {boot.console_log}\n{boot.console[-3000:]}\n"
+            f"--- guest dmesg: {dmesg if dmesg.exists() else '(not saved: the guest died)'}")
+
+
+def _step(e2e: E2E, which: str, name: str, expect_rc: int = 0) -> g.vm.StepResult:
+    boot = _boot(e2e, which)
+    res = boot.result(name)
+    if res.rc is None:
+        why = f"aborted at step {boot.aborted!r}" if boot.aborted else "not run"
+        pytest.fail(f"{which} boot: step {name} did not run ({why})\n" + _context(boot),
+                    pytrace=False)
+    if res.rc != expect_rc or res.bad_dmesg():
+        pytest.fail(f"{which} boot ({e2e.krel1 if which == 'first' else e2e.krel2}): "
+                    f"{res.describe()}\n--- bad kernel log lines: {res.bad_dmesg()}\n"
+                    + _context(boot), pytrace=False)
+    return res
+
+
+def _json(boot: g.Boot, name: str) -> dict:
+    return json.loads((boot.rundir / f"{name}.json").read_text())
+
+
+# --- first kernel: the operator's install ----------------------------------------
+
+
+def test_install_on_first_kernel(e2e: E2E) -> None:
+    _step(e2e, "first", "prepare")
+    _step(e2e, "first", "udev")
+    out = _step(e2e, "first", "install").out
+    assert "+esca1" in out, "apt did not install the patched nginx:\n" + out[-3000:]
+    mod = _step(e2e, "first", "module").out
+    assert e2e.krel1 in mod
+    loaded = _step(e2e, "first", "loaded").out
+    assert "/dev/esca: root:esca 660 character special file" in loaded
+
+
+def test_esca_run_refuses_module_until_www_data_in_group(e2e: E2E) -> None:
+    res = _boot(e2e, "first").result("refused")
+    assert res.rc not in (None, 0), "esca-run accepted the module backend for www-data " \
+        "before it was in group esca:\n" + res.out
+    assert "adduser www-data esca" in res.out, res.out
+    _step(e2e, "first", "adduser")
+
+
+@pytest.mark.parametrize("which", ["first", "second"])
+@pytest.mark.parametrize("workers", [1, 2])
+def test_serving_with_module_backend(e2e: E2E, which: str, workers: int) -> None:
+    boot = _boot(e2e, which)
+    _step(e2e, which, f"serve-{workers}w")
+    krel = e2e.krel1 if which == "first" else e2e.krel2
+    report = _json(boot, f"serve-{krel}-{workers}w")
+    assert report["failures"] == [], report
+    assert report["stats_backends"] == ["module"]
+    assert report["deferred"] > 0
+    assert report["concurrent_requests"] > 0 and not report["problems"]
+    print(f"\n{krel} {workers} worker(s): {report['concurrent_requests']} concurrent requests "
+          f"verified in {report['client_seconds']} s; deferred calls {report['deferred']}, "
+          f"flushes {report['flushes']}, kernel entries {report['kernel_entries']}")
+    for line in report["stats"]:
+        print("  " + line)
+
+
+@pytest.mark.parametrize("which", ["first", "second"])
+def test_syscalls_per_request(e2e: E2E, which: str) -> None:
+    boot = _boot(e2e, which)
+    _step(e2e, which, "syscalls")
+    krel = e2e.krel1 if which == "first" else e2e.krel2
+    report = _json(boot, f"syscalls-{krel}")
+    rows = {r["label"]: r for r in report["rows"] if "syscalls_per_request" in r}
+    table = [f"syscalls per request in the guest ({krel}, TCG), {report['file']}, "
+             f"{report['connections']} connections, 1 worker:"]
+    for r in report["rows"]:
+        if "note" in r:
+            table.append(f"  note: {r['note']}")
+        else:
+            table.append(f"  {r['label']:8} {r['syscalls_per_request']:8.2f}  "
+                         f"({r['syscalls']} calls / {r['requests']} requests, {r['rps']} req/s, "
+                         f"{r['tool']})")
+    text = "\n".join(table)
+    (g.BUILD / f"syscalls-{krel}.txt").write_text(text + "\n")
+    print("\n" + text)
+    assert set(rows) == {"vanilla", "off", "module"}, report
+    assert rows["module"]["syscalls_per_request"] < rows["off"]["syscalls_per_request"], text
+
+
+def test_second_kernel_gets_module_through_its_hook(e2e: E2E) -> None:
+    res = _step(e2e, "first", "kernel2")
+    assert e2e.krel2 in res.out
+    assert "dkms" in res.out.lower(), "no DKMS run in the kernel's installation:\n" + res.out
+
+
+def test_second_kernel_loads_module_at_boot(e2e: E2E) -> None:
+    boot = _boot(e2e, "second")
+    assert (boot.rundir / "uname").read_text().strip() == e2e.krel2
+    _step(e2e, "second", "boot")
+    _step(e2e, "second", "modules-load")
+    _step(e2e, "second", "module")
+    loaded = _step(e2e, "second", "loaded").out
+    assert "/dev/esca: root:esca 660 character special file" in loaded
+
+
+def test_remove_and_purge_leave_nothing(e2e: E2E) -> None:
+    _step(e2e, "second", "remove")
+    assert "remove check: 0" in _step(e2e, "second", "removed").out
+    _step(e2e, "second", "purge")
+    assert "purge check: 0" in _step(e2e, "second", "purged").out
+
+
+@pytest.mark.parametrize("which", ["first", "second"])
+def test_guest_kernel_log_clean(e2e: E2E, which: str) -> None:
+    boot = _boot(e2e, which)
+    dmesg = boot.rundir / "dmesg.txt"
+    bad = [ln for ln in dmesg.read_text(errors="replace").splitlines()
+           if g.vm.BAD_DMESG.search(ln)]
+    assert not bad, f"{dmesg}:\n" + "\n".join(bad)
