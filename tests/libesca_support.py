@@ -26,7 +26,9 @@ def module_usable() -> str | None:
 
 def esca_env(libesca: Path, backend: str, **extra: str) -> dict[str, str]:
     env = dict(os.environ)
-    env.update({"LD_PRELOAD": str(libesca), "ESCA_BACKEND": backend, "ESCA_STATS": "1"})
+    # ESCA_ADAPT=0: every segment records, whatever it measures (deterministic)
+    env.update({"LD_PRELOAD": str(libesca), "ESCA_BACKEND": backend, "ESCA_STATS": "1",
+                "ESCA_ADAPT": "0"})
     env.update(extra)
     return env
 

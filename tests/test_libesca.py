@@ -129,3 +129,22 @@ def test_signal_handler_writes_during_segments(cprog, libesca, backend):
     """A handler's write() that interrupts recording runs directly; both
     streams stay intact."""
     check_ok(run_prog(cprog("t_signal"), [], esca_env(libesca, backend)))
+
+
+@pytest.mark.parametrize(("op", "batch", "batched"), [("close", 1, False), ("write", 8, True)])
+def test_adaptive_batching(libesca, op, batch, batched):
+    """ESCA_ADAPT (default): segments of one call pass through (recording
+    them would only cost); writes that merge keep being batched."""
+    prog = libesca.parent / "esca-microbench"
+    env = esca_env(libesca, "uring")
+    del env["ESCA_ADAPT"]
+    proc = run_prog(prog, [op, str(batch), "1000"], env)
+    check_ok(proc)
+    stats = parse_stats(proc.stderr)
+    assert stats["segments"] == 1100
+    if batched:
+        assert stats["segments_passthrough"] == 0, stats
+        assert stats["write"] == 1100 * batch
+    else:
+        # the first 64 segments and one in 64 after them still record
+        assert 1100 - 64 - 1100 // 64 - 2 <= stats["segments_passthrough"] < 1100, stats

@@ -196,6 +196,7 @@ int esca_flush_thread(struct esca_thread *t)
 	}
 	t->st.flushes++;
 	t->st.flushed_calls += n;
+	t->seg_entries += n;
 	for (i = 0; i < n; i++) {
 		t->fd_filter[esca_fd_hash(t->meta[i].fd) >> 6] = 0;
 		if (t->meta[i].in_fd >= 0)

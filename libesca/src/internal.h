@@ -43,6 +43,7 @@ struct esca_config {
 	size_t defer_max;	/* larger writes run at once */
 	size_t uring_copy_max;	/* sendfile emulated by read+write up to this */
 	unsigned uring_min_ops;	/* fewer ring ops than this run directly */
+	bool adapt;		/* ESCA_ADAPT: batch only where it pays (measured) */
 	int write_timeout_ms;	/* bounded wait when completing a short write */
 	bool debug;
 	bool stats;
@@ -137,6 +138,12 @@ struct esca_thread {
 	size_t arena_cap;
 	uint64_t fd_filter[64];	/* fds with pending entries, hashed to 4096 bits */
 	unsigned unpublished;	/* flushes since the counters were last published */
+	/* adaptive batching: what this thread's segments look like */
+	unsigned seg_calls;	/* calls recorded in the current segment */
+	unsigned seg_entries;	/* entries flushed for it (after merging) */
+	uint32_t avg_calls;	/* moving averages, x16 */
+	uint32_t avg_entries;
+	unsigned seg_count;
 	struct esca_stats st;	/* this thread's counters since its last publish */
 	/* backend state */
 	int module_fd;
@@ -190,6 +197,9 @@ void esca_module_thread_fini(struct esca_thread *t, bool after_fork);
 void esca_module_flush(struct esca_thread *t);
 
 int esca_uring_probe(void);		/* 0 when io_uring is usable */
+/* Whether a ring flush of about n entries was measured cheaper than direct
+ * calls (true while not yet measured). */
+bool esca_uring_ring_pays(struct esca_thread *t, unsigned n);
 int esca_uring_thread_init(struct esca_thread *t);
 void esca_uring_thread_fini(struct esca_thread *t, bool after_fork);
 void esca_uring_flush(struct esca_thread *t);

@@ -118,6 +118,7 @@ static void commit(struct esca_thread *t, enum esca_call_kind kind, int fd, size
 			 len : (len + 15) & ~(size_t)15;
 	t->st.arena_bytes += len;
 	t->st.deferred[kind]++;
+	t->seg_calls++;
 	t->n++;
 }
 
@@ -273,6 +274,7 @@ static ssize_t record_write(struct esca_thread *t, enum esca_call_kind kind, int
 		t->arena_used += len;	/* unaligned on purpose: the next may merge too */
 		t->st.arena_bytes += len;
 		t->st.deferred[kind]++;
+		t->seg_calls++;
 		return (ssize_t)len;
 	}
 	e = reserve(t, len, (void **)&data);

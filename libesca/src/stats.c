@@ -107,6 +107,9 @@ void esca_stats_publish(struct esca_thread *t)
 	add(&global->errors_dropped, &s->errors_dropped);
 	add(&global->errors_other, &s->errors_other);
 	add(&global->bytes_lost, &s->bytes_lost);
+	add(&global->uring_ring_flushes, &s->uring_ring_flushes);
+	add(&global->uring_direct_flushes, &s->uring_direct_flushes);
+	add(&global->segments_passthrough, &s->segments_passthrough);
 }
 
 static const char *backend_name(uint32_t b)
@@ -144,7 +147,8 @@ void esca_stats_exit(void)
 			len += snprintf(line + len, sizeof(line) - len,
 				") direct_in_segment=%llu flushes=%llu mean_batch=%.1f kernel_entries=%llu"
 				" arena_bytes=%llu short_writes_completed=%llu bytes_completed=%llu"
-				" errors_dropped=%llu errors_other=%llu bytes_lost=%llu\n",
+				" errors_dropped=%llu errors_other=%llu bytes_lost=%llu"
+				" ring_flushes=%llu direct_flushes=%llu segments_passthrough=%llu\n",
 				(unsigned long long)global->direct_in_segment,
 				(unsigned long long)global->flushes,
 				global->flushes ? (double)global->flushed_calls / (double)global->flushes : 0.0,
@@ -154,7 +158,10 @@ void esca_stats_exit(void)
 				(unsigned long long)global->bytes_completed,
 				(unsigned long long)global->errors_dropped,
 				(unsigned long long)global->errors_other,
-				(unsigned long long)global->bytes_lost);
+				(unsigned long long)global->bytes_lost,
+				(unsigned long long)global->uring_ring_flushes,
+				(unsigned long long)global->uring_direct_flushes,
+				(unsigned long long)global->segments_passthrough);
 		if (len >= sizeof(line))
 			len = sizeof(line) - 1;
 		(void)!syscall(1, 2, line, len);

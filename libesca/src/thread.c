@@ -184,6 +184,36 @@ void esca_thread_teardown(struct esca_thread *t)
 	munmap(t, page_round(sizeof(*t)));
 }
 
+static void average(uint32_t *avg, unsigned sample)
+{
+	int64_t x = (int64_t)sample * 16;
+
+	*avg = (uint32_t)((int64_t)*avg + (x - (int64_t)*avg) / 8);
+}
+
+/*
+ * Whether this segment should record its calls (ESCA_ADAPT, default on).
+ * Batching costs the recording of each call; it pays when calls merge
+ * (writes to one socket), or when a flush of the usual size is cheaper than
+ * the direct calls (one ioctl; io_uring where measured so).  Otherwise the
+ * segment passes its calls through, and one segment in 64 still records,
+ * to follow changes of the workload.
+ */
+static bool worth_batching(struct esca_thread *t)
+{
+	uint32_t calls = t->avg_calls, entries = t->avg_entries;
+
+	if (!esca_cfg.adapt || t->seg_count++ < 64 || (t->seg_count & 63) == 0)
+		return true;
+	if (calls * 4 > entries * 5)
+		return true;		/* merging saves a quarter of the calls */
+	if (entries < 2 * 16)
+		return false;		/* nothing to batch a call with */
+	if (t->backend == ESCA_BACKEND_URING)
+		return esca_uring_ring_pays(t, (entries + 8) / 16);
+	return true;
+}
+
 ESCA_API void batch_start(void)
 {
 	struct esca_thread *t = self;
@@ -202,6 +232,12 @@ ESCA_API void batch_start(void)
 		if (t->backend == ESCA_BACKEND_OFF)
 			return;
 	}
+	if (!worth_batching(t)) {
+		t->st.segments_passthrough++;
+		return;
+	}
+	t->seg_calls = 0;
+	t->seg_entries = 0;
 	t->in_segment = true;
 }
 
@@ -212,8 +248,13 @@ ESCA_API int batch_flush(void)
 
 	if (unlikely(!t))
 		return 0;
-	t->in_segment = false;
-	n = t->n ? esca_flush_thread(t) : 0;
+	n = 0;
+	if (t->in_segment) {
+		t->in_segment = false;
+		n = t->n ? esca_flush_thread(t) : 0;
+		average(&t->avg_calls, t->seg_calls);
+		average(&t->avg_entries, t->seg_entries);
+	}
 	/* counters reach the shared struct every 32 flushes (and at fork,
 	 * thread exit and process exit): atomics cost more than a flush of one */
 	if (++t->unpublished >= 32) {
