@@ -18,6 +18,7 @@ struct esca_config esca_cfg = {
 	.table_entries = 256,
 	.arena_bytes = 1u << 20,
 	.defer_max = 16384,
+	.sendfile_max = 65536,
 	.uring_copy_max = 4096,
 	.uring_min_ops = 2,
 	.adapt = true,
@@ -80,6 +81,8 @@ static void read_config(void)
 					 1ul << 30);
 	esca_cfg.defer_max = env_ulong("ESCA_DEFER_MAX", esca_cfg.defer_max, 0,
 				       esca_cfg.arena_bytes / 4);
+	esca_cfg.sendfile_max = env_ulong("ESCA_SENDFILE_MAX", esca_cfg.sendfile_max, 0,
+					  1ul << 30);
 	esca_cfg.uring_copy_max = env_ulong("ESCA_URING_COPY_MAX", esca_cfg.uring_copy_max, 0,
 					    esca_cfg.defer_max);
 	esca_cfg.uring_min_ops = env_ulong("ESCA_URING_MIN_OPS", esca_cfg.uring_min_ops, 1,
@@ -89,9 +92,30 @@ static void read_config(void)
 						   esca_cfg.write_timeout_ms, 1, 3600000);
 }
 
+/*
+ * The environment is read when libesca is loaded, not in esca_init(): nginx
+ * gives its workers a cleared environment (only its `env` directives), and
+ * the worker is where esca_init() runs.
+ */
+static char want_backend[16];
+char esca_stats_dir[256];
+
+__attribute__((constructor)) static void esca_read_environment(void)
+{
+	const char *s;
+
+	read_config();
+	s = getenv("ESCA_BACKEND");
+	if (s)
+		snprintf(want_backend, sizeof(want_backend), "%s", s);
+	s = getenv("ESCA_STATS_DIR");
+	if (s)
+		snprintf(esca_stats_dir, sizeof(esca_stats_dir), "%s", s);
+}
+
 static int choose_backend(void)
 {
-	const char *want = getenv("ESCA_BACKEND");
+	const char *want = want_backend;
 	int err;
 
 	if (!want || !*want || !strcmp(want, "auto")) {
@@ -148,7 +172,6 @@ ESCA_API int esca_init(void)
 	pthread_mutex_lock(&lock);
 	if (!atomic_load_explicit(&esca_initialized, memory_order_relaxed)) {
 		esca_resolve_real();
-		read_config();
 		esca_fd_init();
 		esca_guard_install();
 		err = choose_backend();

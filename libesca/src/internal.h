@@ -41,6 +41,7 @@ struct esca_config {
 	unsigned table_entries;	/* entries per thread table */
 	size_t arena_bytes;	/* payload arena per thread */
 	size_t defer_max;	/* larger writes run at once */
+	size_t sendfile_max;	/* larger sendfiles run at once (no copy involved) */
 	size_t uring_copy_max;	/* sendfile emulated by read+write up to this */
 	unsigned uring_min_ops;	/* fewer ring ops than this run directly */
 	bool adapt;		/* ESCA_ADAPT: batch only where it pays (measured) */
@@ -50,6 +51,7 @@ struct esca_config {
 };
 
 extern struct esca_config esca_cfg;
+extern char esca_stats_dir[256];	/* ESCA_STATS_DIR, read at load time */
 extern _Atomic int esca_initialized;
 
 /* ---- real libc functions (resolved once, process-wide) ---------------- */

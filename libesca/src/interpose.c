@@ -533,7 +533,7 @@ static ssize_t seg_sendfile(struct esca_thread *t, int out_fd, int in_fd, off_t 
 	kind = check_fd(t, in_fd);
 	if (kind < 0)
 		return -1;
-	if (count == 0 || count > esca_cfg.defer_max || esca_fd_is_socket(kind))
+	if (count == 0 || count > esca_cfg.sendfile_max || esca_fd_is_socket(kind))
 		goto direct;
 	if (offset && (esca_copy(&off, offset, sizeof(off)) < 0 || off < 0))
 		goto direct;	/* the kernel's EFAULT / EINVAL */

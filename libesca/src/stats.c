@@ -32,7 +32,7 @@ static const char *const kind_names[ESCA_CALL_KINDS] = {
 
 static void map_stats(void)
 {
-	const char *dir = getenv("ESCA_STATS_DIR");
+	const char *dir = esca_stats_dir;
 	void *p = MAP_FAILED;
 	int fd;
 
