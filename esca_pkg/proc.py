@@ -13,6 +13,7 @@ import signal
 import subprocess
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import IO
 
 from esca_pkg.log import EscaError, debug
 
@@ -91,3 +92,34 @@ def run(
             msg += f" (log: {log})"
         raise EscaError(msg, hint)
     return proc
+
+
+def spawn(
+    argv: Sequence[str | os.PathLike[str]],
+    *,
+    cwd: Path | None = None,
+    env: Mapping[str, str] | None = None,
+    system_path: bool = True,
+    stdout: IO[bytes] | int | None = subprocess.DEVNULL,
+    stderr: IO[bytes] | int | None = subprocess.STDOUT,
+    new_session: bool = False,
+    inherit: bool = True,
+    hint: str | None = None,
+) -> subprocess.Popen[bytes]:
+    """Start a long-running process (a server, a tracer) and return at once.
+
+    Same environment rules as run(); with inherit=False, env is the whole
+    environment of the child (nothing of ours leaks into it). The caller owns
+    the process (wait or terminate it). A program that cannot be started
+    raises EscaError.
+    """
+    args = [str(a) for a in argv]
+    debug(f"spawn: {shlex.join(args)}" + (f" (in {cwd})" if cwd else ""))
+    full_env = base_env(system_path, env) if inherit else dict(env or {})
+    try:
+        return subprocess.Popen(
+            args, cwd=cwd, env=full_env, stdin=subprocess.DEVNULL,
+            stdout=stdout, stderr=stderr, start_new_session=new_session,
+        )
+    except FileNotFoundError:
+        raise EscaError(describe_failure(args, 127), hint) from None

@@ -218,8 +218,7 @@ def start_server(kind: str, base: Path, www: Path, workers: int, esca: bool,
         argv = vanilla
     output = base / "server.out"
     with output.open("wb") as out:
-        process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out,
-                                   stderr=subprocess.STDOUT, env=env, start_new_session=True)
+        process = proc.spawn(argv, env=env, inherit=False, stdout=out, new_session=True)
     run = ServerRun(kind, base, port, workers, esca, process, stats_dir, output)
     deadline = time.monotonic() + wait
     while time.monotonic() < deadline:
@@ -271,10 +270,9 @@ def measure(run: ServerRun, path: str, seconds: float = 5.0, connections: int = 
             die(f"{tool} is not installed", hint=f"apt-get install {pkg}")
     pids = ",".join(str(p) for p in run.serving_pids())
     with tempfile.NamedTemporaryFile("r", suffix=".perf") as perf_out:
-        perf = subprocess.Popen(
+        perf = proc.spawn(
             ["perf", "stat", "-e", "raw_syscalls:sys_enter", "-x", ",", "-o", perf_out.name,
-             "-p", pids], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE)
+             "-p", pids], stderr=subprocess.PIPE)
         time.sleep(0.3)  # perf attaches
         if perf.poll() is not None:
             die("perf stat could not attach: " + perf.stderr.read().decode(errors="replace")

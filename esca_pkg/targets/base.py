@@ -170,7 +170,8 @@ class DebhelperTarget(Target):
             names = " ".join(debbuild.relation_names(unmet))
             die(f"{self.name}: unmet build dependencies: {unmet}",
                 hint=f"apt-get install --no-install-recommends {names}")
-        return debbuild.dpkg_buildpackage(tree, log, ctx.jobs, {**self.build_env(ctx), **(env or {})})
+        build_env = {**self.build_env(ctx), **(env or {})}
+        return debbuild.dpkg_buildpackage(tree, log, ctx.jobs, build_env)
 
 
 def require_files(ctx: BuildContext, target: str, paths: list[str], owner: str) -> None:
