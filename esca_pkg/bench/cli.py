@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+from click.core import ParameterSource
 
 from esca_pkg import log
 from esca_pkg.bench import machine, plots, report, runner, servers
@@ -20,8 +21,9 @@ from esca_pkg.run_cli import find_library
 from esca_pkg.servers import backends, runtime
 
 TOP = Path(__file__).resolve().parent.parent.parent
-QUICK = {"sizes": (1,), "connections": (50,), "duration": 1, "repeats": 2, "warmup": 1,
-         "count_duration": 1, "micro_rounds": 200, "micro_repeats": 1}
+QUICK: dict[str, Any] = {"sizes": (1,), "connections": (50,), "duration": 1, "repeats": 2,
+                         "warmup": 1, "count_duration": 1, "micro_rounds": 200,
+                         "micro_repeats": 1}
 
 
 def _ints(text: str, what: str) -> tuple[int, ...]:
@@ -91,7 +93,8 @@ def _micro(library: Path, esca_backends: tuple[str, ...], rounds: int,
 
 @click.command("servers")
 @click.option("--quick", is_flag=True,
-              help="Smoke run under a minute: one server, 1 KB, -c 50, two short pairs.")
+              help="Smoke run under a minute: one server, 1 KB, -c 50, two 1 s pairs "
+                   "(options given explicitly still apply).")
 @click.option("--server", "server_names", multiple=True, type=click.Choice(servers.KINDS),
               help="Server to measure (repeatable; default: every installed patched one).")
 @click.option("--backend", "backend_names", multiple=True, type=click.Choice(["module", "uring"]),
@@ -133,12 +136,21 @@ def servers_command(quick: bool, server_names: tuple[str, ...], backend_names: t
             hint="it starts the servers as Debian runs them (workers as www-data) and "
                  "attaches perf to them: sudo esca-bench servers")
     micro_rounds, micro_repeats = 1000, 3
-    size_list, conn_list = _ints(sizes, "--sizes"), _ints(connections, "--connections")
-    if quick:
-        size_list, conn_list = QUICK["sizes"], QUICK["connections"]
-        duration, repeats = QUICK["duration"], QUICK["repeats"]
-        warmup, count_duration = QUICK["warmup"], QUICK["count_duration"]
+    if quick:  # the quick settings, except where an option was given
+        ctx = click.get_current_context()
+        given = {p for p in ("sizes", "connections", "duration", "repeats", "warmup",
+                             "count_duration")
+                 if ctx.get_parameter_source(p) is not ParameterSource.DEFAULT}
+        sizes = sizes if "sizes" in given else ",".join(map(str, QUICK["sizes"]))
+        connections = connections if "connections" in given else \
+            ",".join(map(str, QUICK["connections"]))
+        duration = duration if "duration" in given else QUICK["duration"]
+        repeats = repeats if "repeats" in given else QUICK["repeats"]
+        warmup = warmup if "warmup" in given else QUICK["warmup"]
+        count_duration = count_duration if "count_duration" in given else \
+            QUICK["count_duration"]
         micro_rounds, micro_repeats = QUICK["micro_rounds"], QUICK["micro_repeats"]
+    size_list, conn_list = _ints(sizes, "--sizes"), _ints(connections, "--connections")
     if draw:
         plots._pyplot()  # fail before the runs, not after them
     names = _servers(server_names, quick)

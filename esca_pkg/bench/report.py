@@ -133,7 +133,9 @@ def markdown(doc: dict[str, Any]) -> str:
         v = doc["versions"]["packages"].get(server, "")
         parts += ["", f"## {server} {v}, backend {backend}", "", cells_table(cells)]
     for sk in doc["skipped"]:
-        parts += ["", f"Skipped: {sk['server']} {sk['size_kb']} KB — {sk['reason']}"]
+        conns = f" -c {sk['connections']}" if "connections" in sk else ""
+        parts += ["", f"Skipped: {sk['server']} ({sk['backend']}) {sk['size_kb']} KB{conns}: "
+                      f"{sk['reason']}"]
     if doc["cells"]:
         parts += ["", "## Targets", "", targets_table(targets(doc))]
     micro = doc.get("micro")

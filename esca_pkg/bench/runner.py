@@ -9,6 +9,7 @@ import datetime as dt
 import http.client
 import os
 import shutil
+import signal
 import sys
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -20,7 +21,7 @@ import click
 from esca_pkg import log
 from esca_pkg.bench import machine, measure, servers, summary
 from esca_pkg.bench.machine import Placement
-from esca_pkg.log import die
+from esca_pkg.log import EscaError, die
 from esca_pkg.servers import runtime, stats
 
 SCHEMA = "esca-bench/servers/1"
@@ -69,10 +70,14 @@ def _libesca(run: runtime.ServerRun) -> dict[str, int]:
 
 
 def _probe(run: runtime.ServerRun, path: str, size: int) -> str:
-    """'' when one GET of path returns 200 with size bytes, else what went wrong."""
+    """'' when one GET of path returns 200 with size bytes, else what went wrong.
+
+    The request is wrk's (no Accept-Encoding: lwan master never answers one
+    with "Accept-Encoding: identity")."""
     conn = http.client.HTTPConnection("127.0.0.1", run.port, timeout=10)
     try:
-        conn.request("GET", path)
+        conn.putrequest("GET", path, skip_accept_encoding=True)
+        conn.endheaders()
         resp = conn.getresponse()
         body = resp.read()
     except (OSError, http.client.HTTPException) as e:
@@ -144,36 +149,91 @@ class Runner:
         cell["summary"] = summary.summarize(cell, backend)
         return cell
 
+    def _start(self, kind: str, variant: str, www: Path, base: Path,
+               n: int) -> runtime.ServerRun:
+        return servers.start(kind, base / f"{variant}-{n}", www, variant, self.plan.library,
+                             self.pl.workers, self.pl.server_cpus,
+                             base / f"{variant}-{n}-stats")
+
     def server(self, kind: str, www: Path, sizes: dict[int, int]) -> tuple[list[dict[str, Any]],
                                                                           list[dict[str, Any]]]:
+        """Every cell of one server; a server that dies during a cell loses that
+        cell (recorded with the reason) and is started again for the next."""
         cells: list[dict[str, Any]] = []
         skipped: list[dict[str, Any]] = []
         for backend in self.plan.backends:
-            base = self.workdir / f"{kind}-{backend}"
-            a = servers.start(kind, base / "off", www, "off", self.plan.library,
-                              self.pl.workers, self.pl.server_cpus, base / "off-stats")
+            pair = _Pair(self, kind, backend, www)
             try:
-                b = servers.start(kind, base / backend, www, backend, self.plan.library,
-                                  self.pl.workers, self.pl.server_cpus, base / f"{backend}-stats")
-                try:
-                    for size in self.plan.sizes_kb:
-                        why = _probe(a, f"/f{size}k.bin", sizes[size]) or \
-                            _probe(b, f"/f{size}k.bin", sizes[size])
-                        if why:
-                            log.warn(f"{kind} ({backend}): {size} KB skipped: {why}")
-                            skipped.append({"server": kind, "backend": backend, "size_kb": size,
-                                            "reason": why})
-                            for _ in self.plan.connections:
-                                for _ in range(self.plan.runs_per_cell()):
-                                    self.step(f"{kind} {size} KB skipped")
-                            continue
-                        for conns in self.plan.connections:
+                for size in self.plan.sizes_kb:
+                    a, b = pair.ensure()
+                    path = f"/f{size}k.bin"
+                    why = _probe(a, path, sizes[size]) or _probe(b, path, sizes[size])
+                    if why:
+                        skipped += _skip(kind, backend, size, why, self.plan.connections)
+                        for _ in range(len(self.plan.connections) * self.plan.runs_per_cell()):
+                            self.step(f"{kind} {size} KB skipped")
+                        continue
+                    for conns in self.plan.connections:
+                        a, b = pair.ensure()
+                        try:
                             cells.append(self.cell(a, b, backend, size, conns))
-                finally:
-                    b.stop()
+                        except EscaError as e:
+                            dead = pair.dead()
+                            if not dead:
+                                raise
+                            skipped += _skip(kind, backend, size,
+                                             f"the server died ({dead}): {e}", (conns,))
             finally:
-                a.stop()
+                pair.stop()
         return cells, skipped
+
+
+class _Pair:
+    """The vanilla (off) and ESCA servers of one server and backend."""
+
+    def __init__(self, runner: Runner, kind: str, backend: str, www: Path) -> None:
+        self.runner, self.kind, self.backend, self.www = runner, kind, backend, www
+        self.base = runner.workdir / f"{kind}-{backend}"
+        self.runs: dict[str, runtime.ServerRun] = {}
+        self.starts = 0
+
+    def ensure(self) -> tuple[runtime.ServerRun, runtime.ServerRun]:
+        """Both running: (re)started when not yet started or dead."""
+        plan, pl = self.runner.plan, self.runner.pl
+        for variant in ("off", self.backend):
+            run = self.runs.get(variant)
+            if run is None or run.process.poll() is not None:
+                self.starts += 1
+                where = self.base / f"{variant}-{self.starts}"
+                self.runs[variant] = servers.start(
+                    self.kind, where, self.www, variant, plan.library, pl.workers,
+                    pl.server_cpus, where.with_name(where.name + "-stats"))
+        return self.runs["off"], self.runs[self.backend]
+
+    def dead(self) -> str:
+        return ", ".join(f"{v} {_exit(r)}" for v, r in self.runs.items()
+                         if r.process.poll() is not None)
+
+    def stop(self) -> None:
+        for run in self.runs.values():
+            run.stop()
+
+
+def _skip(kind: str, backend: str, size: int, reason: str,
+          conns: tuple[int, ...]) -> list[dict[str, Any]]:
+    log.warn(f"{kind} ({backend}) {size} KB: skipped: {reason}")
+    return [{"server": kind, "backend": backend, "size_kb": size, "connections": c,
+             "reason": reason} for c in conns]
+
+
+def _exit(run: runtime.ServerRun) -> str:
+    code = run.process.returncode
+    if code is not None and code < 0:
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exit code {code}"
 
 
 def run(plan: Plan, workdir: Path, argv: list[str]) -> dict[str, Any]:

@@ -55,9 +55,11 @@ def minimum(counted: Mapping[str, Any]) -> dict[str, float]:
     deferrable = calls of the kinds libesca defers that still entered the
                  kernel directly (too large, batch too small, completion ...);
     entries    = kernel entries made by flushes (libesca's counter);
-    flushes    = flushes that had work (one kernel entry each at best);
-    minimum    = measured - deferrable - entries + flushes
-               = the calls that cannot be deferred + one entry per flush.
+    needed     = flushes a segment cannot do without: one per segment that
+                 deferred something, at most min(segments, flushes) (a flush
+                 forced in the middle of a segment is not needed in theory);
+    minimum    = (measured - deferrable - entries) + needed
+               = the calls that cannot be deferred + one entry per segment.
     """
     n = counted["requests"]
     sc = counted["syscalls"]
@@ -65,11 +67,12 @@ def minimum(counted: Mapping[str, Any]) -> dict[str, float]:
     measured = sc["total"] / n
     deferrable = sum(sc.get(k, 0) for k in DEFERRABLE) / n
     entries = lib["kernel_entries"] / n
-    flushes = lib["flushes"] / n
+    flushes = min(lib["flushes"], lib["segments"]) / n
     floor = measured - deferrable - entries + flushes
     return {"measured": measured, "non_deferrable": measured - deferrable - entries,
             "flush_share": flushes, "minimum": floor, "gap": measured - floor,
             "direct_deferrable": deferrable, "flush_entries": entries,
+            "flushes_per_request": lib["flushes"] / n,
             "mean_batch": lib["flushed_calls"] / lib["flushes"] if lib["flushes"] else 0.0}
 
 

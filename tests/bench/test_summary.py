@@ -58,7 +58,8 @@ def test_minimum_is_non_deferrable_calls_plus_one_entry_per_flush():
     counted = {"requests": 1000,
                "syscalls": {"total": 3000 + 100 + 200, "recvfrom": 1000, "openat": 1000,
                             "newfstatat": 1000, "io_uring_enter": 100, "close": 200},
-               "libesca": {"flushes": 100, "kernel_entries": 100, "flushed_calls": 4000}}
+               "libesca": {"flushes": 100, "kernel_entries": 100, "flushed_calls": 4000,
+                           "segments": 150}}
     m = summary.minimum(counted)
     assert m["measured"] == pytest.approx(3.3)
     assert m["minimum"] == pytest.approx(3.1)
@@ -70,3 +71,17 @@ def test_minimum_is_non_deferrable_calls_plus_one_entry_per_flush():
 def test_nan_is_found_anywhere():
     doc = {"a": [1.0, {"b": math.nan}], "c": {"d": math.inf}, "e": 2}
     assert summary.nan_paths(doc) == [".a[1].b", ".c.d"]
+
+
+def test_flushes_forced_inside_a_segment_are_not_in_the_minimum():
+    # 1000 requests in 50 segments; a read after each deferred write forced a
+    # flush of one entry (run directly: 1000 writes), no ring entry at all.
+    counted = {"requests": 1000,
+               "syscalls": {"total": 3000 + 1000, "read": 2000, "epoll_wait": 50,
+                            "accept4": 950, "write": 1000},
+               "libesca": {"flushes": 1000, "kernel_entries": 0, "flushed_calls": 1000,
+                           "segments": 50}}
+    m = summary.minimum(counted)
+    assert m["minimum"] == pytest.approx(3.05)
+    assert m["gap"] == pytest.approx(0.95)
+    assert m["flushes_per_request"] == 1.0 and m["mean_batch"] == 1.0
