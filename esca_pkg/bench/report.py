@@ -120,8 +120,10 @@ def markdown(doc: dict[str, Any]) -> str:
         f"{m['cpu']}, {m['cpus_usable']} CPUs, {m['memory']}, {m['os']}, kernel {m['kernel']} "
         f"({m['virtualization']}); load average {m['load_average'][0]:.2f} at start, "
         f"{m['load_average_end'][0]:.2f} at end. {s['placement_text']}. "
-        f"wrk {s['duration']:g} s x {s['repeats']} interleaved pairs per cell "
-        f"(+ one counted run of {s['count_duration']:g} s each).",
+        f"Each cell: {s['repeats']} A/B pairs of {s['duration']} s wrk runs, one per round, "
+        f"each round with a fresh pair of servers, A and B back to back (A first in odd "
+        f"rounds, B first in even ones); plus one run of {s['count_duration']} s of each "
+        f"counted by perf.",
         "",
         "A = vanilla (same binary, libesca preloaded with `--backend off`), "
         "B = ESCA. req/s: median (min-max); change: median of the per-pair ratios B/A "

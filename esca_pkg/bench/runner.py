@@ -1,7 +1,13 @@
 """The server A/B benchmark: for each server and ESCA backend, the vanilla run
-(libesca preloaded with --backend off) and the ESCA run of the same binary,
-interleaved A B A B over every file size and concurrency, then one counted run
-of each with perf on the serving processes."""
+(libesca preloaded with --backend off) and the ESCA run of the same binary.
+
+Round-major: each round starts a fresh pair of servers (A and B) and runs one
+A/B pair of every cell (file size x connections), the two runs of a pair back
+to back, A first in odd rounds and B first in even ones.  A fresh pair per
+round matters: measured here, two identical nginx instances differ by up to
+15% in requests/s for their whole life (an instance effect), which a single
+long-lived pair would report as an A/B difference.  The last round also makes
+the counted run of each variant, with perf on the serving processes."""
 
 from __future__ import annotations
 
@@ -38,20 +44,25 @@ class Plan:
     sizes_kb: tuple[int, ...]
     connections: tuple[int, ...]
     duration: int  # seconds of one throughput run (wrk takes whole seconds)
-    repeats: int  # A B pairs per cell
-    warmup: int  # seconds of an unrecorded run of each variant before a cell
+    repeats: int  # rounds: A/B pairs per cell, each from a fresh pair of servers
+    warmup: int  # seconds of an unrecorded run of each fresh server
     count_duration: int  # seconds of the counted run of each variant
     library: Path
     placement: Placement
 
-    def runs_per_cell(self) -> int:
-        return 2 * (self.repeats + 1 + (1 if self.warmup else 0))
+    def cells(self) -> int:
+        return len(self.servers) * len(self.backends) * len(self.sizes_kb) * \
+            len(self.connections)
+
+    def steps(self) -> int:
+        """Runs of wrk, for the progress bar."""
+        warm = 2 * self.repeats * len(self.servers) * len(self.backends) if self.warmup else 0
+        return self.cells() * 2 * (self.repeats + 1) + warm
 
     def estimate_seconds(self) -> float:
-        per_cell = (2 * (self.repeats * self.duration + self.count_duration + self.warmup)
-                    + 0.4 * self.runs_per_cell())
-        return len(self.servers) * len(self.backends) * len(self.sizes_kb) * \
-            len(self.connections) * per_cell
+        per_cell = 2 * (self.repeats * self.duration + self.count_duration)
+        starts = 2 * self.repeats * len(self.servers) * len(self.backends)
+        return self.cells() * per_cell + 0.35 * self.steps() + starts * (1 + self.warmup)
 
 
 def _libesca(run: runtime.ServerRun) -> dict[str, int]:
@@ -127,73 +138,90 @@ class Runner:
                 "pids": pids, "syscalls": counter.counts(),
                 "libesca": {k: lib1[k] - lib0[k] for k in LIBESCA_COUNTERS}}
 
-    def cell(self, a: runtime.ServerRun, b: runtime.ServerRun, backend: str, size: int,
-             conns: int) -> dict[str, Any]:
-        path = f"/f{size}k.bin"
-        label = f"{a.kind} {backend} {size} KB -c {conns}"
-        if self.plan.warmup:
-            for run in (a, b):
-                self.step(f"{label}: warm-up")
-                self.sample(run, path, conns, self.plan.warmup)
-        runs: dict[str, list[dict[str, Any]]] = {"off": [], backend: []}
-        for i in range(self.plan.repeats):  # A B A B ...
-            for name, run in (("off", a), (backend, b)):
-                self.step(f"{label}: {name} {i + 1}/{self.plan.repeats}")
-                runs[name].append(self.sample(run, path, conns, self.plan.duration))
-        counted = {}
-        for name, run in (("off", a), (backend, b)):
-            self.step(f"{label}: {name} counted")
-            counted[name] = self.counted(run, path, conns)
-        cell: dict[str, Any] = {"server": a.kind, "backend": backend, "size_kb": size,
-                                "connections": conns, "runs": runs, "counted": counted}
-        cell["summary"] = summary.summarize(cell, backend)
-        return cell
-
-    def _start(self, kind: str, variant: str, www: Path, base: Path,
-               n: int) -> runtime.ServerRun:
-        return servers.start(kind, base / f"{variant}-{n}", www, variant, self.plan.library,
-                             self.pl.workers, self.pl.server_cpus,
-                             base / f"{variant}-{n}-stats")
-
     def server(self, kind: str, www: Path, sizes: dict[int, int]) -> tuple[list[dict[str, Any]],
                                                                           list[dict[str, Any]]]:
-        """Every cell of one server; a server that dies during a cell loses that
-        cell (recorded with the reason) and is started again for the next."""
+        """Every cell of one server, round by round.  A size the server does not
+        serve correctly (probed in the first round) is skipped; a server that
+        dies during a cell loses that cell and is started again."""
         cells: list[dict[str, Any]] = []
         skipped: list[dict[str, Any]] = []
-        for backend in self.plan.backends:
-            pair = _Pair(self, kind, backend, www)
-            try:
-                for size in self.plan.sizes_kb:
+        plan = self.plan
+        for backend in plan.backends:
+            data: dict[tuple[int, int], dict[str, Any]] = {
+                (size, conns): {"server": kind, "backend": backend, "size_kb": size,
+                                "connections": conns, "runs": {"off": [], backend: []},
+                                "counted": {}}
+                for size in plan.sizes_kb for conns in plan.connections}
+            for rnd in range(plan.repeats):
+                pair = _Pair(self, kind, backend, www, rnd)
+                try:
                     a, b = pair.ensure()
-                    path = f"/f{size}k.bin"
-                    why = _probe(a, path, sizes[size]) or _probe(b, path, sizes[size])
-                    if why:
-                        skipped += _skip(kind, backend, size, why, self.plan.connections)
-                        for _ in range(len(self.plan.connections) * self.plan.runs_per_cell()):
-                            self.step(f"{kind} {size} KB skipped")
-                        continue
-                    for conns in self.plan.connections:
+                    if rnd == 0:
+                        for size in plan.sizes_kb:
+                            path = f"/f{size}k.bin"
+                            why = _probe(a, path, sizes[size]) or _probe(b, path, sizes[size])
+                            if why:
+                                skipped += self._drop(data, kind, backend, size, None, why)
+                    if plan.warmup:
+                        size = min((k[0] for k in data), default=plan.sizes_kb[0])
+                        for run in (a, b):
+                            self.step(f"{kind} {backend}: warm-up")
+                            self.sample(run, f"/f{size}k.bin", 50, plan.warmup)
+                    for (size, conns), cell in list(data.items()):
                         a, b = pair.ensure()
                         try:
-                            cells.append(self.cell(a, b, backend, size, conns))
+                            self._pair(cell, a, b, backend, rnd)
                         except EscaError as e:
                             dead = pair.dead()
                             if not dead:
                                 raise
-                            skipped += _skip(kind, backend, size,
-                                             f"the server died ({dead}): {e}", (conns,))
-            finally:
-                pair.stop()
+                            skipped += self._drop(data, kind, backend, size, conns,
+                                                  f"the server died ({dead}): {e}")
+                finally:
+                    pair.stop()
+            for cell in data.values():
+                cell["summary"] = summary.summarize(cell, backend)
+                cells.append(cell)
         return cells, skipped
+
+    def _pair(self, cell: dict[str, Any], a: runtime.ServerRun, b: runtime.ServerRun,
+              backend: str, rnd: int) -> None:
+        """One A/B pair of a cell (and the counted runs in the last round)."""
+        path = f"/f{cell['size_kb']}k.bin"
+        conns = cell["connections"]
+        label = f"{a.kind} {backend} {cell['size_kb']} KB -c {conns}"
+        order = (("off", a), (backend, b))
+        if rnd % 2:
+            order = order[::-1]
+        for name, run in order:
+            self.step(f"{label}: {name} {rnd + 1}/{self.plan.repeats}")
+            cell["runs"][name].append(self.sample(run, path, conns, self.plan.duration))
+        if rnd == self.plan.repeats - 1:
+            for name, run in order:
+                self.step(f"{label}: {name} counted")
+                cell["counted"][name] = self.counted(run, path, conns)
+
+    def _drop(self, data: dict[tuple[int, int], dict[str, Any]], kind: str, backend: str,
+              size: int, conns: int | None, reason: str) -> list[dict[str, Any]]:
+        """Remove the cells of size (all connection counts, or conns) from the plan."""
+        keys = [k for k in data if k[0] == size and (conns is None or k[1] == conns)]
+        log.warn(f"{kind} ({backend}) {size} KB"
+                 + (f" -c {conns}" if conns is not None else "") + f": skipped: {reason}")
+        for k in keys:
+            done = len(data[k]["runs"]["off"]) + len(data[k]["runs"][backend])
+            for _ in range(2 * (self.plan.repeats + 1) - done):
+                self.step(f"{kind} {size} KB skipped")
+            del data[k]
+        return [{"server": kind, "backend": backend, "size_kb": k[0], "connections": k[1],
+                 "reason": reason} for k in keys]
 
 
 class _Pair:
     """The vanilla (off) and ESCA servers of one server and backend."""
 
-    def __init__(self, runner: Runner, kind: str, backend: str, www: Path) -> None:
+    def __init__(self, runner: Runner, kind: str, backend: str, www: Path, rnd: int) -> None:
         self.runner, self.kind, self.backend, self.www = runner, kind, backend, www
-        self.base = runner.workdir / f"{kind}-{backend}"
+        self.base = runner.workdir / f"{kind}-{backend}-round{rnd + 1}"
         self.runs: dict[str, runtime.ServerRun] = {}
         self.starts = 0
 
@@ -217,13 +245,6 @@ class _Pair:
     def stop(self) -> None:
         for run in self.runs.values():
             run.stop()
-
-
-def _skip(kind: str, backend: str, size: int, reason: str,
-          conns: tuple[int, ...]) -> list[dict[str, Any]]:
-    log.warn(f"{kind} ({backend}) {size} KB: skipped: {reason}")
-    return [{"server": kind, "backend": backend, "size_kb": size, "connections": c,
-             "reason": reason} for c in conns]
 
 
 def _exit(run: runtime.ServerRun) -> str:
@@ -259,9 +280,7 @@ def run(plan: Plan, workdir: Path, argv: list[str]) -> dict[str, Any]:
         "cells": [],
         "skipped": [],
     }
-    total = len(plan.servers) * len(plan.backends) * len(plan.sizes_kb) * \
-        len(plan.connections) * plan.runs_per_cell()
-    with click.progressbar(length=total, label="esca-bench", file=sys.stderr,
+    with click.progressbar(length=plan.steps(), label="esca-bench", file=sys.stderr,
                            show_pos=True, show_eta=True, width=24) as bar:
         def step(what: str) -> None:
             bar.label = what[:48].ljust(48)
