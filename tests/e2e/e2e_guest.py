@@ -60,10 +60,14 @@ def log(msg: str) -> None:
 # --- packages ------------------------------------------------------------------
 
 
+def _esca_pkg() -> list[str]:
+    esca_pkg = Path(sys.executable).parent / "esca-pkg"
+    return [str(esca_pkg)] if esca_pkg.exists() else [sys.executable, "-m", "esca_pkg.cli"]
+
+
 def build_packages(dist: Path, build_dir: Path) -> float:
     """esca-pkg build of the operator's packages into dist (reused when unchanged)."""
-    esca_pkg = Path(sys.executable).parent / "esca-pkg"
-    argv = [str(esca_pkg)] if esca_pkg.exists() else [sys.executable, "-m", "esca_pkg.cli"]
+    argv = _esca_pkg()
     t0 = time.monotonic()
     proc = run([*argv, "build", *PACKAGE_TARGETS, "--project", REPO, "--dist", dist,
                 "--build-dir", build_dir], capture=True, check=False, system_path=False,
@@ -121,11 +125,14 @@ def local_deps_repo(dest: Path, pkgs: list[Pkg]) -> Path:
             log(f"apt-get download {p.name}={p.version}")
             run(["apt-get", "download", f"{p.name}={p.version}"], cwd=debs, capture=True,
                 timeout=900, hint="the Debian archive must be reachable (apt-get update)")
-    packages = run(["dpkg-scanpackages", "--multiversion", "."], cwd=debs, capture=True)
-    (debs / "Packages").write_text(packages.stdout)
-    (debs / "Release").write_text("Origin: e2e-debian-local\nLabel: e2e-debian-local\n"
-                                  "Suite: local\nCodename: local\n")
-    return debs
+    repo = dest / "repo"
+    shutil.rmtree(repo, ignore_errors=True)
+    proc = run([*_esca_pkg(), "repo", "--dist", debs, "--output", repo, "--origin",
+                "e2e-local", "--label", "e2e-local", "--suite", "local"],
+               capture=True, check=False, system_path=False)
+    if proc.returncode != 0:
+        raise HarnessError(f"esca-pkg repo of {debs} failed:\n{proc.stdout}{proc.stderr}")
+    return repo
 
 
 # --- initramfs and disk --------------------------------------------------------
