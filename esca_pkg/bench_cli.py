@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from esca_pkg import log
-from esca_pkg.bench.cli import servers_command
+from esca_pkg.bench.cli import report_command, servers_command
 from esca_pkg.microbench import (
     BATCH_SIZES,
     MicroSetup,
@@ -63,6 +63,7 @@ def micro(rounds: int, repeats: int, sockets: int, backends: tuple[str, ...],
 
 
 cli.add_command(servers_command)
+cli.add_command(report_command)
 
 
 def main() -> None:

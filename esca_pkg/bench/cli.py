@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import sys
@@ -103,13 +104,13 @@ def _micro(library: Path, esca_backends: tuple[str, ...], rounds: int,
               help="File sizes in KB.")
 @click.option("--connections", default=",".join(map(str, CONNECTIONS)), show_default=True,
               help="wrk connection counts.")
-@click.option("--duration", type=click.IntRange(1, 600), default=3, show_default=True,
+@click.option("--duration", type=click.IntRange(1, 600), default=2, show_default=True,
               help="Seconds of each throughput run (wrk takes whole seconds).")
-@click.option("--repeats", type=click.IntRange(1, 100), default=3, show_default=True,
-              help="Interleaved A B pairs per cell.")
+@click.option("--repeats", type=click.IntRange(1, 100), default=5, show_default=True,
+              help="Rounds: A/B pairs per cell, each round with a fresh pair of servers.")
 @click.option("--warmup", type=click.IntRange(0, 60), default=1, show_default=True,
-              help="Seconds of an unrecorded run of each variant before a cell (0: none).")
-@click.option("--count-duration", type=click.IntRange(1, 600), default=2,
+              help="Seconds of an unrecorded run of each fresh server (0: none).")
+@click.option("--count-duration", type=click.IntRange(1, 600), default=1,
               show_default=True, help="Seconds of the run of each variant counted by perf.")
 @click.option("--out", "out_dir", type=click.Path(path_type=Path, file_okay=False),
               default=Path("esca-bench-results"), show_default=True,
@@ -126,9 +127,10 @@ def servers_command(quick: bool, server_names: tuple[str, ...], backend_names: t
                     draw: bool) -> None:
     """A/B of each patched server: vanilla (--backend off) against ESCA.
 
-    wrk on 127.0.0.1 over file sizes and connection counts, runs interleaved
-    A B A B, server and wrk on different CPUs; per cell the median and spread
-    of requests/s, syscalls per request (perf) and their theoretical minimum.
+    wrk on 127.0.0.1 over file sizes and connection counts, A/B pairs
+    interleaved in rounds of fresh servers, server and wrk on different CPUs;
+    per cell the median and spread of requests/s, syscalls per request
+    (perf) and their theoretical minimum.
     Writes results.json, results.md, throughput.png and syscalls.png.
     """
     if os.geteuid() != 0:
@@ -152,7 +154,7 @@ def servers_command(quick: bool, server_names: tuple[str, ...], backend_names: t
         micro_rounds, micro_repeats = QUICK["micro_rounds"], QUICK["micro_repeats"]
     size_list, conn_list = _ints(sizes, "--sizes"), _ints(connections, "--connections")
     if draw:
-        plots._pyplot()  # fail before the runs, not after them
+        plots.require()  # fail before the runs, not after them
     names = _servers(server_names, quick)
     for kind in names:
         servers.require_server(kind)
@@ -176,12 +178,37 @@ def servers_command(quick: bool, server_names: tuple[str, ...], backend_names: t
     doc["elapsed_seconds"] = round(time.monotonic() - t0, 1)
     doc["targets"] = report.targets(doc)
     report.write_json(doc, out_dir / "results.json")
+    _outputs(doc, out_dir, draw)
+    info(f"esca-bench: {len(doc['cells'])} cells in {doc['elapsed_seconds']:.0f} s; "
+         f"results in {out_dir}/")
+
+
+def _outputs(doc: dict[str, Any], out_dir: Path, draw: bool) -> None:
+    """results.md (also printed) and, with draw, the two PNG plots."""
     text = report.markdown(doc)
     (out_dir / "results.md").write_text(text)
     if draw and doc["cells"]:
         plots.throughput(doc, out_dir / "throughput.png")
         plots.syscalls(doc, out_dir / "syscalls.png")
     click.echo(text)
-    info(f"esca-bench: {len(doc['cells'])} cells in {doc['elapsed_seconds']:.0f} s; "
-         f"results in {out_dir}/ (results.json, results.md"
-         + (", throughput.png, syscalls.png)" if draw and doc["cells"] else ")"))
+
+
+@click.command("report")
+@click.argument("results", type=click.Path(path_type=Path, dir_okay=False, exists=True))
+@click.option("--out", "out_dir", type=click.Path(path_type=Path, file_okay=False),
+              help="Where to write results.md and the plots (default: next to RESULTS).")
+@click.option("--plots/--no-plots", "draw", default=True, show_default=True,
+              help="Draw the PNG plots (needs matplotlib).")
+def report_command(results: Path, out_dir: Path | None, draw: bool) -> None:
+    """Write the Markdown table and the plots again from a results.json."""
+    try:
+        doc = json.loads(results.read_text())
+    except (OSError, ValueError) as e:
+        die(f"cannot read {results}: {e}", hint="give the results.json esca-bench servers wrote")
+    if doc.get("schema") != runner.SCHEMA:
+        die(f"{results} is not a result of esca-bench servers (schema {doc.get('schema')!r})",
+            hint=f"expected schema {runner.SCHEMA}")
+    doc["targets"] = report.targets(doc)
+    out = out_dir or results.parent
+    out.mkdir(parents=True, exist_ok=True)
+    _outputs(doc, out, draw)

@@ -8,6 +8,11 @@ from typing import Any
 from esca_pkg.log import die
 
 
+def require() -> None:
+    """Fail now, with the fix, when matplotlib is missing."""
+    _pyplot()
+
+
 def _pyplot() -> Any:
     try:
         import matplotlib
@@ -35,6 +40,16 @@ def _servers(doc: dict[str, Any]) -> list[str]:
     return list(dict.fromkeys(c["server"] for c in doc["cells"]))
 
 
+def _size_axis(ax: Any, doc: dict[str, Any]) -> None:
+    """Log scale, ticks at the measured file sizes."""
+    sizes = sorted({c["size_kb"] for c in doc["cells"]})
+    ax.set_xscale("log")
+    ax.set_xticks(sizes)
+    ax.set_xticklabels([str(s) for s in sizes])
+    ax.minorticks_off()
+    ax.set_xlabel("file size (KB)")
+
+
 def throughput(doc: dict[str, Any], path: Path) -> None:
     """Throughput ratio ESCA/vanilla against file size, one panel per server."""
     plt = _pyplot()
@@ -48,13 +63,12 @@ def throughput(doc: dict[str, Any], path: Path) -> None:
             err = [[q["median"] - q["min"] for q in r], [q["max"] - q["median"] for q in r]]
             ax.errorbar(x, y, yerr=err, marker="o", capsize=3, label=f"{backend}, -c {conns}")
         ax.axhline(1.0, color="grey", linewidth=1, linestyle="--")
-        ax.set_xscale("log")
-        ax.set_xlabel("file size (KB)")
+        _size_axis(ax, doc)
         ax.set_ylabel("requests/s, ESCA / vanilla")
         ax.set_title(server)
         ax.legend(fontsize=8)
-        ax.grid(True, which="both", alpha=0.3)
-    fig.suptitle("Throughput ratio (median of interleaved pairs, bars: min-max)")
+        ax.grid(True, alpha=0.3)
+    fig.suptitle("Throughput ratio (median of interleaved pairs, bars: min-max)", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -75,15 +89,15 @@ def syscalls(doc: dict[str, Any], path: Path) -> None:
             ax.plot(x, [q["esca_syscalls"]["measured"] for q in s], color=color,
                     marker="o", label=f"{backend} -c {conns}")
             ax.plot(x, [q["esca_syscalls"]["minimum"] for q in s], color=color,
-                    linestyle=":", label=f"minimum -c {conns}")
-        ax.set_xscale("log")
+                    linestyle=":", marker="x", label=f"minimum -c {conns}")
+        _size_axis(ax, doc)
         ax.set_ylim(bottom=0)
-        ax.set_xlabel("file size (KB)")
         ax.set_ylabel("syscalls per request")
         ax.set_title(server)
         ax.legend(fontsize=7, ncol=2)
-        ax.grid(True, which="both", alpha=0.3)
-    fig.suptitle("System calls per request (perf raw_syscalls:sys_enter on the workers)")
+        ax.grid(True, alpha=0.3)
+    fig.suptitle("System calls per request (perf raw_syscalls:sys_enter on the workers)",
+                 fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

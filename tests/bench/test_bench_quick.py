@@ -152,3 +152,21 @@ def test_unusable_backend_is_refused_with_the_fix(tmp_path):
     assert res.returncode == 1
     assert "error: the module backend cannot run here" in res.stderr
     assert "fix:" in res.stderr
+
+
+@needs_root
+@needs_server
+def test_report_draws_again_from_the_json(quick, tmp_path):
+    _, out = quick
+    res = esca_bench("report", out / "results.json", "--out", tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert (tmp_path / "results.md").read_text() == (out / "results.md").read_text()
+    assert (tmp_path / "throughput.png").read_bytes()[:8] == PNG_MAGIC
+
+
+def test_report_refuses_what_is_not_a_result(tmp_path):
+    bogus = tmp_path / "results.json"
+    bogus.write_text('{"schema": "something else"}')
+    res = esca_bench("report", bogus)
+    assert res.returncode == 1
+    assert "is not a result of esca-bench servers" in res.stderr and "fix:" in res.stderr
