@@ -175,6 +175,15 @@ def make_disk(path: Path, size_gb: int = 8) -> Path:
 # --- booting -------------------------------------------------------------------
 
 
+DPKG_STATUS = Path("/var/lib/dpkg/status")
+
+
+def host_packages_stamp() -> tuple[int, int]:
+    """Changes when dpkg changes the host's packages (the guest's lower layer)."""
+    st = DPKG_STATUS.stat()
+    return st.st_mtime_ns, st.st_size
+
+
 @dataclasses.dataclass
 class Boot:
     name: str
@@ -182,6 +191,7 @@ class Boot:
     console_log: Path
     seconds: float
     finished: bool
+    host_changed: bool = False
 
     def result(self, step: str) -> vm.StepResult:
         return vm.GuestRun(self.rundir, "", self.seconds).result(step)
@@ -222,6 +232,7 @@ def boot(name: str, vmlinuz: Path, initramfs: Path, disk: Path, rundir: Path,
     console_log = rundir / "console.log"
     log(f"boot {name}: {vmlinuz.name} (console: {console_log})")
     start = time.monotonic()
+    stamp = host_packages_stamp()
     with console_log.open("w") as fh:
         # Not proc.run(): the console streams to a file while we wait.
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=fh,
@@ -232,6 +243,9 @@ def boot(name: str, vmlinuz: Path, initramfs: Path, disk: Path, rundir: Path,
             proc.kill()
             proc.wait()
     seconds = time.monotonic() - start
-    result = Boot(name, rundir, console_log, seconds, (rundir / "finished").exists())
+    result = Boot(name, rundir, console_log, seconds, (rundir / "finished").exists(),
+                  host_packages_stamp() != stamp)
+    if result.host_changed:
+        log(f"boot {name}: the host's packages changed during the boot (dpkg ran on the host)")
     log(f"boot {name}: {seconds:.0f} s, finished={result.finished}")
     return result

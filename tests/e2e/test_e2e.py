@@ -103,11 +103,18 @@ def _boot(e2e: E2E, which: str) -> g.Boot:
     return boot
 
 
+HOST_CHANGED = ("NOTE: dpkg changed this host's packages during the boot (another test or an "
+                "administrator ran apt). The host's root is the guest's read-only lower layer: "
+                "changing it under a mounted overlay is undefined behaviour, so this failure may "
+                "come from that. Run the e2e suite alone (CI runs the suites one after another).\n")
+
+
 def _context(boot: g.Boot | None) -> str:
     if boot is None:
         return ""
     dmesg = boot.rundir / "dmesg.txt"
-    return (f"--- guest console log: {boot.console_log}\n{boot.console[-3000:]}\n"
+    note = HOST_CHANGED if boot.host_changed else ""
+    return (f"{note}--- guest console log: {boot.console_log}\n{boot.console[-3000:]}\n"
             f"--- guest dmesg: {dmesg if dmesg.exists() else '(not saved: the guest died)'}")
 
 
