@@ -83,8 +83,8 @@ struct esca_stats {
 	uint64_t errors_dropped;	/* peer-gone errors (EPIPE, ECONNRESET, ...) */
 	uint64_t errors_other;		/* any other error of a deferred call */
 	uint64_t bytes_lost;		/* bytes a deferred write could not send */
-	uint64_t uring_ring_flushes;	/* uring backend: flushes through the ring */
-	uint64_t uring_direct_flushes;	/* uring backend: flushes run as direct calls */
+	uint64_t batched_flushes;	/* ESCA_ADAPT: flushes through the backend */
+	uint64_t direct_flushes;	/* ESCA_ADAPT: flushes run as direct calls */
 	uint64_t segments_passthrough;	/* segments not batched (ESCA_ADAPT: would not pay) */
 	uint64_t reserved[5];
 };

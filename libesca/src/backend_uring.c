@@ -22,7 +22,6 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
-#include <time.h>
 #include <unistd.h>
 
 enum op {
@@ -50,42 +49,9 @@ struct esca_uring {
 	struct iovec *iov;
 	unsigned hmask;
 	size_t map_size;
-	/* measured cost per entry (ns, moving average) of a flush through the
-	 * ring and of the same flush run as direct calls, per batch size */
-	struct {
-		uint32_t ring, direct;
-	} cost[5];
-	unsigned flushes;
 };
 
-/* Batch-size classes of the cost table: 2-3, 4-7, 8-15, 16-31, 32+. */
-static unsigned size_class(unsigned n)
-{
-	unsigned c = n < 2 ? 0 : 30u - (unsigned)__builtin_clz(n);
 
-	return c > 4 ? 4 : c;
-}
-
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
-/* Moving average (1/8) of per-entry cost; one sample can at most double it
- * (a flush that waited for a slow peer says nothing about the path). */
-static void learn(uint32_t *avg, uint64_t sample)
-{
-	if (!*avg) {
-		*avg = (uint32_t)(sample < UINT32_MAX ? sample : UINT32_MAX);
-		return;
-	}
-	if (sample > 2u * *avg)
-		sample = 2u * *avg;
-	*avg = (uint32_t)((int64_t)*avg + ((int64_t)sample - (int64_t)*avg) / 8);
-}
 
 static bool probe_ops(struct io_uring *ring, bool *has_shutdown)
 {
@@ -379,43 +345,7 @@ void esca_uring_flush(struct esca_thread *t)
 			esca_run_direct(t, i);
 		return;
 	}
-	if (esca_cfg.adapt) {
-		unsigned c = size_class(n);
-		bool ring = u->cost[c].ring <= u->cost[c].direct;
-		uint64_t t0;
-
-		/* measure each way once, then take the cheaper one, and try the
-		 * other one flush in 32 to follow changes */
-		if (!u->cost[c].ring || !u->cost[c].direct)
-			ring = !u->cost[c].ring;
-		else if ((++u->flushes & 31) == 0)
-			ring = !ring;
-		t0 = now_ns();
-		if (ring) {
-			ring_flush(t, u, nsqe);
-			learn(&u->cost[c].ring, (now_ns() - t0) / n);
-			t->st.uring_ring_flushes++;
-		} else {
-			for (i = 0; i < n; i++)
-				esca_run_direct(t, i);
-			learn(&u->cost[c].direct, (now_ns() - t0) / n);
-			t->st.uring_direct_flushes++;
-		}
-		return;
-	}
 	ring_flush(t, u, nsqe);
-	t->st.uring_ring_flushes++;
-}
-
-bool esca_uring_ring_pays(struct esca_thread *t, unsigned n)
-{
-	struct esca_uring *u = t->uring;
-	unsigned c = size_class(n);
-
-	/* recording a call costs about a tenth of a small syscall here: the
-	 * ring must beat direct calls by more than that to pay for it */
-	return !u->cost[c].ring || !u->cost[c].direct ||
-	       (uint64_t)u->cost[c].ring * 8 < (uint64_t)u->cost[c].direct * 7;
 }
 
 /* Submits the grouped batch in one io_uring_enter() and finishes it. */

@@ -179,6 +179,88 @@ void esca_finish_entry(struct esca_thread *t, unsigned i)
 		count_error(t, i, (int)-res, 0);
 }
 
+/* Batch-size classes of the cost table: 2-3, 4-7, 8-15, 16-31, 32+. */
+static unsigned size_class(unsigned n)
+{
+	unsigned c = n < 2 ? 0 : 30u - (unsigned)__builtin_clz(n);
+
+	return c > 4 ? 4 : c;
+}
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* Moving average (1/8) of per-entry cost; one sample can at most double it
+ * (a flush that waited for a slow peer says nothing about the path). */
+static void learn(uint32_t *avg, uint64_t sample)
+{
+	if (!*avg) {
+		*avg = (uint32_t)(sample < UINT32_MAX ? sample : UINT32_MAX);
+		return;
+	}
+	if (sample > 2u * *avg)
+		sample = 2u * *avg;
+	*avg = (uint32_t)((int64_t)*avg + ((int64_t)sample - (int64_t)*avg) / 8);
+}
+
+bool esca_batch_pays(struct esca_thread *t, unsigned n)
+{
+	unsigned c = size_class(n);
+
+	/* recording a call costs about a tenth of a small syscall: the backend
+	 * must beat direct calls by more than that to pay for it */
+	return !t->cost[c].backend || !t->cost[c].direct ||
+	       (uint64_t)t->cost[c].backend * 8 < (uint64_t)t->cost[c].direct * 7;
+}
+
+static void flush_backend(struct esca_thread *t)
+{
+	unsigned i;
+
+	if (t->backend == ESCA_BACKEND_MODULE) {
+		esca_module_flush(t);
+	} else if (t->backend == ESCA_BACKEND_URING) {
+		esca_uring_flush(t);
+	} else {
+		for (i = 0; i < t->n; i++)
+			esca_run_direct(t, i);
+	}
+}
+
+/*
+ * ESCA_ADAPT: a batch goes through the backend or is run as direct calls,
+ * whichever was measured cheaper per entry for batches of its size; each
+ * way is measured once, then the other one is tried one flush in 32 to
+ * follow changes.
+ */
+static void flush_measured(struct esca_thread *t)
+{
+	unsigned n = t->n, c = size_class(n), i;
+	bool batch = t->cost[c].backend <= t->cost[c].direct;
+	uint64_t t0;
+
+	if (!t->cost[c].backend || !t->cost[c].direct)
+		batch = !t->cost[c].backend;
+	else if ((++t->adapt_flushes & 31) == 0)
+		batch = !batch;
+	t0 = now_ns();
+	if (batch) {
+		flush_backend(t);
+		learn(&t->cost[c].backend, (now_ns() - t0) / n);
+		t->st.batched_flushes++;
+	} else {
+		for (i = 0; i < n; i++)
+			esca_run_direct(t, i);
+		learn(&t->cost[c].direct, (now_ns() - t0) / n);
+		t->st.direct_flushes++;
+	}
+}
+
 int esca_flush_thread(struct esca_thread *t)
 {
 	unsigned n = t->n, i;
@@ -186,14 +268,10 @@ int esca_flush_thread(struct esca_thread *t)
 	if (!n || t->flushing)
 		return 0;
 	t->flushing = true;
-	if (t->backend == ESCA_BACKEND_MODULE) {
-		esca_module_flush(t);
-	} else if (t->backend == ESCA_BACKEND_URING) {
-		esca_uring_flush(t);
-	} else {
-		for (i = 0; i < n; i++)
-			esca_run_direct(t, i);
-	}
+	if (esca_cfg.adapt && n >= 2 && t->backend != ESCA_BACKEND_OFF)
+		flush_measured(t);
+	else
+		flush_backend(t);
 	t->st.flushes++;
 	t->st.flushed_calls += n;
 	t->seg_entries += n;

@@ -146,6 +146,12 @@ struct esca_thread {
 	uint32_t avg_calls;	/* moving averages, x16 */
 	uint32_t avg_entries;
 	unsigned seg_count;
+	/* measured cost per entry (ns, moving average) of a flush through the
+	 * backend and of the same flush as direct calls, per batch-size class */
+	struct {
+		uint32_t backend, direct;
+	} cost[5];
+	unsigned adapt_flushes;
 	struct esca_stats st;	/* this thread's counters since its last publish */
 	/* backend state */
 	int module_fd;
@@ -199,9 +205,9 @@ void esca_module_thread_fini(struct esca_thread *t, bool after_fork);
 void esca_module_flush(struct esca_thread *t);
 
 int esca_uring_probe(void);		/* 0 when io_uring is usable */
-/* Whether a ring flush of about n entries was measured cheaper than direct
- * calls (true while not yet measured). */
-bool esca_uring_ring_pays(struct esca_thread *t, unsigned n);
+/* Whether a backend flush of about n entries was measured cheaper than
+ * direct calls by more than recording costs (true while not measured). */
+bool esca_batch_pays(struct esca_thread *t, unsigned n);
 int esca_uring_thread_init(struct esca_thread *t);
 void esca_uring_thread_fini(struct esca_thread *t, bool after_fork);
 void esca_uring_flush(struct esca_thread *t);

@@ -107,8 +107,8 @@ void esca_stats_publish(struct esca_thread *t)
 	add(&global->errors_dropped, &s->errors_dropped);
 	add(&global->errors_other, &s->errors_other);
 	add(&global->bytes_lost, &s->bytes_lost);
-	add(&global->uring_ring_flushes, &s->uring_ring_flushes);
-	add(&global->uring_direct_flushes, &s->uring_direct_flushes);
+	add(&global->batched_flushes, &s->batched_flushes);
+	add(&global->direct_flushes, &s->direct_flushes);
 	add(&global->segments_passthrough, &s->segments_passthrough);
 }
 
@@ -148,7 +148,7 @@ void esca_stats_exit(void)
 				") direct_in_segment=%llu flushes=%llu mean_batch=%.1f kernel_entries=%llu"
 				" arena_bytes=%llu short_writes_completed=%llu bytes_completed=%llu"
 				" errors_dropped=%llu errors_other=%llu bytes_lost=%llu"
-				" ring_flushes=%llu direct_flushes=%llu segments_passthrough=%llu\n",
+				" batched_flushes=%llu direct_flushes=%llu segments_passthrough=%llu\n",
 				(unsigned long long)global->direct_in_segment,
 				(unsigned long long)global->flushes,
 				global->flushes ? (double)global->flushed_calls / (double)global->flushes : 0.0,
@@ -159,8 +159,8 @@ void esca_stats_exit(void)
 				(unsigned long long)global->errors_dropped,
 				(unsigned long long)global->errors_other,
 				(unsigned long long)global->bytes_lost,
-				(unsigned long long)global->uring_ring_flushes,
-				(unsigned long long)global->uring_direct_flushes,
+				(unsigned long long)global->batched_flushes,
+				(unsigned long long)global->direct_flushes,
 				(unsigned long long)global->segments_passthrough);
 		if (len >= sizeof(line))
 			len = sizeof(line) - 1;

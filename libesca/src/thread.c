@@ -194,8 +194,8 @@ static void average(uint32_t *avg, unsigned sample)
 /*
  * Whether this segment should record its calls (ESCA_ADAPT, default on).
  * Batching costs the recording of each call; it pays when calls merge
- * (writes to one socket), or when a flush of the usual size is cheaper than
- * the direct calls (one ioctl; io_uring where measured so).  Otherwise the
+ * (writes to one socket), or when a flush of the usual size was measured
+ * cheaper than the same calls made directly (flush.c).  Otherwise the
  * segment passes its calls through, and one segment in 64 still records,
  * to follow changes of the workload.
  */
@@ -209,9 +209,7 @@ static bool worth_batching(struct esca_thread *t)
 		return true;		/* merging saves a quarter of the calls */
 	if (entries < 2 * 16)
 		return false;		/* nothing to batch a call with */
-	if (t->backend == ESCA_BACKEND_URING)
-		return esca_uring_ring_pays(t, (entries + 8) / 16);
-	return true;
+	return esca_batch_pays(t, (entries + 8) / 16);
 }
 
 ESCA_API void batch_start(void)
