@@ -23,8 +23,8 @@ from esca_pkg.servers import backends, runtime
 
 TOP = Path(__file__).resolve().parent.parent.parent
 QUICK: dict[str, Any] = {"sizes": (1,), "connections": (50,), "duration": 1, "repeats": 2,
-                         "warmup": 1, "count_duration": 1, "micro_rounds": 200,
-                         "micro_repeats": 1}
+                         "warmup": 1, "count_duration": 1, "quiet_wait": 2,
+                         "micro_rounds": 200, "micro_repeats": 1}
 
 
 def _ints(text: str, what: str) -> tuple[int, ...]:
@@ -112,6 +112,9 @@ def _micro(library: Path, esca_backends: tuple[str, ...], rounds: int,
               help="Seconds of an unrecorded run of each fresh server (0: none).")
 @click.option("--count-duration", type=click.IntRange(1, 600), default=1,
               show_default=True, help="Seconds of the run of each variant counted by perf.")
+@click.option("--quiet-wait", type=click.FloatRange(0, 3600), default=30, show_default=True,
+              help="Before each pair, wait up to this many seconds for other processes to "
+                   "leave the benchmark's CPUs (the wait and the load are reported).")
 @click.option("--out", "out_dir", type=click.Path(path_type=Path, file_okay=False),
               default=Path("esca-bench-results"), show_default=True,
               help="Directory for results.json, results.md and the PNG plots.")
@@ -123,8 +126,8 @@ def _micro(library: Path, esca_backends: tuple[str, ...], rounds: int,
               help="Draw the PNG plots (needs matplotlib).")
 def servers_command(quick: bool, server_names: tuple[str, ...], backend_names: tuple[str, ...],
                     sizes: str, connections: str, duration: int, repeats: int, warmup: int,
-                    count_duration: int, out_dir: Path, library: Path | None, micro: bool,
-                    draw: bool) -> None:
+                    count_duration: int, quiet_wait: float, out_dir: Path,
+                    library: Path | None, micro: bool, draw: bool) -> None:
     """A/B of each patched server: vanilla (--backend off) against ESCA.
 
     wrk on 127.0.0.1 over file sizes and connection counts, A/B pairs
@@ -141,7 +144,7 @@ def servers_command(quick: bool, server_names: tuple[str, ...], backend_names: t
     if quick:  # the quick settings, except where an option was given
         ctx = click.get_current_context()
         given = {p for p in ("sizes", "connections", "duration", "repeats", "warmup",
-                             "count_duration")
+                             "count_duration", "quiet_wait")
                  if ctx.get_parameter_source(p) is not ParameterSource.DEFAULT}
         sizes = sizes if "sizes" in given else ",".join(map(str, QUICK["sizes"]))
         connections = connections if "connections" in given else \
@@ -151,6 +154,7 @@ def servers_command(quick: bool, server_names: tuple[str, ...], backend_names: t
         warmup = warmup if "warmup" in given else QUICK["warmup"]
         count_duration = count_duration if "count_duration" in given else \
             QUICK["count_duration"]
+        quiet_wait = quiet_wait if "quiet_wait" in given else QUICK["quiet_wait"]
         micro_rounds, micro_repeats = QUICK["micro_rounds"], QUICK["micro_repeats"]
     size_list, conn_list = _ints(sizes, "--sizes"), _ints(connections, "--connections")
     if draw:
@@ -161,7 +165,7 @@ def servers_command(quick: bool, server_names: tuple[str, ...], backend_names: t
     plan = Plan(servers=names, backends=_backends(backend_names), sizes_kb=size_list,
                 connections=conn_list, duration=duration, repeats=repeats, warmup=warmup,
                 count_duration=count_duration, library=_library(library),
-                placement=machine.placement())
+                placement=machine.placement(), quiet_wait=quiet_wait)
     info(f"esca-bench: {', '.join(plan.servers)} x backend {', '.join(plan.backends)} "
          f"against off; {len(size_list)} sizes x {len(conn_list)} connection counts; "
          f"{plan.placement.describe()}; about {plan.estimate_seconds() / 60:.1f} min")

@@ -24,6 +24,13 @@ class Placement:
     workers: int
     wrk_threads: int
 
+    def cpu_list(self, which: str) -> list[int]:
+        """The CPUs of the server or the client (all usable ones when not pinned)."""
+        text = self.server_cpus if which == "server" else self.client_cpus
+        if text is None:
+            return sorted(os.sched_getaffinity(0))
+        return [int(c) for c in text.split(",")]
+
     def describe(self) -> str:
         if self.server_cpus is None:
             return f"not pinned (one CPU), {self.workers} worker, wrk -t {self.wrk_threads}"

@@ -95,6 +95,20 @@ def cpu_ns(pids: Sequence[int]) -> int:
     return total
 
 
+def cpu_busy_ns(cpus: Sequence[int]) -> int:
+    """Time the given CPUs spent busy so far (/proc/stat: all but idle and iowait)."""
+    tick = 1e9 / os.sysconf("SC_CLK_TCK")
+    want = {f"cpu{c}" for c in cpus}
+    total = 0
+    with open("/proc/stat") as fh:
+        for line in fh:
+            parts = line.split()
+            if parts and parts[0] in want:
+                vals = [int(v) for v in parts[1:9]]
+                total += sum(vals) - vals[3] - vals[4]  # minus idle, iowait
+    return int(total * tick)
+
+
 def tracefs() -> Path | None:
     for p in TRACEFS:
         if (p / "events" / "raw_syscalls" / "sys_enter").is_dir():

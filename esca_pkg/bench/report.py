@@ -49,7 +49,7 @@ def _groups(doc: dict[str, Any]) -> dict[tuple[str, str], list[dict[str, Any]]]:
 def cells_table(cells: list[dict[str, Any]]) -> str:
     head = ["size", "conns", "vanilla req/s (min-max)", "ESCA req/s (min-max)",
             "change (pairs)", "verdict", "CPU µs/req A→B", "sc/req vanilla", "sc/req ESCA",
-            "minimum", "gap"]
+            "minimum", "gap", "other load"]
     rows = []
     for c in cells:
         s = c["summary"]
@@ -63,6 +63,7 @@ def cells_table(cells: list[dict[str, Any]]) -> str:
             f"{s['vanilla_cpu_us_per_request']:.1f}→{s['esca_cpu_us_per_request']:.1f}",
             f"{s['vanilla_syscalls_per_request']:.2f}", f"{m['measured']:.2f}",
             f"{m['minimum']:.2f}", f"{m['gap']:.2f}",
+            f"{s['foreign_cpu_pct']:.0f}%" if "foreign_cpu_pct" in s else "?",
         ])
     return _table(head, rows)
 
@@ -110,6 +111,17 @@ def targets_table(rows: list[dict[str, Any]]) -> str:
     return _table(head, out)
 
 
+def _contention(doc: dict[str, Any]) -> str:
+    c = doc.get("contention")
+    if not c:
+        return ""
+    return (f"Other processes on the benchmark's CPUs: each pair waited for them to fall under "
+            f"{c['quiet_busy_pct']:.0f}% busy (up to {c['quiet_wait_seconds']:.0f} s; waited "
+            f"{c['waited_seconds']:.0f} s in all, {c['pairs_not_quiet']} pairs ran without a "
+            "quiet moment); *other load* is the median share of the server CPU that others "
+            "took during the runs.")
+
+
 def markdown(doc: dict[str, Any]) -> str:
     m, s = doc["machine"], doc["settings"]
     parts = [
@@ -124,6 +136,8 @@ def markdown(doc: dict[str, Any]) -> str:
         f"each round with a fresh pair of servers, A and B back to back (A first in odd "
         f"rounds, B first in even ones); plus one run of {s['count_duration']} s of each "
         f"counted by perf.",
+        "",
+        _contention(doc),
         "",
         "A = vanilla (same binary, libesca preloaded with `--backend off`), "
         "B = ESCA. req/s: median (min-max); change: median of the per-pair ratios B/A "

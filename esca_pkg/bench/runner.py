@@ -17,6 +17,7 @@ import os
 import shutil
 import signal
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -33,6 +34,9 @@ from esca_pkg.servers import runtime, stats
 SCHEMA = "esca-bench/servers/1"
 SIZES_KB = runtime.FILE_SIZES_KB
 CONNECTIONS = (10, 50, 200)
+#: a pair starts when the benchmark's CPUs are less busy than this (ours idle),
+#: or after Plan.quiet_wait seconds of waiting
+QUIET_BUSY = 0.15
 LIBESCA_COUNTERS = ("segments", "deferred", "flushes", "flushed_calls", "kernel_entries",
                     "direct_in_segment", "bytes_lost", "errors_other")
 
@@ -49,6 +53,7 @@ class Plan:
     count_duration: int  # seconds of the counted run of each variant
     library: Path
     placement: Placement
+    quiet_wait: float = 30.0  # longest wait for other processes to leave the CPUs, per pair
 
     def cells(self) -> int:
         return len(self.servers) * len(self.backends) * len(self.sizes_kb) * \
@@ -107,20 +112,47 @@ class Runner:
         self.step = step
         self.events = measure.syscall_events()
         self.pl = plan.placement
+        self.contention: dict[str, Any] = {"waited_seconds": 0.0, "pairs_not_quiet": 0,
+                                           "quiet_busy_pct": 100 * QUIET_BUSY,
+                                           "quiet_wait_seconds": plan.quiet_wait}
+
+    def wait_quiet(self) -> None:
+        """Before a pair: wait (up to plan.quiet_wait s) until other processes
+        leave the benchmark's CPUs alone (busy under QUIET_BUSY while ours idle)."""
+        cpus = sorted(set(self.pl.cpu_list("server")) | set(self.pl.cpu_list("client")))
+        deadline = time.monotonic() + self.plan.quiet_wait
+        t0 = time.monotonic()
+        while True:
+            b0, s0 = measure.cpu_busy_ns(cpus), time.monotonic()
+            time.sleep(0.25)
+            busy = (measure.cpu_busy_ns(cpus) - b0) / ((time.monotonic() - s0) * 1e9 * len(cpus))
+            if busy < QUIET_BUSY:
+                break
+            if time.monotonic() > deadline:
+                self.contention["pairs_not_quiet"] += 1
+                break
+        self.contention["waited_seconds"] += time.monotonic() - t0
 
     def sample(self, run: runtime.ServerRun, path: str, conns: int,
                seconds: int) -> dict[str, Any]:
         pids = run.serving_pids()
-        before = measure.cpu_ns(pids)
+        server_cpus = self.pl.cpu_list("server")
+        before, busy0, t0 = measure.cpu_ns(pids), measure.cpu_busy_ns(server_cpus), \
+            time.monotonic()
         w = measure.run_wrk(run.url + path, conns, self.pl.wrk_threads, seconds,
                             self.pl.client_cpus)
         cpu = measure.cpu_ns(pids) - before
+        # busy time of the server CPUs not spent by the server: other processes
+        # (and interrupts); high values mean the run was disturbed
+        elapsed = (time.monotonic() - t0) * 1e9 * len(server_cpus)
+        foreign = max(0.0, (measure.cpu_busy_ns(server_cpus) - busy0 - cpu) / elapsed)
         if w.requests == 0:
             die(f"wrk completed no request against {run.kind} {run.url}{path} "
                 f"(-c {conns}, {seconds:g} s)", hint=f"see {run.error_log} and {run.output}")
         return {"requests": w.requests, "seconds": w.seconds, "rps": w.rps,
                 "socket_errors": w.socket_errors, "non2xx": w.non2xx,
-                "server_cpu_us_per_request": cpu / 1000.0 / w.requests}
+                "server_cpu_us_per_request": cpu / 1000.0 / w.requests,
+                "foreign_cpu_pct": 100.0 * foreign}
 
     def counted(self, run: runtime.ServerRun, path: str, conns: int) -> dict[str, Any]:
         pids = run.serving_pids()
@@ -193,6 +225,7 @@ class Runner:
         order = (("off", a), (backend, b))
         if rnd % 2:
             order = order[::-1]
+        self.wait_quiet()
         for name, run in order:
             self.step(f"{label}: {name} {rnd + 1}/{self.plan.repeats}")
             cell["runs"][name].append(self.sample(run, path, conns, self.plan.duration))
@@ -291,6 +324,7 @@ def run(plan: Plan, workdir: Path, argv: list[str]) -> dict[str, Any]:
             cells, skipped = runner.server(kind, www, sizes)
             doc["cells"] += cells
             doc["skipped"] += skipped
+        doc["contention"] = runner.contention
     doc["finished"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     doc["machine"]["load_average_end"] = list(os.getloadavg())
     shutil.rmtree(www, ignore_errors=True)

@@ -92,6 +92,8 @@ def summarize(cell: Mapping[str, Any], esca_backend: str) -> dict[str, Any]:
             s["server_cpu_us_per_request"] for s in runs["off"]),
         "esca_cpu_us_per_request": statistics.median(
             s["server_cpu_us_per_request"] for s in runs[esca_backend]),
+        "foreign_cpu_pct": statistics.median(
+            s.get("foreign_cpu_pct", 0.0) for v in runs.values() for s in v),
         "errors": sum(s["socket_errors"] + s["non2xx"]
                       for v in runs.values() for s in v),
     }
