@@ -38,6 +38,18 @@ def _ints(text: str, what: str) -> tuple[int, ...]:
     return vals
 
 
+def _esca_env(pairs: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
+    out = []
+    for p in pairs:
+        name, sep, value = p.partition("=")
+        if not sep or not name.startswith("ESCA_") or name in ("ESCA_BACKEND", "ESCA_LIBRARY"):
+            raise click.BadParameter(
+                f"{p!r}: give NAME=VALUE with a libesca setting (ESCA_..., not ESCA_BACKEND)",
+                param_hint="--esca-env")
+        out.append((name, value))
+    return tuple(out)
+
+
 def _library(option: Path | None) -> Path:
     """--library, else $ESCA_LIBRARY, else this source tree's build, else libesca0's."""
     tree = TOP / "libesca" / "build" / "libesca.so.0"
@@ -115,6 +127,9 @@ def _micro(library: Path, esca_backends: tuple[str, ...], rounds: int,
 @click.option("--quiet-wait", type=click.FloatRange(0, 3600), default=30, show_default=True,
               help="Before each pair, wait up to this many seconds for other processes to "
                    "leave the benchmark's CPUs (the wait and the load are reported).")
+@click.option("--esca-env", "esca_env", multiple=True, metavar="NAME=VALUE",
+              help="A libesca setting for both servers, e.g. ESCA_URING_MIN_OPS=1 "
+                   "(repeatable; see docs/libesca.md).")
 @click.option("--out", "out_dir", type=click.Path(path_type=Path, file_okay=False),
               default=Path("esca-bench-results"), show_default=True,
               help="Directory for results.json, results.md and the PNG plots.")
@@ -126,7 +141,8 @@ def _micro(library: Path, esca_backends: tuple[str, ...], rounds: int,
               help="Draw the PNG plots (needs matplotlib).")
 def servers_command(quick: bool, server_names: tuple[str, ...], backend_names: tuple[str, ...],
                     sizes: str, connections: str, duration: int, repeats: int, warmup: int,
-                    count_duration: int, quiet_wait: float, out_dir: Path,
+                    count_duration: int, quiet_wait: float, esca_env: tuple[str, ...],
+                    out_dir: Path,
                     library: Path | None, micro: bool, draw: bool) -> None:
     """A/B of each patched server: vanilla (--backend off) against ESCA.
 
@@ -165,7 +181,8 @@ def servers_command(quick: bool, server_names: tuple[str, ...], backend_names: t
     plan = Plan(servers=names, backends=_backends(backend_names), sizes_kb=size_list,
                 connections=conn_list, duration=duration, repeats=repeats, warmup=warmup,
                 count_duration=count_duration, library=_library(library),
-                placement=machine.placement(), quiet_wait=quiet_wait)
+                placement=machine.placement(), quiet_wait=quiet_wait,
+                esca_env=_esca_env(esca_env))
     info(f"esca-bench: {', '.join(plan.servers)} x backend {', '.join(plan.backends)} "
          f"against off; {len(size_list)} sizes x {len(conn_list)} connection counts; "
          f"{plan.placement.describe()}; about {plan.estimate_seconds() / 60:.1f} min")

@@ -88,7 +88,8 @@ def describe() -> dict[str, Any]:
     }
 
 
-def versions(library: Path) -> dict[str, Any]:
+def versions(library: Path, copy: Path) -> dict[str, Any]:
+    """Package versions; library is where libesca came from, copy what the run uses."""
     pkgs: dict[str, str] = {}
     for p in PACKAGES:
         res = proc.run(["dpkg-query", "-W", "-f=${Version}", p], capture=True, check=False)
@@ -97,6 +98,6 @@ def versions(library: Path) -> dict[str, Any]:
         "esca": __version__,
         "packages": pkgs,
         "libesca": {"path": str(library),
-                    "sha256": hashlib.sha256(library.read_bytes()).hexdigest()},
+                    "sha256": hashlib.sha256(copy.read_bytes()).hexdigest()},
         "python": platform.python_version(),
     }

@@ -54,6 +54,7 @@ class Plan:
     library: Path
     placement: Placement
     quiet_wait: float = 30.0  # longest wait for other processes to leave the CPUs, per pair
+    esca_env: tuple[tuple[str, str], ...] = ()  # libesca settings for both variants
 
     def cells(self) -> int:
         return len(self.servers) * len(self.backends) * len(self.sizes_kb) * \
@@ -112,6 +113,7 @@ class Runner:
         self.step = step
         self.events = measure.syscall_events()
         self.pl = plan.placement
+        self.library = workdir / "libesca.so.0"  # the run's copy (see run())
         self.contention: dict[str, Any] = {"waited_seconds": 0.0, "pairs_not_quiet": 0,
                                            "quiet_busy_pct": 100 * QUIET_BUSY,
                                            "quiet_wait_seconds": plan.quiet_wait}
@@ -267,8 +269,9 @@ class _Pair:
                 self.starts += 1
                 where = self.base / f"{variant}-{self.starts}"
                 self.runs[variant] = servers.start(
-                    self.kind, where, self.www, variant, plan.library, pl.workers,
-                    pl.server_cpus, where.with_name(where.name + "-stats"))
+                    self.kind, where, self.www, variant, self.runner.library, pl.workers,
+                    pl.server_cpus, where.with_name(where.name + "-stats"),
+                    dict(plan.esca_env))
         return self.runs["off"], self.runs[self.backend]
 
     def dead(self) -> str:
@@ -296,6 +299,11 @@ def run(plan: Plan, workdir: Path, argv: list[str]) -> dict[str, Any]:
     for kind in plan.servers:
         servers.require_server(kind)
     workdir.mkdir(parents=True, exist_ok=True)
+    # one copy of libesca for the whole run: a rebuild of the tree's library
+    # during the run must not change what B runs
+    library = workdir / "libesca.so.0"
+    shutil.copyfile(plan.library, library)
+    os.chmod(library, 0o644)
     www = workdir / "www"
     files = runtime.make_site(www, plan.sizes_kb)
     sizes = {kb: len(files[f"f{kb}k.bin"]) for kb in plan.sizes_kb}
@@ -305,7 +313,7 @@ def run(plan: Plan, workdir: Path, argv: list[str]) -> dict[str, Any]:
         "command": argv,
         "started": started.isoformat(timespec="seconds"),
         "machine": machine.describe(),
-        "versions": machine.versions(plan.library),
+        "versions": machine.versions(plan.library, library),
         "settings": {**{k: v for k, v in asdict(plan).items() if k != "placement"},
                      "library": str(plan.library),
                      "placement": asdict(plan.placement),

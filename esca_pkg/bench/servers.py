@@ -68,8 +68,12 @@ def _port_open(port: int) -> bool:
 
 
 def start(kind: str, base: Path, www: Path, backend: str, library: Path, workers: int,
-          cpus: str | None, stats_dir: Path, wait: float = 15.0) -> runtime.ServerRun:
-    """The server under `esca-run --backend BACKEND`, serving www on 127.0.0.1."""
+          cpus: str | None, stats_dir: Path, esca_env: dict[str, str] | None = None,
+          wait: float = 15.0) -> runtime.ServerRun:
+    """The server under `esca-run --backend BACKEND`, serving www on 127.0.0.1.
+
+    esca_env: libesca settings (ESCA_URING_MIN_OPS=..., ...) for this run; the
+    caller's own ESCA_* variables never leak in."""
     base.mkdir(parents=True, exist_ok=True)
     os.chmod(base, 0o755)
     stats_dir.mkdir(parents=True, exist_ok=True)
@@ -93,6 +97,7 @@ def start(kind: str, base: Path, www: Path, backend: str, library: Path, workers
                    "--", *server_args], cpus)
     env = {k: v for k, v in proc.base_env(system_path=False).items()
            if not (k.startswith("ESCA_") or k == "LD_PRELOAD")}
+    env.update(esca_env or {})
     output = base / "server.out"
     with output.open("wb") as out:
         # A long-running server: proc.run() waits for its command, so Popen.
