@@ -195,17 +195,25 @@ static uint64_t now_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
-/* Moving average (1/8) of per-entry cost; one sample can at most double it
- * (a flush that waited for a slow peer says nothing about the path). */
+/*
+ * Moving average of per-entry cost: down fast (by half the difference), up
+ * slowly (by an eighth, a sample counting at most double).  A cold first
+ * flush (page faults, first ioctl) must not hide a cheap path for long, and
+ * a flush that waited for a slow peer says little about the path.
+ */
 static void learn(uint32_t *avg, uint64_t sample)
 {
 	if (!*avg) {
 		*avg = (uint32_t)(sample < UINT32_MAX ? sample : UINT32_MAX);
 		return;
 	}
+	if (sample < *avg) {
+		*avg -= (uint32_t)((*avg - sample) / 2);
+		return;
+	}
 	if (sample > 2u * *avg)
 		sample = 2u * *avg;
-	*avg = (uint32_t)((int64_t)*avg + ((int64_t)sample - (int64_t)*avg) / 8);
+	*avg += (uint32_t)((sample - *avg) / 8);
 }
 
 bool esca_batch_pays(struct esca_thread *t, unsigned n)
