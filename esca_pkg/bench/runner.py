@@ -193,7 +193,9 @@ class Runner:
                     if rnd == 0:
                         for size in plan.sizes_kb:
                             path = f"/f{size}k.bin"
-                            why = _probe(a, path, sizes[size]) or _probe(b, path, sizes[size])
+                            why = "".join(f"{v}: {w}" for v, w in
+                                          (("off", _probe(a, path, sizes[size])),
+                                           (backend, _probe(b, path, sizes[size]))) if w)
                             if why:
                                 skipped += self._drop(data, kind, backend, size, None, why)
                     if plan.warmup:
