@@ -187,16 +187,26 @@ static unsigned size_class(unsigned n)
 	return c > 4 ? 4 : c;
 }
 
-static uint64_t now_ns(void)
+/*
+ * A timestamp for comparing two ways of flushing on this thread: only the
+ * ratio matters, so on x86-64 the cycle counter (no syscall, even where the
+ * vDSO clock is not usable, as under QEMU TCG), elsewhere the monotonic
+ * clock.
+ */
+static uint64_t stamp(void)
 {
+#if defined(__x86_64__)
+	return __builtin_ia32_rdtsc();
+#else
 	struct timespec ts;
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+#endif
 }
 
 /*
- * Moving average of per-entry cost: down fast (by half the difference), up
+ * Moving average of per-entry cost (stamp units): down fast (by half the difference), up
  * slowly (by an eighth, a sample counting at most double).  A cold first
  * flush (page faults, first ioctl) must not hide a cheap path for long, and
  * a flush that waited for a slow peer says little about the path.
@@ -242,29 +252,34 @@ static void flush_backend(struct esca_thread *t)
 
 /*
  * ESCA_ADAPT: a batch goes through the backend or is run as direct calls,
- * whichever was measured cheaper per entry for batches of its size; each
+ * whichever was measured cheaper per entry for batches of its size.  Each
  * way is measured once, then the other one is tried one flush in 32 to
- * follow changes.
+ * follow changes, and one flush in 8 of the chosen way is timed.
  */
 static void flush_measured(struct esca_thread *t)
 {
-	unsigned n = t->n, c = size_class(n), i;
-	bool batch = t->cost[c].backend <= t->cost[c].direct;
-	uint64_t t0;
+	unsigned n = t->n, c = size_class(n), i, k = ++t->adapt_flushes;
+	bool batch = t->cost[c].backend <= t->cost[c].direct, timed = (k & 7) == 0;
+	uint64_t t0 = 0;
 
-	if (!t->cost[c].backend || !t->cost[c].direct)
+	if (!t->cost[c].backend || !t->cost[c].direct) {
 		batch = !t->cost[c].backend;
-	else if ((++t->adapt_flushes & 31) == 0)
+		timed = true;
+	} else if ((k & 31) == 0) {
 		batch = !batch;
-	t0 = now_ns();
+	}
+	if (timed)
+		t0 = stamp();
 	if (batch) {
 		flush_backend(t);
-		learn(&t->cost[c].backend, (now_ns() - t0) / n);
+		if (timed)
+			learn(&t->cost[c].backend, (stamp() - t0) / n);
 		t->st.batched_flushes++;
 	} else {
 		for (i = 0; i < n; i++)
 			esca_run_direct(t, i);
-		learn(&t->cost[c].direct, (now_ns() - t0) / n);
+		if (timed)
+			learn(&t->cost[c].direct, (stamp() - t0) / n);
 		t->st.direct_flushes++;
 	}
 }
