@@ -31,13 +31,16 @@ LOG_ERRORS = re.compile(r"\[(error|crit|alert|emerg)\]")
 MEASURE_FILE = "f20k.bin"
 
 
-def start(base: Path, www: Path, workers: int, backend: str | None) -> runtime.ServerRun:
+def start(base: Path, www: Path, workers: int, backend: str | None,
+          esca_env: dict[str, str] | None = None) -> runtime.ServerRun:
     """nginx on 127.0.0.1 with workers as www-data (the packaged configuration's
-    user); backend None runs /usr/sbin/nginx itself, without libesca."""
+    user); backend None runs /usr/sbin/nginx itself, without libesca.  esca_env:
+    libesca tuning variables, passed to the workers with nginx's env directive."""
     base.mkdir(parents=True, exist_ok=True)
     port = runtime.free_port()
     conf = base / "nginx.conf"
-    conf.write_text("user www-data;\n" + runtime.nginx_config(base, www, port, workers))
+    env_lines = "".join(f"env {k};\n" for k in esca_env or {})
+    conf.write_text("user www-data;\n" + env_lines + runtime.nginx_config(base, www, port, workers))
     stats_dir = base / "stats"
     stats_dir.mkdir(mode=0o1777, exist_ok=True)
     os.chmod(stats_dir, 0o1777)
@@ -47,6 +50,7 @@ def start(base: Path, www: Path, workers: int, backend: str | None) -> runtime.S
         argv = ["esca-run", "nginx", "--backend", backend, "--stats", "--stats-dir",
                 str(stats_dir), "--", "-c", str(conf)]
     env = {k: v for k, v in os.environ.items() if not k.startswith("ESCA_") and k != "LD_PRELOAD"}
+    env.update(esca_env or {})
     output = base / "server.out"
     with output.open("wb") as out:
         process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out,
@@ -150,14 +154,18 @@ def count_with_strace(run: runtime.ServerRun, seconds: int,
 
 def measure(args: argparse.Namespace) -> dict:
     """Syscalls per request on the 20 KB file, one worker: plain nginx (no
-    libesca), esca-run --backend off (libesca preloaded, pass-through) and
-    --backend module."""
+    libesca), esca-run --backend off (libesca preloaded, pass-through),
+    --backend module as shipped (libesca's adaptive batching passes segments
+    with too few calls through) and --backend module with ESCA_ADAPT=0 (every
+    segment batched)."""
     base = runtime.new_base("e2e-measure-")
     runtime.make_site(base / "www")
     rows = []
     tool = "perf"
-    for label, backend in (("vanilla", None), ("off", "off"), ("module", "module")):
-        run = start(base / label, base / "www", 1, backend)
+    for label, backend, env in (("vanilla", None, None), ("off", "off", None),
+                                ("module", "module", None),
+                                ("module-noadapt", "module", {"ESCA_ADAPT": "0"})):
+        run = start(base / label, base / "www", 1, backend, env)
         try:
             # Warm-up (TCG): the worker opens the file cache, wrk connects.
             subprocess.run(["wrk", "-c", "4", "-t", "1", "-d", "1s",
@@ -193,8 +201,8 @@ def main() -> int:
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--backend", default="module")
-    ap.add_argument("--clients", type=int, default=8)
-    ap.add_argument("--rounds", type=int, default=1)
+    ap.add_argument("--clients", type=int, default=16)
+    ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--measure", action="store_true")
     ap.add_argument("--seconds", type=int, default=5)
     ap.add_argument("--connections", type=int, default=16)
