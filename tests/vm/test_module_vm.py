@@ -186,7 +186,9 @@ def test_whole_boot_kernel_log_clean(kruns: KernelRuns) -> None:
 # --- micro-benchmark ratios ----------------------------------------------------
 
 def microbench_ratios(out: str) -> dict[tuple[str, int], float]:
-    """{(op, batch): module ns / off ns} from lines '<backend> <op> <batch> <ns>'."""
+    """{(op, batch): module ns / off ns} from lines '<backend> <op> <batch> <ns>'
+    (the module forced for every segment, ESCA_ADAPT=0; module-adapt lines
+    stay in the raw report)."""
     ns: dict[tuple[str, str, int], float] = {}
     for line in out.splitlines():
         parts = line.split()
