@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import sys
 import time
 from pathlib import Path
@@ -36,6 +37,10 @@ def _ints(text: str, what: str) -> tuple[int, ...]:
     if not vals or min(vals) <= 0:
         raise click.BadParameter(f"{what}: give positive integers, e.g. 1,5,10")
     return vals
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def _esca_env(pairs: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
@@ -187,6 +192,9 @@ def servers_command(quick: bool, server_names: tuple[str, ...], backend_names: t
          f"against off; {len(size_list)} sizes x {len(conn_list)} connection counts; "
          f"{plan.placement.describe()}; about {plan.estimate_seconds() / 60:.1f} min")
     out_dir.mkdir(parents=True, exist_ok=True)
+    # SIGTERM (kill, systemd, CI timeouts) stops like Ctrl-C: the servers of
+    # the round are stopped and the run directory removed
+    signal.signal(signal.SIGTERM, _interrupt)
     work = runtime.new_base("esca-bench-")
     t0 = time.monotonic()
     try:

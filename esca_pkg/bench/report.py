@@ -148,10 +148,12 @@ def markdown(doc: dict[str, Any]) -> str:
     for (server, backend), cells in _groups(doc).items():
         v = doc["versions"]["packages"].get(server, "")
         parts += ["", f"## {server} {v}, backend {backend}", "", cells_table(cells)]
+    skipped: dict[tuple[str, str, int, str], list[str]] = {}
     for sk in doc["skipped"]:
-        conns = f" -c {sk['connections']}" if "connections" in sk else ""
-        parts += ["", f"Skipped: {sk['server']} ({sk['backend']}) {sk['size_kb']} KB{conns}: "
-                      f"{sk['reason']}"]
+        key = (sk["server"], sk["backend"], sk["size_kb"], sk["reason"])
+        skipped.setdefault(key, []).append(str(sk.get("connections", "")))
+    for (server, backend, size, reason), conns in skipped.items():
+        parts += ["", f"Skipped: {server} ({backend}) {size} KB -c {','.join(conns)}: {reason}"]
     if doc["cells"]:
         parts += ["", "## Targets", "", targets_table(targets(doc))]
     micro = doc.get("micro")

@@ -193,7 +193,7 @@ class Runner:
                     if rnd == 0:
                         for size in plan.sizes_kb:
                             path = f"/f{size}k.bin"
-                            why = "".join(f"{v}: {w}" for v, w in
+                            why = "; ".join(f"{v}: {w}" for v, w in
                                           (("off", _probe(a, path, sizes[size])),
                                            (backend, _probe(b, path, sizes[size]))) if w)
                             if why:
