@@ -44,6 +44,13 @@ void esca_fd_set(int fd, enum esca_fd_kind kind)
 		atomic_store_explicit(&kinds[fd], (uint8_t)kind, memory_order_relaxed);
 }
 
+enum esca_fd_kind esca_fd_peek(int fd)
+{
+	if (kinds && fd >= 0 && (unsigned)fd < nkinds)
+		return atomic_load_explicit(&kinds[fd], memory_order_relaxed);
+	return ESCA_FD_UNKNOWN;
+}
+
 static enum esca_fd_kind kind_of_mode(mode_t m)
 {
 	if (S_ISSOCK(m))

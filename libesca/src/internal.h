@@ -98,6 +98,8 @@ enum esca_fd_kind {
 
 void esca_fd_init(void);
 void esca_fd_set(int fd, enum esca_fd_kind kind);
+/* What libesca knows of fd, without asking the kernel (UNKNOWN if nothing). */
+enum esca_fd_kind esca_fd_peek(int fd);
 /* Kind of fd, learning it with one fstat() the first time; -1 with errno
  * EBADF when fd is not open. */
 int esca_fd_kind(int fd);

@@ -731,12 +731,15 @@ ESCA_API off_t lseek(int fd, off_t off, int whence)
 
 ESCA_API off_t lseek64(int fd, off_t off, int whence) __attribute__((alias("lseek")));
 
-/* Reading a file (or a pipe to ourselves) after a pending write to it. */
+/* Reading a file (or a pipe to ourselves) after a pending write to it.  A
+ * socket's two directions are independent: reading one needs no flush,
+ * unless its close is pending (then the read must see EBADF). */
 ESCA_API ssize_t read(int fd, void *buf, size_t len)
 {
 	struct esca_thread *t = segment();
 
-	if (t && t->n && esca_fd_maybe_pending(t, fd))
+	if (t && t->n && esca_fd_maybe_pending(t, fd) &&
+	    (!esca_fd_is_socket(esca_fd_peek(fd)) || close_pending(t, fd)))
 		esca_flush_thread(t);
 	return REAL(read)(fd, buf, len);
 }

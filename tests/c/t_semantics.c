@@ -227,6 +227,29 @@ static void check_full_table_and_order(void)
 	close(b[1]);
 }
 
+/* read() on a socket needs no flush (its directions are independent), but
+ * after a pending close it must give EBADF as in program order. */
+static void check_read_after_pending(bool batching)
+{
+	int sv[2];
+	char out[8];
+
+	pair(sv);
+	fcntl(sv[0], F_SETFL, O_NONBLOCK);
+	ESCA_BATCH_START();
+	CHECK(write(sv[0], "abc", 3) == 3, "write");
+	CHECK(read(sv[0], out, sizeof(out)) < 0 && errno == EAGAIN, "read of an empty socket");
+	if (batching)
+		CHECK(read(sv[1], out, sizeof(out)) < 0 && errno == EAGAIN,
+		      "a read on the writing socket flushed its pending write");
+	CHECK(close(sv[0]) == 0, "close");
+	CHECK(read(sv[0], out, sizeof(out)) < 0 && errno == EBADF,
+	      "read after a pending close: %s", strerror(errno));
+	ESCA_BATCH_FLUSH();
+	CHECK(drain(sv[1], out, sizeof(out)) == 3 && !memcmp(out, "abc", 3), "data");
+	close(sv[1]);
+}
+
 static void check_transparent_outside(void)
 {
 	int sv[2];
@@ -249,6 +272,7 @@ int main(void)
 	check_buffer_reuse_and_close(batching);
 	check_sendfile();
 	check_full_table_and_order();
+	check_read_after_pending(batching);
 	check_transparent_outside();
 	if (t_failures)
 		return T_EXIT_FAIL;
