@@ -104,6 +104,7 @@ def spawn(
     stderr: IO[bytes] | int | None = subprocess.STDOUT,
     new_session: bool = False,
     inherit: bool = True,
+    pass_fds: Sequence[int] = (),
     hint: str | None = None,
 ) -> subprocess.Popen[bytes]:
     """Start a long-running process (a server, a tracer) and return at once.
@@ -119,7 +120,7 @@ def spawn(
     try:
         return subprocess.Popen(
             args, cwd=cwd, env=full_env, stdin=subprocess.DEVNULL,
-            stdout=stdout, stderr=stderr, start_new_session=new_session,
+            stdout=stdout, stderr=stderr, start_new_session=new_session, pass_fds=pass_fds,
         )
     except FileNotFoundError:
         raise EscaError(describe_failure(args, 127), hint) from None

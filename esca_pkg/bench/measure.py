@@ -145,11 +145,9 @@ class SyscallCounter:
                        f"--control=fd:{self._ctl_r},{self._ack_w}",
                        "-e", ",".join(self.events),
                        "-p", ",".join(str(p) for p in self.pids)], self.cpus)
-        # Runs in the background for the length of one wrk run: proc.run()
-        # waits for its command, so this is a Popen with the same environment.
-        self._perf = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                      stderr=subprocess.PIPE, env=proc.base_env(),
-                                      pass_fds=(self._ctl_r, self._ack_w))
+        # Runs in the background for the length of one wrk run.
+        self._perf = proc.spawn(argv, stderr=subprocess.PIPE,
+                                pass_fds=(self._ctl_r, self._ack_w))
         os.close(self._ctl_r)
         os.close(self._ack_w)
         return self

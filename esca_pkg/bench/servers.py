@@ -16,7 +16,6 @@ import os
 import pwd
 import re
 import socket
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -100,10 +99,8 @@ def start(kind: str, base: Path, www: Path, backend: str, library: Path, workers
     env.update(esca_env or {})
     output = base / "server.out"
     with output.open("wb") as out:
-        # A long-running server: proc.run() waits for its command, so Popen.
-        process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out,
-                                   stderr=subprocess.STDOUT, env=env, cwd=base,
-                                   start_new_session=True)
+        process = proc.spawn(argv, env=env, inherit=False, cwd=base, stdout=out,
+                             new_session=True)
     run = runtime.ServerRun(kind, base, port, workers, True, process, stats_dir, output)
     want = workers if kind != "lwan" else 1
     deadline = time.monotonic() + wait
