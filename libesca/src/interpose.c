@@ -53,6 +53,21 @@ static inline void leave(struct esca_thread *t)
 	t->busy = false;
 }
 
+/* The exported entry point of an interposed call: libc's outside a segment,
+ * seg_<name>() inside one, with the segment claimed around it. */
+#define INTERPOSE(type, name, params, ...)				\
+	ESCA_API type name params					\
+	{								\
+		struct esca_thread *t = enter();			\
+		type r;							\
+									\
+		if (!t)							\
+			return REAL(name)(__VA_ARGS__);			\
+		r = seg_##name(t, __VA_ARGS__);				\
+		leave(t);						\
+		return r;						\
+	}
+
 /* Runs before a call that goes to libc while a segment is open. */
 static void direct_in_segment(struct esca_thread *t, int fd, int fd2)
 {
@@ -177,17 +192,7 @@ static int seg_shutdown(struct esca_thread *t, int fd, int how)
 	return 0;
 }
 
-ESCA_API int shutdown(int fd, int how)
-{
-	struct esca_thread *t = enter();
-	int r;
-
-	if (!t)
-		return REAL(shutdown)(fd, how);
-	r = seg_shutdown(t, fd, how);
-	leave(t);
-	return r;
-}
+INTERPOSE(int, shutdown, (int fd, int how), fd, how)
 
 static int seg_setsockopt(struct esca_thread *t, int fd, int level, int name, const void *val, socklen_t len)
 {
@@ -221,17 +226,8 @@ static int seg_setsockopt(struct esca_thread *t, int fd, int level, int name, co
 	return 0;
 }
 
-ESCA_API int setsockopt(int fd, int level, int name, const void *val, socklen_t len)
-{
-	struct esca_thread *t = enter();
-	int r;
-
-	if (!t)
-		return REAL(setsockopt)(fd, level, name, val, len);
-	r = seg_setsockopt(t, fd, level, name, val, len);
-	leave(t);
-	return r;
-}
+INTERPOSE(int, setsockopt, (int fd, int level, int name, const void *val, socklen_t len),
+	  fd, level, name, val, len)
 
 /* ---- writes ------------------------------------------------------------ */
 
@@ -311,17 +307,7 @@ static ssize_t seg_write(struct esca_thread *t, int fd, const void *buf, size_t 
 	return record_write(t, ESCA_CALL_WRITE, fd, kind, &iov, 1, len);
 }
 
-ESCA_API ssize_t write(int fd, const void *buf, size_t len)
-{
-	struct esca_thread *t = enter();
-	ssize_t r;
-
-	if (!t)
-		return REAL(write)(fd, buf, len);
-	r = seg_write(t, fd, buf, len);
-	leave(t);
-	return r;
-}
+INTERPOSE(ssize_t, write, (int fd, const void *buf, size_t len), fd, buf, len)
 
 /* Sum of iov lengths, or (size_t)-1 when the call is not for deferring. */
 static size_t iov_total(const struct iovec *iov, int iovcnt)
@@ -361,17 +347,7 @@ direct:
 	return REAL(writev)(fd, iov, iovcnt);
 }
 
-ESCA_API ssize_t writev(int fd, const struct iovec *iov, int iovcnt)
-{
-	struct esca_thread *t = enter();
-	ssize_t r;
-
-	if (!t)
-		return REAL(writev)(fd, iov, iovcnt);
-	r = seg_writev(t, fd, iov, iovcnt);
-	leave(t);
-	return r;
-}
+INTERPOSE(ssize_t, writev, (int fd, const struct iovec *iov, int iovcnt), fd, iov, iovcnt)
 
 #define ESCA_DEFER_MSG_FLAGS (MSG_DONTWAIT | MSG_NOSIGNAL | MSG_MORE)
 
@@ -435,18 +411,8 @@ static ssize_t seg_sendto(struct esca_thread *t, int fd, const void *buf, size_t
 	return record_send(t, ESCA_CALL_SEND, fd, &iov, 1, len, flags, addr, addr ? alen : 0);
 }
 
-ESCA_API ssize_t sendto(int fd, const void *buf, size_t len, int flags,
-			const struct sockaddr *addr, socklen_t alen)
-{
-	struct esca_thread *t = enter();
-	ssize_t r;
-
-	if (!t)
-		return REAL(sendto)(fd, buf, len, flags, addr, alen);
-	r = seg_sendto(t, fd, buf, len, flags, addr, alen);
-	leave(t);
-	return r;
-}
+INTERPOSE(ssize_t, sendto, (int fd, const void *buf, size_t len, int flags,
+			const struct sockaddr *addr, socklen_t alen), fd, buf, len, flags, addr, alen)
 
 static ssize_t seg_send(struct esca_thread *t, int fd, const void *buf, size_t len, int flags)
 {
@@ -467,17 +433,7 @@ static ssize_t seg_send(struct esca_thread *t, int fd, const void *buf, size_t l
 	return record_send(t, ESCA_CALL_SEND, fd, &iov, 1, len, flags, NULL, 0);
 }
 
-ESCA_API ssize_t send(int fd, const void *buf, size_t len, int flags)
-{
-	struct esca_thread *t = enter();
-	ssize_t r;
-
-	if (!t)
-		return REAL(send)(fd, buf, len, flags);
-	r = seg_send(t, fd, buf, len, flags);
-	leave(t);
-	return r;
-}
+INTERPOSE(ssize_t, send, (int fd, const void *buf, size_t len, int flags), fd, buf, len, flags)
 
 static ssize_t seg_sendmsg(struct esca_thread *t, int fd, const struct msghdr *msg, int flags)
 {
@@ -507,17 +463,7 @@ direct:
 	return REAL(sendmsg)(fd, msg, flags);
 }
 
-ESCA_API ssize_t sendmsg(int fd, const struct msghdr *msg, int flags)
-{
-	struct esca_thread *t = enter();
-	ssize_t r;
-
-	if (!t)
-		return REAL(sendmsg)(fd, msg, flags);
-	r = seg_sendmsg(t, fd, msg, flags);
-	leave(t);
-	return r;
-}
+INTERPOSE(ssize_t, sendmsg, (int fd, const struct msghdr *msg, int flags), fd, msg, flags)
 
 static ssize_t seg_sendfile(struct esca_thread *t, int out_fd, int in_fd, off_t *offset, size_t count)
 {
@@ -568,17 +514,8 @@ direct:
 	return REAL(sendfile)(out_fd, in_fd, offset, count);
 }
 
-ESCA_API ssize_t sendfile(int out_fd, int in_fd, off_t *offset, size_t count)
-{
-	struct esca_thread *t = enter();
-	ssize_t r;
-
-	if (!t)
-		return REAL(sendfile)(out_fd, in_fd, offset, count);
-	r = seg_sendfile(t, out_fd, in_fd, offset, count);
-	leave(t);
-	return r;
-}
+INTERPOSE(ssize_t, sendfile, (int out_fd, int in_fd, off_t *offset, size_t count),
+	  out_fd, in_fd, offset, count)
 
 ESCA_API ssize_t sendfile64(int out_fd, int in_fd, off_t *offset, size_t count)
 	__attribute__((alias("sendfile")));
