@@ -194,7 +194,8 @@ static int seg_shutdown(struct esca_thread *t, int fd, int how)
 
 INTERPOSE(int, shutdown, (int fd, int how), fd, how)
 
-static int seg_setsockopt(struct esca_thread *t, int fd, int level, int name, const void *val, socklen_t len)
+static int seg_setsockopt(struct esca_thread *t, int fd, int level, int name, const void *val,
+			  socklen_t len)
 {
 	struct esca_entry *e;
 	void *data;
@@ -465,7 +466,8 @@ direct:
 
 INTERPOSE(ssize_t, sendmsg, (int fd, const struct msghdr *msg, int flags), fd, msg, flags)
 
-static ssize_t seg_sendfile(struct esca_thread *t, int out_fd, int in_fd, off_t *offset, size_t count)
+static ssize_t seg_sendfile(struct esca_thread *t, int out_fd, int in_fd, off_t *offset,
+			    size_t count)
 {
 	struct esca_entry *e;
 	struct esca_meta *m;
