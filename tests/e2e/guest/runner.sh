@@ -137,10 +137,11 @@ Package: *
 Pin: release o=ESCA
 Pin-Priority: 600
 EOS
+	# PURGE: names and dpkg-query patterns, expanded here, in the guest's
+	# own package database (the host's may change until the boot).
 	local present=() p
-	for p in $PURGE; do
-		dpkg-query -W -f '${db:Status-Abbrev}' "$p" 2>/dev/null | grep -q '^[ihr]' && present+=("$p")
-	done
+	mapfile -t present < <(dpkg-query -W -f '${Package} ${db:Status-Abbrev}\n' $PURGE 2>/dev/null |
+		awk '$2 ~ /^[ihr]/ { print $1 }' | sort -u)
 	echo "purging: ${present[*]}"
 	if [ ${#present[@]} -gt 0 ]; then
 		apt-get purge -y -q "${present[@]}" || return 1
