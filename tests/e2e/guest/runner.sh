@@ -139,9 +139,10 @@ Pin-Priority: 600
 EOS
 	# PURGE: names and dpkg-query patterns, expanded here, in the guest's
 	# own package database (the host's may change until the boot).
-	local present=() p
-	mapfile -t present < <(dpkg-query -W -f '${Package} ${db:Status-Abbrev}\n' $PURGE 2>/dev/null |
-		awk '$2 ~ /^[ihr]/ { print $1 }' | sort -u)
+	local present=() patterns
+	read -r -a patterns <<< "$PURGE"	# no glob expansion of the patterns
+	mapfile -t present < <(dpkg-query -W -f '${Package} ${db:Status-Abbrev}\n' "${patterns[@]}" \
+		2>/dev/null | awk '$2 ~ /^[ihr]/ { print $1 }' | sort -u)
 	echo "purging: ${present[*]}"
 	if [ ${#present[@]} -gt 0 ]; then
 		apt-get purge -y -q "${present[@]}" || return 1
