@@ -251,7 +251,7 @@ static void flush_backend(struct esca_thread *t)
 }
 
 /*
- * ESCA_ADAPT: a batch goes through the backend or is run as direct calls,
+ * ESCA_ADAPT, uring backend: a batch goes through the ring or is run as direct calls,
  * whichever was measured cheaper per entry for batches of its size.  Each
  * way is measured once, then the other one is tried one flush in 32 to
  * follow changes, and one flush in 8 of the chosen way is timed.
@@ -291,7 +291,7 @@ int esca_flush_thread(struct esca_thread *t)
 	if (!n || t->flushing)
 		return 0;
 	t->flushing = true;
-	if (esca_cfg.adapt && n >= 2 && t->backend != ESCA_BACKEND_OFF)
+	if (esca_cfg.adapt && n >= 2 && t->backend == ESCA_BACKEND_URING)
 		flush_measured(t);
 	else
 		flush_backend(t);
