@@ -219,7 +219,8 @@ def boot(name: str, vmlinuz: Path, initramfs: Path, disk: Path, rundir: Path,
     qemu = shutil.which("qemu-system-x86_64")
     if not qemu:
         raise HarnessError("qemu-system-x86_64 missing: apt-get install qemu-system-x86")
-    append = ["console=ttyS0", "panic=-1", "loglevel=4", "rdinit=/init", f"esca.run={rundir}"]
+    append = ["console=ttyS0", "panic=-1", "loglevel=4", "rdinit=/init", f"esca.run={rundir}",
+              f"esca.repo={REPO}"]
     argv = [
         qemu, "-accel", "tcg", "-cpu", "max", "-smp", "2", "-m", "3072",
         "-display", "none", "-monitor", "none", "-serial", "stdio", "-no-reboot",
