@@ -38,8 +38,7 @@ def log_tail(log: Path, lines: int = TAIL_LINES) -> str:
 
 
 def input_key(ctx: BuildContext, target: Target) -> str:
-    return cache.hash_inputs(target.inputs(ctx), {"target": target.name,
-                                                  **target.key_extra(ctx)})
+    return cache.hash_inputs(target.inputs(ctx), {"target": target.name, **target.key_extra(ctx)})
 
 
 def build_one(ctx: BuildContext, target: Target, position: str) -> Outcome:
@@ -65,26 +64,33 @@ def build_one(ctx: BuildContext, target: Target, position: str) -> Outcome:
             if ctx.lint:
                 prog.step = "lintian"
                 report = debbuild.lintian(result.changes, log)
-                lint_summary = (f"lintian: {report.errors} errors, {report.warnings} warnings, "
-                                f"{report.others} info/pedantic")
+                lint_summary = (
+                    f"lintian: {report.errors} errors, {report.warnings} warnings, "
+                    f"{report.others} info/pedantic"
+                )
                 if not report.clean:
-                    raise EscaError(f"{target.name}: lintian found errors or warnings:\n"
-                                    + report.text,
-                                    hint="fix the packaging (esca_pkg/templates/"
-                                         f"{target.name}/), or override with a written reason")
+                    raise EscaError(
+                        f"{target.name}: lintian found errors or warnings:\n" + report.text,
+                        hint="fix the packaging (esca_pkg/templates/"
+                        f"{target.name}/), or override with a written reason",
+                    )
     except EscaError as e:
         return _failed(target, label, time.monotonic() - t0, e, log)
 
     names = _publish(ctx, target, old, result.files)
     cache.Stamp.of(key, ctx.dist, names, lint_summary).save(ctx.dist, target.name)
     secs = time.monotonic() - t0
-    info(f"{label}: built in {secs:.0f} s: " + ", ".join(n for n in names if n.endswith(".deb"))
-         + (f"; {lint_summary}" if lint_summary else ""))
+    info(
+        f"{label}: built in {secs:.0f} s: "
+        + ", ".join(n for n in names if n.endswith(".deb"))
+        + (f"; {lint_summary}" if lint_summary else "")
+    )
     return Outcome(target.name, "built", secs, [ctx.dist / n for n in names], lint=lint_summary)
 
 
-def _publish(ctx: BuildContext, target: Target, old: cache.Stamp | None,
-             files: list[Path]) -> list[str]:
+def _publish(
+    ctx: BuildContext, target: Target, old: cache.Stamp | None, files: list[Path]
+) -> list[str]:
     """Move the build's files into dist, removing what the previous build there left."""
     ctx.dist.mkdir(parents=True, exist_ok=True)
     new = {f.name for f in files}
@@ -97,8 +103,7 @@ def _publish(ctx: BuildContext, target: Target, old: cache.Stamp | None,
     return sorted(new)
 
 
-def _failed(target: Target, label: str, secs: float, err: EscaError,
-            log: Path | None) -> Outcome:
+def _failed(target: Target, label: str, secs: float, err: EscaError, log: Path | None) -> Outcome:
     click.echo(f"{label}: FAILED after {secs:.0f} s", err=True)
     if log is not None:
         tail = log_tail(log)
@@ -114,8 +119,9 @@ def _failed(target: Target, label: str, secs: float, err: EscaError,
     return Outcome(target.name, "failed", secs, message=str(err).splitlines()[0])
 
 
-def build_many(ctx: BuildContext, targets: list[Target],
-               skipped: dict[str, str] | None = None) -> list[Outcome]:
+def build_many(
+    ctx: BuildContext, targets: list[Target], skipped: dict[str, str] | None = None
+) -> list[Outcome]:
     outcomes = [Outcome(n, "skipped", message=r) for n, r in (skipped or {}).items()]
     for n, reason in (skipped or {}).items():
         info(f"skipped {n}: {reason}")
@@ -123,8 +129,9 @@ def build_many(ctx: BuildContext, targets: list[Target],
     for i, t in enumerate(targets, 1):
         blocked = [r for r in t.requires if r in failed]
         if blocked:
-            outcomes.append(Outcome(t.name, "failed",
-                                    message=f"not built: {', '.join(blocked)} failed"))
+            outcomes.append(
+                Outcome(t.name, "failed", message=f"not built: {', '.join(blocked)} failed")
+            )
             failed.add(t.name)
             continue
         out = build_one(ctx, t, f"[{i}/{len(targets)}]")

@@ -46,8 +46,11 @@ class Stamp:
     def load(cls, dist: Path, target: str) -> Stamp | None:
         try:
             data = json.loads(cls.path(dist, target).read_text())
-            return cls(data["key"], {k: (v[0], v[1]) for k, v in data["outputs"].items()},
-                       data.get("lint", ""))
+            return cls(
+                data["key"],
+                {k: (v[0], v[1]) for k, v in data["outputs"].items()},
+                data.get("lint", ""),
+            )
         except (OSError, ValueError, KeyError, TypeError, IndexError):
             return None
 
@@ -63,8 +66,13 @@ class Stamp:
         p = self.path(dist, target)
         p.parent.mkdir(parents=True, exist_ok=True)
         tmp = p.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"key": self.key, "outputs": self.outputs, "lint": self.lint},
-                                  indent=1, sort_keys=True))
+        tmp.write_text(
+            json.dumps(
+                {"key": self.key, "outputs": self.outputs, "lint": self.lint},
+                indent=1,
+                sort_keys=True,
+            )
+        )
         tmp.replace(p)
 
     def fresh(self, key: str, dist: Path) -> bool:

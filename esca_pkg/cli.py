@@ -16,8 +16,15 @@ from esca_pkg.log import die, info
 from esca_pkg.project import find_project
 
 
-def _context(project: Path | None, dist: Path | None, build_dir: Path | None, jobs: int | None,
-             lint: bool, force: bool, sources: dict[str, Path] | None = None) -> BuildContext:
+def _context(
+    project: Path | None,
+    dist: Path | None,
+    build_dir: Path | None,
+    jobs: int | None,
+    lint: bool,
+    force: bool,
+    sources: dict[str, Path] | None = None,
+) -> BuildContext:
     proj = find_project(project)
     return BuildContext(
         project=proj,
@@ -41,15 +48,28 @@ def _summary(outcomes: list[builder.Outcome], started: float) -> None:
 
 
 _build_options = [
-    click.option("--project", type=click.Path(path_type=Path, file_okay=False),
-                 help="ESCA source tree (default: the one containing the current directory)"),
-    click.option("--dist", type=click.Path(path_type=Path, file_okay=False),
-                 help="where the packages go (default: <project>/dist)"),
-    click.option("--build-dir", type=click.Path(path_type=Path, file_okay=False),
-                 help="work and log directory (default: <project>/build/esca-pkg)"),
+    click.option(
+        "--project",
+        type=click.Path(path_type=Path, file_okay=False),
+        help="ESCA source tree (default: the one containing the current directory)",
+    ),
+    click.option(
+        "--dist",
+        type=click.Path(path_type=Path, file_okay=False),
+        help="where the packages go (default: <project>/dist)",
+    ),
+    click.option(
+        "--build-dir",
+        type=click.Path(path_type=Path, file_okay=False),
+        help="work and log directory (default: <project>/build/esca-pkg)",
+    ),
     click.option("-j", "--jobs", type=click.IntRange(1), help="parallel jobs (default: CPUs)"),
-    click.option("--lint/--no-lint", default=True, show_default=True,
-                 help="run lintian; errors or warnings fail the build"),
+    click.option(
+        "--lint/--no-lint",
+        default=True,
+        show_default=True,
+        help="run lintian; errors or warnings fail the build",
+    ),
     click.option("--force", is_flag=True, help="rebuild even when nothing changed"),
 ]
 
@@ -71,8 +91,14 @@ def cli(debug: bool) -> None:
 
 @cli.command("build-all")
 @build_options
-def build_all(project: Path | None, dist: Path | None, build_dir: Path | None,
-              jobs: int | None, lint: bool, force: bool) -> None:
+def build_all(
+    project: Path | None,
+    dist: Path | None,
+    build_dir: Path | None,
+    jobs: int | None,
+    lint: bool,
+    force: bool,
+) -> None:
     """Build every package; unchanged ones are reused from DIST."""
     started = time.monotonic()
     ctx = _context(project, dist, build_dir, jobs, lint, force)
@@ -89,11 +115,22 @@ def build_all(project: Path | None, dist: Path | None, build_dir: Path | None,
 
 @cli.command("build")
 @click.argument("names", metavar="TARGET...", nargs=-1, required=True)
-@click.option("--source", type=click.Path(path_type=Path, exists=True),
-              help="external source tree or tarball, for targets built from one (lwan)")
+@click.option(
+    "--source",
+    type=click.Path(path_type=Path, exists=True),
+    help="external source tree or tarball, for targets built from one (lwan)",
+)
 @build_options
-def build(names: tuple[str, ...], source: Path | None, project: Path | None, dist: Path | None,
-          build_dir: Path | None, jobs: int | None, lint: bool, force: bool) -> None:
+def build(
+    names: tuple[str, ...],
+    source: Path | None,
+    project: Path | None,
+    dist: Path | None,
+    build_dir: Path | None,
+    jobs: int | None,
+    lint: bool,
+    force: bool,
+) -> None:
     """Build the packages of TARGET (see `esca-pkg targets`)."""
     started = time.monotonic()
     sources = {n: source.resolve() for n in names} if source else {}
@@ -103,21 +140,44 @@ def build(names: tuple[str, ...], source: Path | None, project: Path | None, dis
 
 
 @cli.command("repo")
-@click.argument("dist_arg", metavar="[DIST]", required=False,
-                type=click.Path(path_type=Path, file_okay=False))
-@click.option("--dist", type=click.Path(path_type=Path, file_okay=False),
-              help="where the built packages are (default: <project>/dist)")
-@click.option("-o", "--output", type=click.Path(path_type=Path, file_okay=False),
-              help="repository directory (default: <dist>/repo)")
-@click.option("--origin", default=repo_mod.DEFAULT_ORIGIN, show_default=True,
-              help="Origin of the Release file (what `Pin: release o=...` names)")
+@click.argument(
+    "dist_arg", metavar="[DIST]", required=False, type=click.Path(path_type=Path, file_okay=False)
+)
+@click.option(
+    "--dist",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="where the built packages are (default: <project>/dist)",
+)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="repository directory (default: <dist>/repo)",
+)
+@click.option(
+    "--origin",
+    default=repo_mod.DEFAULT_ORIGIN,
+    show_default=True,
+    help="Origin of the Release file (what `Pin: release o=...` names)",
+)
 @click.option("--label", default=repo_mod.DEFAULT_LABEL, show_default=True)
 @click.option("--suite", default=repo_mod.DEFAULT_SUITE, show_default=True)
 @click.option("--sign-key", metavar="KEYID", help="sign Release with this gpg key")
-@click.option("--gnupghome", type=click.Path(path_type=Path, file_okay=False, exists=True),
-              help="gpg home holding the signing key (default: gpg's own)")
-def repo(dist_arg: Path | None, dist: Path | None, output: Path | None, origin: str, label: str,
-         suite: str, sign_key: str | None, gnupghome: Path | None) -> None:
+@click.option(
+    "--gnupghome",
+    type=click.Path(path_type=Path, file_okay=False, exists=True),
+    help="gpg home holding the signing key (default: gpg's own)",
+)
+def repo(
+    dist_arg: Path | None,
+    dist: Path | None,
+    output: Path | None,
+    origin: str,
+    label: str,
+    suite: str,
+    sign_key: str | None,
+    gnupghome: Path | None,
+) -> None:
     """Publish the built .debs of DIST (default: <project>/dist) as a flat apt
     repository in DIST/repo."""
     if dist_arg and dist and dist_arg.resolve() != dist.resolve():
@@ -130,24 +190,38 @@ def repo(dist_arg: Path | None, dist: Path | None, output: Path | None, origin: 
     if not dist.is_dir():
         die(f"{dist} does not exist", hint="build the packages first: esca-pkg build-all")
     debs = sorted(p for p in dist.glob("*.deb") if p.is_file())
-    res = repo_mod.build_repo(debs, out, origin=origin, label=label, suite=suite,
-                              sign_key=sign_key, gnupghome=gnupghome)
+    res = repo_mod.build_repo(
+        debs, out, origin=origin, label=label, suite=suite, sign_key=sign_key, gnupghome=gnupghome
+    )
     for name, version, arch in res.packages:
         info(f"  {name} {version} {arch}")
-    info(f"repository: {out} ({len(res.packages)} packages"
-         + (", signed" if res.signed else ", unsigned") + ")")
+    info(
+        f"repository: {out} ({len(res.packages)} packages"
+        + (", signed" if res.signed else ", unsigned")
+        + ")"
+    )
     click.echo("apt source line (for a file in /etc/apt/sources.list.d/):")
     click.echo(f"  {res.sources_line()}")
-    click.echo(f"pin (for /etc/apt/preferences.d/esca):  Package: *  /  Pin: release o={origin}"
-               "  /  Pin-Priority: 600")
+    click.echo(
+        f"pin (for /etc/apt/preferences.d/esca):  Package: *  /  Pin: release o={origin}"
+        "  /  Pin-Priority: 600"
+    )
 
 
 @cli.command("doctor")
-@click.option("--area", "areas", multiple=True, type=click.Choice(["build", "kernel", "run"]),
-              help="check only this area (repeatable; default: all)")
+@click.option(
+    "--area",
+    "areas",
+    multiple=True,
+    type=click.Choice(["build", "kernel", "run"]),
+    help="check only this area (repeatable; default: all)",
+)
 @click.option("--json", "as_json", is_flag=True, help="machine-readable output")
-@click.option("--project", type=click.Path(path_type=Path, file_okay=False),
-              help="ESCA source tree (default: the one containing the current directory)")
+@click.option(
+    "--project",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="ESCA source tree (default: the one containing the current directory)",
+)
 def doctor(areas: tuple[str, ...], as_json: bool, project: Path | None) -> None:
     """What this machine has and lacks for building and running ESCA, with fixes.
 
@@ -179,8 +253,11 @@ def doctor(areas: tuple[str, ...], as_json: bool, project: Path | None) -> None:
 
 
 @cli.command("symbols")
-@click.option("--project", type=click.Path(path_type=Path, file_okay=False),
-              help="ESCA source tree (default: the one containing the current directory)")
+@click.option(
+    "--project",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="ESCA source tree (default: the one containing the current directory)",
+)
 def symbols_cmd(project: Path | None) -> None:
     """Regenerate libesca0's symbols file from the built library."""
     from esca_pkg import symbols

@@ -11,8 +11,11 @@ from esca_pkg.log import die
 #: licence of files without an SPDX header (pyproject.toml's licence)
 PROJECT_LICENSE = "MIT"
 
-_SPDX = re.compile(r"^\s*(?:#|//|/\*|\*|--|;|\.\.)\s*SPDX-License-Identifier:\s*"
-                   r"([A-Za-z0-9.+() -]+?)\s*(?:\*/)?\s*$", re.MULTILINE)
+_SPDX = re.compile(
+    r"^\s*(?:#|//|/\*|\*|--|;|\.\.)\s*SPDX-License-Identifier:\s*"
+    r"([A-Za-z0-9.+() -]+?)\s*(?:\*/)?\s*$",
+    re.MULTILINE,
+)
 _TOKEN = re.compile(r"[A-Za-z0-9.+-]+")
 _OPERATORS = {"OR", "AND", "WITH"}
 
@@ -35,29 +38,32 @@ LIABILITY, WHETHER IN AN ACTION OF CONTRACT, TORT OR OTHERWISE, ARISING FROM,
 OUT OF OR IN CONNECTION WITH THE SOFTWARE OR THE USE OR OTHER DEALINGS IN THE
 SOFTWARE."""
 
-_GPL2 = ("On Debian systems, the full text of the GNU General Public License\n"
-         "version 2 can be found in the file /usr/share/common-licenses/GPL-2.")
-_LGPL21 = ("On Debian systems, the full text of the GNU Lesser General Public License\n"
-           "version 2.1 can be found in the file /usr/share/common-licenses/LGPL-2.1.")
+_GPL2 = (
+    "On Debian systems, the full text of the GNU General Public License\n"
+    "version 2 can be found in the file /usr/share/common-licenses/GPL-2."
+)
+_LGPL21 = (
+    "On Debian systems, the full text of the GNU Lesser General Public License\n"
+    "version 2.1 can be found in the file /usr/share/common-licenses/LGPL-2.1."
+)
 
 LICENSE_TEXTS = {
     "MIT": MIT_TEXT,
     "GPL-2.0-only": "This program is free software; you can redistribute it and/or modify\n"
-                    "it under the terms of the GNU General Public License version 2.\n.\n" + _GPL2,
+    "it under the terms of the GNU General Public License version 2.\n.\n" + _GPL2,
     "GPL-2.0": "This program is free software; you can redistribute it and/or modify\n"
-               "it under the terms of the GNU General Public License version 2.\n.\n" + _GPL2,
+    "it under the terms of the GNU General Public License version 2.\n.\n" + _GPL2,
     "GPL-2.0-or-later": "This program is free software; you can redistribute it and/or modify\n"
-                        "it under the terms of the GNU General Public License as published by\n"
-                        "the Free Software Foundation; either version 2 of the License, or (at\n"
-                        "your option) any later version.\n.\n" + _GPL2,
+    "it under the terms of the GNU General Public License as published by\n"
+    "the Free Software Foundation; either version 2 of the License, or (at\n"
+    "your option) any later version.\n.\n" + _GPL2,
     "GPL-2.0+": "This program is free software; you can redistribute it and/or modify\n"
-                "it under the terms of the GNU General Public License version 2 or later.\n.\n"
-                + _GPL2,
+    "it under the terms of the GNU General Public License version 2 or later.\n.\n" + _GPL2,
     "LGPL-2.1-only": _LGPL21,
     "LGPL-2.1-or-later": _LGPL21,
     "Linux-syscall-note": "The Linux kernel's syscall note: user-space programs using the\n"
-                          "kernel's system call interface through this header are not derived\n"
-                          "works of the kernel.",
+    "kernel's system call interface through this header are not derived\n"
+    "works of the kernel.",
 }
 
 
@@ -95,6 +101,8 @@ def scan(files: list[tuple[str, Path]]) -> tuple[list[FilesStanza], list[tuple[s
                 ids.append(tok)
     unknown = [i for i in ids if i not in LICENSE_TEXTS]
     if unknown:
-        die(f"no licence text known for SPDX identifier(s) {', '.join(unknown)}",
-            hint="add it to LICENSE_TEXTS in esca_pkg/copyright.py")
+        die(
+            f"no licence text known for SPDX identifier(s) {', '.join(unknown)}",
+            hint="add it to LICENSE_TEXTS in esca_pkg/copyright.py",
+        )
     return stanzas, [(i, LICENSE_TEXTS[i]) for i in ids]

@@ -43,8 +43,10 @@ def template_files(name: str) -> list[str]:
     """Relative paths of the template files of one target (sorted)."""
     root = templates_root() / name
     if not root.is_dir():
-        die(f"no templates for '{name}' in the esca_pkg package",
-            hint="reinstall esca-pkg: its templates/ package data is missing")
+        die(
+            f"no templates for '{name}' in the esca_pkg package",
+            hint="reinstall esca-pkg: its templates/ package data is missing",
+        )
     found: list[str] = []
 
     def walk(node: Traversable, prefix: str) -> None:
@@ -76,8 +78,11 @@ def _is_script(rel: str) -> bool:
     the executable bit and begin with a jinja comment, so that the installed
     tool does not ship them as scripts."""
     name = rel.rsplit("/", 1)[-1]
-    return rel == "debian/rules" or name in {s[1:] for s in _SCRIPT_SUFFIXES} \
+    return (
+        rel == "debian/rules"
+        or name in {s[1:] for s in _SCRIPT_SUFFIXES}
         or name.endswith(_SCRIPT_SUFFIXES)
+    )
 
 
 def render_templates(name: str, dest: Path, variables: Mapping[str, object]) -> list[Path]:
@@ -97,8 +102,9 @@ def render_templates(name: str, dest: Path, variables: Mapping[str, object]) -> 
     return written
 
 
-def write_changelog(path: Path, package: str, version: str, epoch: int, changes: list[str],
-                    who: str | None = None) -> None:
+def write_changelog(
+    path: Path, package: str, version: str, epoch: int, changes: list[str], who: str | None = None
+) -> None:
     """debian/changelog with one entry for version (python-debian writes the format)."""
     log = Changelog()
     log.new_block(
@@ -133,8 +139,12 @@ def build_depends_names(source: Deb822) -> list[str]:
 def unmet_build_depends(control: Path) -> str:
     """Build dependencies of control not satisfied here, as dpkg-checkbuilddeps words them
     ('' when all are met)."""
-    res = proc.run(["dpkg-checkbuilddeps", control], capture=True, check=False,
-                   hint="install dpkg-dev: apt-get install dpkg-dev")
+    res = proc.run(
+        ["dpkg-checkbuilddeps", control],
+        capture=True,
+        check=False,
+        hint="install dpkg-dev: apt-get install dpkg-dev",
+    )
     if res.returncode == 0:
         return ""
     m = re.search(r"Unmet build dependencies: (.*)", res.stderr)
@@ -155,16 +165,25 @@ def relation_names(relations: str) -> list[str]:
 
 def _split_unmet(text: str) -> list[str]:
     # dpkg-checkbuilddeps separates relations by spaces; rejoin version restrictions.
-    return [m.group(0) for m in re.finditer(r"[^\s()|]+(?:\s*\([^)]*\))?(?:\s*\|\s*[^\s()|]+"
-                                             r"(?:\s*\([^)]*\))?)*", text)]
+    return [
+        m.group(0)
+        for m in re.finditer(
+            r"[^\s()|]+(?:\s*\([^)]*\))?(?:\s*\|\s*[^\s()|]+"
+            r"(?:\s*\([^)]*\))?)*",
+            text,
+        )
+    ]
 
 
 def installed_versions(names: list[str]) -> dict[str, str]:
     """Installed version of each package name ('' when not installed)."""
     if not names:
         return {}
-    res = proc.run(["dpkg-query", "-W", "-f=${Package}\t${Version}\t${db:Status-Abbrev}\n", *names],
-                   capture=True, check=False)
+    res = proc.run(
+        ["dpkg-query", "-W", "-f=${Package}\t${Version}\t${db:Status-Abbrev}\n", *names],
+        capture=True,
+        check=False,
+    )
     found = {n: "" for n in names}
     for line in res.stdout.splitlines():
         parts = line.split("\t")
@@ -183,14 +202,20 @@ class BuildResult:
         return [f for f in self.files if f.suffix in (".deb", ".udeb")]
 
 
-def dpkg_buildpackage(tree: Path, log: Path, jobs: int, extra_env: Mapping[str, str] | None = None
-                      ) -> BuildResult:
+def dpkg_buildpackage(
+    tree: Path, log: Path, jobs: int, extra_env: Mapping[str, str] | None = None
+) -> BuildResult:
     """Binary-only build of the source tree; the outputs land in tree's parent."""
     env = {"DEB_BUILD_OPTIONS": f"parallel={jobs}", **(extra_env or {})}
     for old in tree.parent.glob("*.changes"):
         old.unlink()
-    proc.run(["dpkg-buildpackage", "-b", "-us", "-uc", "--no-pre-clean"], cwd=tree, env=env,
-             log=log, hint=f"read the build log: {log}")
+    proc.run(
+        ["dpkg-buildpackage", "-b", "-us", "-uc", "--no-pre-clean"],
+        cwd=tree,
+        env=env,
+        log=log,
+        hint=f"read the build log: {log}",
+    )
     changes = sorted(tree.parent.glob("*.changes"))
     if len(changes) != 1:
         die(f"dpkg-buildpackage in {tree} left {len(changes)} .changes files, expected one")
@@ -221,11 +246,18 @@ _LINT_LINE = re.compile(r"^([EWIPXCNO]): (\S+)")
 
 def lintian(changes: Path, log: Path) -> LintReport:
     """Lintian over every package of a .changes; informational tags shown, not fatal."""
-    res = proc.run(["lintian", "--display-info", "--tag-display-limit", "0", changes],
-                   capture=True, check=False, hint="install lintian: apt-get install lintian")
+    res = proc.run(
+        ["lintian", "--display-info", "--tag-display-limit", "0", changes],
+        capture=True,
+        check=False,
+        hint="install lintian: apt-get install lintian",
+    )
     noise = ("running with root privileges is not recommended!",)
-    text = "\n".join(line for line in (res.stdout + res.stderr).splitlines()
-                     if line.strip() and line.strip() not in noise)
+    text = "\n".join(
+        line
+        for line in (res.stdout + res.stderr).splitlines()
+        if line.strip() and line.strip() not in noise
+    )
     with log.open("a") as fh:
         fh.write(f"$ lintian --display-info {changes}\n{text}\n")
     counts = {"E": 0, "W": 0}
@@ -239,6 +271,5 @@ def lintian(changes: Path, log: Path) -> LintReport:
         else:
             others += 1
     if res.returncode not in (0, 1, 2):
-        die(f"lintian could not check {changes} (exit code {res.returncode})",
-            hint=f"see {log}")
+        die(f"lintian could not check {changes} (exit code {res.returncode})", hint=f"see {log}")
     return LintReport(counts["E"], counts["W"], others, text)

@@ -24,16 +24,19 @@ from esca_pkg.log import EscaError
 MODULE = "esca"
 DEVICE = Path("/dev/esca")
 GROUP = "esca"
-SYSTEM_MAP_PLACES = ("/lib/modules/{v}/System.map", "/boot/System.map-{v}",
-                     "/usr/lib/debug/boot/System.map-{v}")
+SYSTEM_MAP_PLACES = (
+    "/lib/modules/{v}/System.map",
+    "/boot/System.map-{v}",
+    "/usr/lib/debug/boot/System.map-{v}",
+)
 _NR_IO_URING_SETUP = 425
 
 
 @dataclass(frozen=True)
 class Check:
-    area: str      # build, kernel, run
+    area: str  # build, kernel, run
     name: str
-    status: str    # ok, warn, fail
+    status: str  # ok, warn, fail
     detail: str
     fix: str = ""
 
@@ -61,18 +64,35 @@ def real_system_map(version: str) -> str | None:
 
 def build_checks(ctx: BuildContext | None) -> list[Check]:
     out = []
-    for tool, pkg in (("dpkg-buildpackage", "dpkg-dev"), ("dh", "debhelper"),
-                      ("lintian", "lintian"), ("gpg", "gnupg")):
+    for tool, pkg in (
+        ("dpkg-buildpackage", "dpkg-dev"),
+        ("dh", "debhelper"),
+        ("lintian", "lintian"),
+        ("gpg", "gnupg"),
+    ):
         have = shutil.which(tool, path=proc.SYSTEM_PATH)
         level = "warn" if tool == "gpg" else "fail"
-        out.append(Check("build", tool, "ok" if have else level,
-                         have or "not installed" + (" (needed only to sign repositories)"
-                                                    if tool == "gpg" else ""),
-                         "" if have else f"apt-get install {pkg}"))
+        out.append(
+            Check(
+                "build",
+                tool,
+                "ok" if have else level,
+                have
+                or "not installed"
+                + (" (needed only to sign repositories)" if tool == "gpg" else ""),
+                "" if have else f"apt-get install {pkg}",
+            )
+        )
     if ctx is None:
-        out.append(Check("build", "source tree", "warn",
-                         "not inside an ESCA source tree: build dependencies not checked",
-                         "run esca-pkg doctor in a clone of the ESCA repository"))
+        out.append(
+            Check(
+                "build",
+                "source tree",
+                "warn",
+                "not inside an ESCA source tree: build dependencies not checked",
+                "run esca-pkg doctor in a clone of the ESCA repository",
+            )
+        )
         return out
     if not shutil.which("dpkg-checkbuilddeps", path=proc.SYSTEM_PATH):
         return out
@@ -84,9 +104,16 @@ def build_checks(ctx: BuildContext | None) -> list[Check]:
             out.append(Check("build", f"{name} build-depends", "fail", str(e), e.hint or ""))
             continue
         if unmet:
-            out.append(Check("build", f"{name} build-depends", "fail", f"missing: {unmet}",
-                             "apt-get install --no-install-recommends "
-                             + " ".join(debbuild.relation_names(unmet))))
+            out.append(
+                Check(
+                    "build",
+                    f"{name} build-depends",
+                    "fail",
+                    f"missing: {unmet}",
+                    "apt-get install --no-install-recommends "
+                    + " ".join(debbuild.relation_names(unmet)),
+                )
+            )
         else:
             out.append(Check("build", f"{name} build-depends", "ok", "all installed"))
     return out
@@ -96,8 +123,15 @@ def kernel_checks() -> list[Check]:
     out = []
     running = os.uname().release
     dkms = shutil.which("dkms", path=proc.SYSTEM_PATH)
-    out.append(Check("kernel", "dkms", "ok" if dkms else "fail",
-                     dkms or "not installed", "" if dkms else "apt-get install dkms"))
+    out.append(
+        Check(
+            "kernel",
+            "dkms",
+            "ok" if dkms else "fail",
+            dkms or "not installed",
+            "" if dkms else "apt-get install dkms",
+        )
+    )
     status = ""
     if dkms:
         status = proc.run(["dkms", "status", "-m", MODULE], capture=True, check=False).stdout
@@ -106,28 +140,57 @@ def kernel_checks() -> list[Check]:
         tag = " (running)" if v == running else ""
         headers = Path(f"/lib/modules/{v}/build/include").exists()
         any_headers |= headers
-        out.append(Check("kernel", f"{v}{tag} headers", "ok" if headers else "warn",
-                         f"/lib/modules/{v}/build" if headers
-                         else "no headers: DKMS cannot build the module for this kernel",
-                         "" if headers else f"apt-get install linux-headers-{v}"))
+        out.append(
+            Check(
+                "kernel",
+                f"{v}{tag} headers",
+                "ok" if headers else "warn",
+                f"/lib/modules/{v}/build"
+                if headers
+                else "no headers: DKMS cannot build the module for this kernel",
+                "" if headers else f"apt-get install linux-headers-{v}",
+            )
+        )
         smap = real_system_map(v)
-        out.append(Check("kernel", f"{v}{tag} System.map", "ok" if smap else "warn",
-                         smap or "no real System.map (Debian's /boot one is a stub): the "
-                                 "module resolves symbols with a kprobe at load time",
-                         "" if smap else f"apt-get install linux-image-{v}-dbg"))
+        out.append(
+            Check(
+                "kernel",
+                f"{v}{tag} System.map",
+                "ok" if smap else "warn",
+                smap
+                or "no real System.map (Debian's /boot one is a stub): the "
+                "module resolves symbols with a kprobe at load time",
+                "" if smap else f"apt-get install linux-image-{v}-dbg",
+            )
+        )
         if dkms:
             line = next((ln for ln in status.splitlines() if f", {v}," in ln), "")
             installed = line.rstrip().endswith("installed")
-            out.append(Check("kernel", f"{v}{tag} esca module",
-                             "ok" if installed else "warn",
-                             line.strip() or "not built by DKMS",
-                             "" if installed else
-                             (f"dkms autoinstall -k {v}" if headers and "esca" in status
-                              else "apt-get install esca-dkms")))
+            out.append(
+                Check(
+                    "kernel",
+                    f"{v}{tag} esca module",
+                    "ok" if installed else "warn",
+                    line.strip() or "not built by DKMS",
+                    ""
+                    if installed
+                    else (
+                        f"dkms autoinstall -k {v}"
+                        if headers and "esca" in status
+                        else "apt-get install esca-dkms"
+                    ),
+                )
+            )
     if not any_headers:
-        out.append(Check("kernel", "headers", "fail",
-                         "no installed kernel has headers: the module cannot be built",
-                         "apt-get install linux-headers-amd64"))
+        out.append(
+            Check(
+                "kernel",
+                "headers",
+                "fail",
+                "no installed kernel has headers: the module cannot be built",
+                "apt-get install linux-headers-amd64",
+            )
+        )
     return out
 
 
@@ -153,10 +216,16 @@ def run_checks() -> list[Check]:
     if loaded:
         out.append(Check("run", "module loaded", "ok", f"/sys/module/{MODULE}"))
     elif not modules_ok:
-        out.append(Check("run", "module loaded", "warn",
-                         "this kernel cannot load modules (no /proc/modules): the module "
-                         "backend is unavailable, io_uring is used",
-                         "boot a kernel with module support"))
+        out.append(
+            Check(
+                "run",
+                "module loaded",
+                "warn",
+                "this kernel cannot load modules (no /proc/modules): the module "
+                "backend is unavailable, io_uring is used",
+                "boot a kernel with module support",
+            )
+        )
     else:
         out.append(Check("run", "module loaded", "warn", "not loaded", f"modprobe {MODULE}"))
 
@@ -168,38 +237,80 @@ def run_checks() -> list[Check]:
             group = str(st.st_gid)
         mode = stat.S_IMODE(st.st_mode)
         usable = stat.S_ISCHR(st.st_mode) and os.access(DEVICE, os.R_OK | os.W_OK)
-        detail = f"{'char device' if stat.S_ISCHR(st.st_mode) else 'not a char device'}, " \
-                 f"group {group}, mode {mode:04o}"
+        detail = (
+            f"{'char device' if stat.S_ISCHR(st.st_mode) else 'not a char device'}, "
+            f"group {group}, mode {mode:04o}"
+        )
         right = group == GROUP and mode == 0o660
-        out.append(Check("run", str(DEVICE), "ok" if usable and right else "warn",
-                         detail + ("" if usable else ": this user cannot open it"),
-                         "" if right else f"udevadm trigger --sysname-match={MODULE} "
-                         "(the udev rule of esca-dkms sets group esca, mode 0660)"))
+        out.append(
+            Check(
+                "run",
+                str(DEVICE),
+                "ok" if usable and right else "warn",
+                detail + ("" if usable else ": this user cannot open it"),
+                ""
+                if right
+                else f"udevadm trigger --sysname-match={MODULE} "
+                "(the udev rule of esca-dkms sets group esca, mode 0660)",
+            )
+        )
     else:
-        out.append(Check("run", str(DEVICE), "warn", "absent (module not loaded)",
-                         f"modprobe {MODULE}"))
+        out.append(
+            Check("run", str(DEVICE), "warn", "absent (module not loaded)", f"modprobe {MODULE}")
+        )
     try:
         members = grp.getgrnam(GROUP).gr_mem
-        out.append(Check("run", f"group {GROUP}", "ok",
-                         "members: " + (", ".join(members) or "none (root only)")))
+        out.append(
+            Check(
+                "run",
+                f"group {GROUP}",
+                "ok",
+                "members: " + (", ".join(members) or "none (root only)"),
+            )
+        )
     except KeyError:
-        out.append(Check("run", f"group {GROUP}", "warn", "missing",
-                         "apt-get install esca-dkms (its postinst creates it)"))
+        out.append(
+            Check(
+                "run",
+                f"group {GROUP}",
+                "warn",
+                "missing",
+                "apt-get install esca-dkms (its postinst creates it)",
+            )
+        )
 
     uring, detail = _io_uring_usable()
-    out.append(Check("run", "io_uring", "ok" if uring else "warn", detail,
-                     "" if uring else "sysctl kernel.io_uring_disabled=0"))
+    out.append(
+        Check(
+            "run",
+            "io_uring",
+            "ok" if uring else "warn",
+            detail,
+            "" if uring else "sysctl kernel.io_uring_disabled=0",
+        )
+    )
     lib = proc.run(["ldconfig", "-p"], capture=True, check=False).stdout
     has_lib = "libesca.so.0 " in lib
-    out.append(Check("run", "libesca.so.0", "ok" if has_lib else "warn",
-                     "resolves through ldconfig" if has_lib else "not installed",
-                     "" if has_lib else "apt-get install libesca0"))
+    out.append(
+        Check(
+            "run",
+            "libesca.so.0",
+            "ok" if has_lib else "warn",
+            "resolves through ldconfig" if has_lib else "not installed",
+            "" if has_lib else "apt-get install libesca0",
+        )
+    )
     if not ((loaded and DEVICE.exists()) or uring):
-        out.append(Check("run", "backend", "fail",
-                         "neither the module nor io_uring is usable: ESCA can only pass "
-                         "calls through (backend off)",
-                         f"modprobe {MODULE}, or allow io_uring: "
-                         "sysctl kernel.io_uring_disabled=0"))
+        out.append(
+            Check(
+                "run",
+                "backend",
+                "fail",
+                "neither the module nor io_uring is usable: ESCA can only pass "
+                "calls through (backend off)",
+                f"modprobe {MODULE}, or allow io_uring: sysctl kernel.io_uring_disabled=0",
+            )
+        )
     else:
         which = "module" if loaded and DEVICE.exists() else "uring"
         out.append(Check("run", "backend", "ok", f"ESCA_BACKEND=auto selects {which}"))

@@ -43,13 +43,16 @@ def find_artifacts(top: Path | None) -> tuple[Path, Path]:
     if top is not None:
         build = top / "libesca" / "build"
         candidates.append((build / "libesca.so.0", build / "esca-microbench"))
-    candidates.append((Path("/usr/lib/x86_64-linux-gnu/libesca.so.0"),
-                       Path("/usr/lib/esca/esca-microbench")))
+    candidates.append(
+        (Path("/usr/lib/x86_64-linux-gnu/libesca.so.0"), Path("/usr/lib/esca/esca-microbench"))
+    )
     for lib, prog in candidates:
         if lib.exists() and prog.exists():
             return lib, prog
-    die("libesca and esca-microbench were not found",
-        hint="run 'make -C libesca' in the source tree, or install the libesca package")
+    die(
+        "libesca and esca-microbench were not found",
+        hint="run 'make -C libesca' in the source tree, or install the libesca package",
+    )
 
 
 def usable_backends() -> tuple[str, ...]:
@@ -59,8 +62,9 @@ def usable_backends() -> tuple[str, ...]:
     return tuple(backends)
 
 
-def run_micro(setup: MicroSetup, ops: tuple[str, ...] = OPS,
-              batches: tuple[int, ...] = BATCH_SIZES) -> MicroResult:
+def run_micro(
+    setup: MicroSetup, ops: tuple[str, ...] = OPS, batches: tuple[int, ...] = BATCH_SIZES
+) -> MicroResult:
     result = MicroResult()
     for _ in range(setup.repeats):
         for op in ops:
@@ -69,15 +73,20 @@ def run_micro(setup: MicroSetup, ops: tuple[str, ...] = OPS,
                     proc = run(
                         [setup.program, op, str(batch), str(setup.rounds), str(setup.sockets)],
                         env={"LD_PRELOAD": str(setup.library), "ESCA_BACKEND": backend},
-                        capture=True, system_path=False,
+                        capture=True,
+                        system_path=False,
                     )
                     ns = float(proc.stdout.split()[2])
                     result.samples.setdefault((op, backend, batch), []).append(ns)
     return result
 
 
-def format_table(setup: MicroSetup, result: MicroResult, ops: tuple[str, ...] = OPS,
-                 batches: tuple[int, ...] = BATCH_SIZES) -> str:
+def format_table(
+    setup: MicroSetup,
+    result: MicroResult,
+    ops: tuple[str, ...] = OPS,
+    batches: tuple[int, ...] = BATCH_SIZES,
+) -> str:
     esca = [b for b in setup.backends if b != "off"]
     head = ["op", "batch", "direct ns/call"]
     for b in esca:
@@ -92,7 +101,8 @@ def format_table(setup: MicroSetup, result: MicroResult, ops: tuple[str, ...] = 
                 row += [f"{v:.0f}", f"{(1 - v / base) * 100:+.0f}%"]
             rows.append(row)
     widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
-    lines = ["| " + " | ".join(c.rjust(w) for c, w in zip(r, widths, strict=True)) + " |"
-             for r in rows]
+    lines = [
+        "| " + " | ".join(c.rjust(w) for c, w in zip(r, widths, strict=True)) + " |" for r in rows
+    ]
     lines.insert(1, "|" + "|".join("-" * (w + 2) for w in widths) + "|")
     return "\n".join(lines)

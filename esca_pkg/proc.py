@@ -72,13 +72,26 @@ def run(
                 fh.write(f"$ {shlex.join(args)}\n")
                 fh.flush()
                 proc = subprocess.run(
-                    args, cwd=cwd, env=full_env, stdin=subprocess.DEVNULL, stdout=fh,
-                    stderr=subprocess.STDOUT, text=True, timeout=timeout, check=False,
+                    args,
+                    cwd=cwd,
+                    env=full_env,
+                    stdin=subprocess.DEVNULL,
+                    stdout=fh,
+                    stderr=subprocess.STDOUT,
+                    text=True,
+                    timeout=timeout,
+                    check=False,
                 )
         else:
             proc = subprocess.run(
-                args, cwd=cwd, env=full_env, stdin=subprocess.DEVNULL, capture_output=capture,
-                text=True, timeout=timeout, check=False,
+                args,
+                cwd=cwd,
+                env=full_env,
+                stdin=subprocess.DEVNULL,
+                capture_output=capture,
+                text=True,
+                timeout=timeout,
+                check=False,
             )
     except FileNotFoundError:
         raise EscaError(describe_failure(args, 127), hint) from None
@@ -119,8 +132,14 @@ def spawn(
     full_env = base_env(system_path, env) if inherit else dict(env or {})
     try:
         return subprocess.Popen(
-            args, cwd=cwd, env=full_env, stdin=subprocess.DEVNULL,
-            stdout=stdout, stderr=stderr, start_new_session=new_session, pass_fds=pass_fds,
+            args,
+            cwd=cwd,
+            env=full_env,
+            stdin=subprocess.DEVNULL,
+            stdout=stdout,
+            stderr=stderr,
+            start_new_session=new_session,
+            pass_fds=pass_fds,
         )
     except FileNotFoundError:
         raise EscaError(describe_failure(args, 127), hint) from None

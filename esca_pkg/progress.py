@@ -16,8 +16,11 @@ from types import TracebackType
 
 import click
 
-_STEP = re.compile(rb"^\s*(dh_[a-z_]+|dpkg-[a-z]+|make(?:\[\d+\])?:? [^\n]{0,40}|"
-                   rb"\$ [a-z0-9_.-]+|lintian)", re.MULTILINE)
+_STEP = re.compile(
+    rb"^\s*(dh_[a-z_]+|dpkg-[a-z]+|make(?:\[\d+\])?:? [^\n]{0,40}|"
+    rb"\$ [a-z0-9_.-]+|lintian)",
+    re.MULTILINE,
+)
 
 
 def _last_step(log: Path) -> str:
@@ -64,8 +67,12 @@ class Progress:
             line = f"{self.label}  {self.elapsed():5.0f}s  {step}"[:width]
             click.echo(f"\r{line:<{width}}", err=True, nl=False)
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         self._stop.set()
         if self._thread:
             self._thread.join()

@@ -37,9 +37,18 @@ class Project:
             return []
         if (self.root / ".git").exists() and shutil.which("git"):
             out = proc.run(
-                ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard", "--",
-                 *existing],
-                cwd=self.root, capture=True,
+                [
+                    "git",
+                    "ls-files",
+                    "-z",
+                    "--cached",
+                    "--others",
+                    "--exclude-standard",
+                    "--",
+                    *existing,
+                ],
+                cwd=self.root,
+                capture=True,
             ).stdout
             names = {n for n in out.split("\0") if n}
             # Files deleted in the work tree but still in the index.
@@ -62,8 +71,12 @@ class Project:
         """Timestamp for the generated changelog entry: the last commit touching
         VERSION (reproducible), else VERSION's modification time."""
         if (self.root / ".git").exists() and shutil.which("git"):
-            out = proc.run(["git", "log", "-1", "--format=%ct", "--", "VERSION"],
-                           cwd=self.root, capture=True, check=False).stdout.strip()
+            out = proc.run(
+                ["git", "log", "-1", "--format=%ct", "--", "VERSION"],
+                cwd=self.root,
+                capture=True,
+                check=False,
+            ).stdout.strip()
             if out.isdigit():
                 return int(out)
         return int((self.root / "VERSION").stat().st_mtime)
@@ -78,11 +91,16 @@ def read_version(root: Path) -> str:
     try:
         Version(text)
     except ValueError:
-        die(f"{path} holds {text!r}, which is not a Debian version",
-            hint="write a version such as 0.1.0 into VERSION")
+        die(
+            f"{path} holds {text!r}, which is not a Debian version",
+            hint="write a version such as 0.1.0 into VERSION",
+        )
     if not text or not text[0].isdigit() or "-" in text or ":" in text:
-        die(f"{path} holds {text!r}: the upstream version must start with a digit "
-            "and contain neither '-' nor ':'", hint="write a version such as 0.1.0 into VERSION")
+        die(
+            f"{path} holds {text!r}: the upstream version must start with a digit "
+            "and contain neither '-' nor ':'",
+            hint="write a version such as 0.1.0 into VERSION",
+        )
     return text
 
 
@@ -92,5 +110,7 @@ def find_project(start: Path | None = None) -> Project:
     for cand in (here, *here.parents):
         if (cand / "VERSION").is_file() and (cand / "esca_pkg").is_dir():
             return Project(cand, read_version(cand))
-    die(f"{here} is not inside an ESCA source tree (no VERSION and esca_pkg/ found above it)",
-        hint="run esca-pkg from a clone of the ESCA repository, or pass --project PATH")
+    die(
+        f"{here} is not inside an ESCA source tree (no VERSION and esca_pkg/ found above it)",
+        hint="run esca-pkg from a clone of the ESCA repository, or pass --project PATH",
+    )

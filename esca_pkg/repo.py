@@ -57,8 +57,10 @@ def _stanza(deb: Path) -> Deb822:
     try:
         control = DebFile(str(deb)).debcontrol()
     except (DebError, OSError, KeyError) as e:
-        die(f"{deb} is not a readable Debian package: {e}",
-            hint="rebuild it with esca-pkg build-all, or remove it from the directory")
+        die(
+            f"{deb} is not a readable Debian package: {e}",
+            hint="rebuild it with esca-pkg build-all, or remove it from the directory",
+        )
     para = Deb822()
     for key, value in control.items():
         para[key] = value
@@ -73,8 +75,11 @@ def _stanza(deb: Path) -> Deb822:
 
 def _place(deb: Path, out: Path) -> Path:
     dest = out / deb.name
-    if dest.exists() and dest.stat().st_size == deb.stat().st_size and \
-            _digests(dest)["sha256"] == _digests(deb)["sha256"]:
+    if (
+        dest.exists()
+        and dest.stat().st_size == deb.stat().st_size
+        and _digests(dest)["sha256"] == _digests(deb)["sha256"]
+    ):
         return dest
     dest.unlink(missing_ok=True)
     try:
@@ -84,9 +89,16 @@ def _place(deb: Path, out: Path) -> Path:
     return dest
 
 
-def build_repo(debs: list[Path], out: Path, *, origin: str = DEFAULT_ORIGIN,
-               label: str = DEFAULT_LABEL, suite: str = DEFAULT_SUITE,
-               sign_key: str | None = None, gnupghome: Path | None = None) -> RepoResult:
+def build_repo(
+    debs: list[Path],
+    out: Path,
+    *,
+    origin: str = DEFAULT_ORIGIN,
+    label: str = DEFAULT_LABEL,
+    suite: str = DEFAULT_SUITE,
+    sign_key: str | None = None,
+    gnupghome: Path | None = None,
+) -> RepoResult:
     if not debs:
         die("no .deb files to publish", hint="build them first: esca-pkg build-all")
     out.mkdir(parents=True, exist_ok=True)
@@ -115,26 +127,44 @@ def build_repo(debs: list[Path], out: Path, *, origin: str = DEFAULT_ORIGIN,
     rel["Architectures"] = " ".join(archs)
     rel["Description"] = "ESCA packages built by esca-pkg"
     for field, algo in (("MD5Sum", "md5sum"), ("SHA256", "sha256")):
-        rel[field] = [{algo: _digests(out / n)[algo], "size": str((out / n).stat().st_size),
-                       "name": n} for n in INDEXES]
+        rel[field] = [
+            {algo: _digests(out / n)[algo], "size": str((out / n).stat().st_size), "name": n}
+            for n in INDEXES
+        ]
     (out / "Release").write_text(rel.dump())
 
     if sign_key:
         _sign(out, sign_key, gnupghome)
-    return RepoResult(out, [(s["Package"], s["Version"], s["Architecture"]) for s in stanzas],
-                      bool(sign_key))
+    return RepoResult(
+        out, [(s["Package"], s["Version"], s["Architecture"]) for s in stanzas], bool(sign_key)
+    )
 
 
 def _sign(out: Path, key: str, gnupghome: Path | None) -> None:
     env = {"GNUPGHOME": str(gnupghome)} if gnupghome else {}
     gpg = ["gpg", "--batch", "--yes", "--pinentry-mode", "loopback", "--local-user", key]
-    hint = (f"check that gpg has the secret key {key} (gpg --list-secret-keys"
-            + (f" with GNUPGHOME={gnupghome}" if gnupghome else "") + ")")
-    proc.run([*gpg, "--clearsign", "--output", out / "InRelease", out / "Release"],
-             env=env, capture=True, hint=hint)
-    proc.run([*gpg, "--armor", "--detach-sign", "--output", out / "Release.gpg",
-              out / "Release"], env=env, capture=True, hint=hint)
-    proc.run(["gpg", "--batch", "--yes", "--output", out / KEYRING_NAME, "--export", key],
-             env=env, capture=True, hint=hint)
+    hint = (
+        f"check that gpg has the secret key {key} (gpg --list-secret-keys"
+        + (f" with GNUPGHOME={gnupghome}" if gnupghome else "")
+        + ")"
+    )
+    proc.run(
+        [*gpg, "--clearsign", "--output", out / "InRelease", out / "Release"],
+        env=env,
+        capture=True,
+        hint=hint,
+    )
+    proc.run(
+        [*gpg, "--armor", "--detach-sign", "--output", out / "Release.gpg", out / "Release"],
+        env=env,
+        capture=True,
+        hint=hint,
+    )
+    proc.run(
+        ["gpg", "--batch", "--yes", "--output", out / KEYRING_NAME, "--export", key],
+        env=env,
+        capture=True,
+        hint=hint,
+    )
     if not (out / KEYRING_NAME).stat().st_size:
         die(f"gpg exported no public key for {key}", hint=hint)

@@ -80,25 +80,31 @@ def find_library(option: Path | None) -> Path:
     origin = "--library" if option else (LIBRARY_ENV if lib else "the libesca0 package")
     lib = lib or default_library()
     if not lib.is_file():
-        die(f"libesca not found at {lib} (from {origin})",
+        die(
+            f"libesca not found at {lib} (from {origin})",
             hint="install it (esca-pkg build libesca && apt install ./dist/libesca0_*.deb), or "
-                 f"point {LIBRARY_ENV} at a built one "
-                 "(make -C libesca: libesca/build/libesca.so.0)")
+            f"point {LIBRARY_ENV} at a built one "
+            "(make -C libesca: libesca/build/libesca.so.0)",
+        )
     try:
         ok = hooks.defines_hooks(lib)
     except hooks.ElfError as e:
         die(str(e), hint=f"point {LIBRARY_ENV} or --library at libesca.so.0")
     if not ok:
-        die(f"{lib} does not define esca_init, batch_start and batch_flush: it is not libesca",
-            hint=f"point {LIBRARY_ENV} or --library at libesca.so.0")
+        die(
+            f"{lib} does not define esca_init, batch_start and batch_flush: it is not libesca",
+            hint=f"point {LIBRARY_ENV} or --library at libesca.so.0",
+        )
     return lib.resolve()
 
 
 def check_binary(binary: Path, server: Server | None) -> None:
     """Refuse, with the fix, a binary that lacks the hooks."""
     if server is not None:
-        fix = (f"install the patched {server.package}: esca-pkg build {server.name} && "
-               f"apt install ./dist/{server.package}_*+esca*.deb")
+        fix = (
+            f"install the patched {server.package}: esca-pkg build {server.name} && "
+            f"apt install ./dist/{server.package}_*+esca*.deb"
+        )
     else:
         fix = "rebuild the program with the ESCA hooks (see docs/servers.md)"
     try:
@@ -106,22 +112,30 @@ def check_binary(binary: Path, server: Server | None) -> None:
     except hooks.ElfError as e:
         die(f"cannot inspect {binary}: {e}", hint=fix)
     if state is hooks.HookState.NONE:
-        die(f"{binary} has no ESCA hooks (it references none of esca_init, batch_start, "
-            "batch_flush): libesca would change nothing", hint=fix)
+        die(
+            f"{binary} has no ESCA hooks (it references none of esca_init, batch_start, "
+            "batch_flush): libesca would change nothing",
+            hint=fix,
+        )
     if state is hooks.HookState.PARTIAL:
         die(f"{binary} references only {', '.join(present)} of the three ESCA hooks", hint=fix)
     if state is hooks.HookState.DEFINES:
-        die(f"{binary} defines the ESCA hooks itself, so the preloaded libesca would not be used",
-            hint=fix)
+        die(
+            f"{binary} defines the ESCA hooks itself, so the preloaded libesca would not be used",
+            hint=fix,
+        )
 
 
-def resolve_program(server: Server | None, binary: Path | None, rest: list[str],
-                    env_names: list[str]) -> tuple[Path, list[str]]:
+def resolve_program(
+    server: Server | None, binary: Path | None, rest: list[str], env_names: list[str]
+) -> tuple[Path, list[str]]:
     if server is not None:
         path = binary or Path(server.binary)
         if not path.is_file():
-            die(f"{server.name} is not installed ({path} is missing)",
-                hint=f"esca-pkg build {server.name} && apt install ./dist/{server.package}_*.deb")
+            die(
+                f"{server.name} is not installed ({path} is missing)",
+                hint=f"esca-pkg build {server.name} && apt install ./dist/{server.package}_*.deb",
+            )
         return path, server.foreground_args(rest, env_names)
     if not rest:
         die("nothing to run", hint="esca-run nginx|lighttpd|lwan, or esca-run -- PROGRAM ARGS")
@@ -131,8 +145,9 @@ def resolve_program(server: Server | None, binary: Path | None, rest: list[str],
     return Path(found), rest[1:]
 
 
-def build_env(library: Path, backend: str, stats: bool, stats_dir: Path | None,
-              esca_debug: bool) -> dict[str, str]:
+def build_env(
+    library: Path, backend: str, stats: bool, stats_dir: Path | None, esca_debug: bool
+) -> dict[str, str]:
     env: dict[str, str] = {}
     preload = os.environ.get("LD_PRELOAD", "").split()
     preload = [p for p in preload if Path(p).name not in ("libesca.so", "libesca.so.0")]
@@ -160,25 +175,53 @@ _after_dashes: list[str] = []
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("server", required=False, type=click.Choice(sorted(SERVERS)))
-@click.option("--backend", type=click.Choice([b.value for b in Backend]), default="auto",
-              show_default=True, help="how deferred calls run: kernel module, io_uring, or not")
+@click.option(
+    "--backend",
+    type=click.Choice([b.value for b in Backend]),
+    default="auto",
+    show_default=True,
+    help="how deferred calls run: kernel module, io_uring, or not",
+)
 @click.option("--stats", is_flag=True, help="print libesca's counters at exit (ESCA_STATS=1)")
-@click.option("--stats-dir", type=click.Path(path_type=Path, file_okay=False),
-              help="keep live counters in DIR/esca-<pid>.stats (ESCA_STATS_DIR)")
+@click.option(
+    "--stats-dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="keep live counters in DIR/esca-<pid>.stats (ESCA_STATS_DIR)",
+)
 @click.option("--esca-debug", is_flag=True, help="libesca reports errors of deferred calls")
-@click.option("--library", type=click.Path(path_type=Path, dir_okay=False),
-              help=f"libesca to preload (default: ${LIBRARY_ENV}, else {default_library()})")
-@click.option("--binary", type=click.Path(path_type=Path, dir_okay=False),
-              help="the server binary (default: the packaged one)")
-@click.option("--print-env", is_flag=True,
-              help="print the environment instead of running (KEY=VALUE lines)")
-@click.option("--systemd", is_flag=True,
-              help="with --print-env: print a systemd drop-in ([Service] Environment=...)")
-@click.option("--debug", "debug_", is_flag=True,
-              help="log what esca-run does; tracebacks on errors")
-def cli(server: str | None, backend: str, stats: bool, stats_dir: Path | None, esca_debug: bool,
-        library: Path | None, binary: Path | None, print_env: bool, systemd: bool,
-        debug_: bool) -> None:
+@click.option(
+    "--library",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help=f"libesca to preload (default: ${LIBRARY_ENV}, else {default_library()})",
+)
+@click.option(
+    "--binary",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="the server binary (default: the packaged one)",
+)
+@click.option(
+    "--print-env", is_flag=True, help="print the environment instead of running (KEY=VALUE lines)"
+)
+@click.option(
+    "--systemd",
+    is_flag=True,
+    help="with --print-env: print a systemd drop-in ([Service] Environment=...)",
+)
+@click.option(
+    "--debug", "debug_", is_flag=True, help="log what esca-run does; tracebacks on errors"
+)
+def cli(
+    server: str | None,
+    backend: str,
+    stats: bool,
+    stats_dir: Path | None,
+    esca_debug: bool,
+    library: Path | None,
+    binary: Path | None,
+    print_env: bool,
+    systemd: bool,
+    debug_: bool,
+) -> None:
     """Run nginx, lighttpd or lwan (or any hooked PROGRAM after --) under ESCA.
 
     The server runs in the foreground with its normal configuration; server
@@ -196,15 +239,18 @@ def cli(server: str | None, backend: str, stats: bool, stats_dir: Path | None, e
     chosen, checks = backends.choose(wanted, run_as)
     if wanted not in (Backend.AUTO, Backend.OFF) and chosen is Backend.OFF:
         c = checks[0]
-        die(f"the {wanted.value} backend cannot run here: {c.reason}",
-            hint=c.fix or "choose another --backend")
+        die(
+            f"the {wanted.value} backend cannot run here: {c.reason}",
+            hint=c.fix or "choose another --backend",
+        )
     if stats_dir is not None and not print_env:
         stats_dir.mkdir(parents=True, exist_ok=True)
     env = build_env(lib, backend if print_env else chosen.value, stats, stats_dir, esca_debug)
     # Tuning variables the user set (ESCA_URING_MIN_OPS, ...) must reach nginx's
     # workers too.
-    names = list(env) + sorted(k for k in os.environ if k.startswith("ESCA_") and k not in env
-                               and k != LIBRARY_ENV)
+    names = list(env) + sorted(
+        k for k in os.environ if k.startswith("ESCA_") and k not in env and k != LIBRARY_ENV
+    )
     program, args = resolve_program(srv, binary, list(_after_dashes), names)
     check_binary(program, srv)
 
@@ -221,12 +267,13 @@ def cli(server: str | None, backend: str, stats: bool, stats_dir: Path | None, e
         return
 
     if wanted is Backend.AUTO and chosen is Backend.OFF:
-        warn("no backend can run here; the server runs with libesca in pass-through mode: "
-             + "; ".join(f"{c.backend.value}: {c.reason} (fix: {c.fix})" for c in checks))
+        warn(
+            "no backend can run here; the server runs with libesca in pass-through mode: "
+            + "; ".join(f"{c.backend.value}: {c.reason} (fix: {c.fix})" for c in checks)
+        )
     info(f"esca-run: {program.name} with {lib}, {describe(chosen, wanted, checks)}")
     argv = [str(program), *args]
-    debug(f"exec: {' '.join(f'{k}={shlex.quote(v)}' for k, v in env.items())} "
-          f"{shlex.join(argv)}")
+    debug(f"exec: {' '.join(f'{k}={shlex.quote(v)}' for k, v in env.items())} {shlex.join(argv)}")
     sys.stderr.flush()
     sys.stdout.flush()
     try:
@@ -239,7 +286,7 @@ def main() -> None:
     argv = sys.argv[1:]
     if "--" in argv:
         i = argv.index("--")
-        _after_dashes[:] = argv[i + 1:]
+        _after_dashes[:] = argv[i + 1 :]
         sys.argv = [sys.argv[0], *argv[:i]]
     log.run_main(cli)
 

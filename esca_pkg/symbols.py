@@ -23,8 +23,14 @@ DEV_PACKAGE = "libesca-dev"
 
 
 def template_path(ctx: BuildContext) -> Path:
-    return ctx.project.root / "esca_pkg" / "templates" / "libesca" / "debian" / \
-        f"{LIB_PACKAGE}.symbols"
+    return (
+        ctx.project.root
+        / "esca_pkg"
+        / "templates"
+        / "libesca"
+        / "debian"
+        / f"{LIB_PACKAGE}.symbols"
+    )
 
 
 def regenerate(ctx: BuildContext) -> tuple[Path, list[str], list[str]]:
@@ -41,8 +47,14 @@ def regenerate(ctx: BuildContext) -> tuple[Path, list[str], list[str]]:
     # The package's build directory is still there after dpkg-buildpackage.
     tree = target.tree(ctx)  # type: ignore[attr-defined]
     out = tree.parent / f"{LIB_PACKAGE}.symbols.generated"
-    argv = ["dpkg-gensymbols", f"-p{LIB_PACKAGE}", f"-Pdebian/{LIB_PACKAGE}",
-            f"-v{DebFile(str(debs[0])).debcontrol()['Version']}", "-c0", f"-O{out}"]
+    argv = [
+        "dpkg-gensymbols",
+        f"-p{LIB_PACKAGE}",
+        f"-Pdebian/{LIB_PACKAGE}",
+        f"-v{DebFile(str(debs[0])).debcontrol()['Version']}",
+        "-c0",
+        f"-O{out}",
+    ]
     current = tree / "debian" / f"{LIB_PACKAGE}.symbols"
     if current.exists():
         argv.append(f"-I{current}")

@@ -27,9 +27,21 @@ def cprog(libesca: Path):
             out = BUILD / name
             src = TOP / "tests" / "c" / f"{name}.c"
             subprocess.run(
-                ["gcc", "-O1", "-g", "-Wall", "-Wextra", "-Werror", "-D_GNU_SOURCE",
-                 f"-I{TOP / 'libesca' / 'include'}", f"-I{TOP / 'tests' / 'c'}",
-                 "-o", str(out), str(src), "-pthread"],
+                [
+                    "gcc",
+                    "-O1",
+                    "-g",
+                    "-Wall",
+                    "-Wextra",
+                    "-Werror",
+                    "-D_GNU_SOURCE",
+                    f"-I{TOP / 'libesca' / 'include'}",
+                    f"-I{TOP / 'tests' / 'c'}",
+                    "-o",
+                    str(out),
+                    str(src),
+                    "-pthread",
+                ],
                 check=True,
             )
             built[name] = out

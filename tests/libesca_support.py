@@ -27,16 +27,19 @@ def module_usable() -> str | None:
 def esca_env(libesca: Path, backend: str, **extra: str) -> dict[str, str]:
     env = dict(os.environ)
     # ESCA_ADAPT=0: every segment records, whatever it measures (deterministic)
-    env.update({"LD_PRELOAD": str(libesca), "ESCA_BACKEND": backend, "ESCA_STATS": "1",
-                "ESCA_ADAPT": "0"})
+    env.update(
+        {"LD_PRELOAD": str(libesca), "ESCA_BACKEND": backend, "ESCA_STATS": "1", "ESCA_ADAPT": "0"}
+    )
     env.update(extra)
     return env
 
 
-def run_prog(prog: Path, args: list[str], env: dict[str, str], timeout: float = 120,
-             **kw) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run([str(prog), *args], env=env, capture_output=True, text=True,
-                          timeout=timeout, **kw)
+def run_prog(
+    prog: Path, args: list[str], env: dict[str, str], timeout: float = 120, **kw
+) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run(
+        [str(prog), *args], env=env, capture_output=True, text=True, timeout=timeout, **kw
+    )
     if proc.returncode == 77:
         pytest.skip(proc.stdout + proc.stderr)
     return proc

@@ -21,8 +21,7 @@ def check_ok(proc: subprocess.CompletedProcess[str]) -> None:
 
 @pytest.mark.parametrize("seed", [1, 2])
 def test_integrity_many_connections(cprog, libesca, backend, seed):
-    proc = run_prog(cprog("t_integrity"), ["48", "1500000", str(seed)],
-                    esca_env(libesca, backend))
+    proc = run_prog(cprog("t_integrity"), ["48", "1500000", str(seed)], esca_env(libesca, backend))
     check_ok(proc)
     stats = parse_stats(proc.stderr)
     assert stats["bytes_lost"] == 0
@@ -36,8 +35,9 @@ def test_integrity_many_connections(cprog, libesca, backend, seed):
 def test_short_writes_completed(cprog, libesca, backend):
     """Tiny send buffers and slow readers: deferred writes come back short
     and libesca completes them; every byte arrives."""
-    proc = run_prog(cprog("t_integrity"), ["8", "300000", "5", "4096", "2000"],
-                    esca_env(libesca, backend))
+    proc = run_prog(
+        cprog("t_integrity"), ["8", "300000", "5", "4096", "2000"], esca_env(libesca, backend)
+    )
     check_ok(proc)
     stats = parse_stats(proc.stderr)
     assert stats["bytes_lost"] == 0
@@ -47,8 +47,7 @@ def test_short_writes_completed(cprog, libesca, backend):
 
 
 def test_semantics_and_bad_input(cprog, libesca, backend):
-    proc = run_prog(cprog("t_semantics"), [],
-                    esca_env(libesca, backend, ESCA_TABLE_ENTRIES="64"))
+    proc = run_prog(cprog("t_semantics"), [], esca_env(libesca, backend, ESCA_TABLE_ENTRIES="64"))
     check_ok(proc)
     stats = parse_stats(proc.stderr)
     if backend != "off":
@@ -86,9 +85,19 @@ def test_hooked_program_runs_without_libesca(cprog):
 def count_syscalls(cprog, libesca, backend: str, tmp_path) -> tuple[int, int]:
     trace = tmp_path / f"strace-{backend}.txt"
     out = subprocess.run(
-        ["strace", "-f", "-qq", "-e", "trace=write,io_uring_enter", "-o", str(trace),
-         str(cprog("t_threads"))],
-        env=esca_env(libesca, backend, ESCA_STATS="0"), capture_output=True, text=True,
+        [
+            "strace",
+            "-f",
+            "-qq",
+            "-e",
+            "trace=write,io_uring_enter",
+            "-o",
+            str(trace),
+            str(cprog("t_threads")),
+        ],
+        env=esca_env(libesca, backend, ESCA_STATS="0"),
+        capture_output=True,
+        text=True,
         timeout=120,
     )
     check_ok(out)

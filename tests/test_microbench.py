@@ -11,9 +11,22 @@ from libesca_support import TOP
 
 def test_micro_table_for_off_and_uring(libesca):
     proc = subprocess.run(
-        [sys.executable, "-c", "from esca_pkg.bench_cli import main; main()",
-         "micro", "--repeats", "1", "--rounds", "50", "--backend", "uring"],
-        cwd=TOP, capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-c",
+            "from esca_pkg.bench_cli import main; main()",
+            "micro",
+            "--repeats",
+            "1",
+            "--rounds",
+            "50",
+            "--backend",
+            "uring",
+        ],
+        cwd=TOP,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert proc.returncode == 0, proc.stderr
     rows = [line for line in proc.stdout.splitlines() if re.match(r"^\|\s+(write|close) ", line)]

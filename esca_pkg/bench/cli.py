@@ -23,9 +23,17 @@ from esca_pkg.run_cli import find_library
 from esca_pkg.servers import backends, runtime
 
 TOP = Path(__file__).resolve().parent.parent.parent
-QUICK: dict[str, Any] = {"sizes": (1,), "connections": (50,), "duration": 1, "repeats": 2,
-                         "warmup": 1, "count_duration": 1, "quiet_wait": 2,
-                         "micro_rounds": 200, "micro_repeats": 1}
+QUICK: dict[str, Any] = {
+    "sizes": (1,),
+    "connections": (50,),
+    "duration": 1,
+    "repeats": 2,
+    "warmup": 1,
+    "count_duration": 1,
+    "quiet_wait": 2,
+    "micro_rounds": 200,
+    "micro_repeats": 1,
+}
 
 
 def _ints(text: str, what: str) -> tuple[int, ...]:
@@ -33,7 +41,8 @@ def _ints(text: str, what: str) -> tuple[int, ...]:
         vals = tuple(int(x) for x in text.split(",") if x.strip())
     except ValueError:
         raise click.BadParameter(
-            f"{what}: a comma-separated list of integers, not {text!r}") from None
+            f"{what}: a comma-separated list of integers, not {text!r}"
+        ) from None
     if not vals or min(vals) <= 0:
         raise click.BadParameter(f"{what}: give positive integers, e.g. 1,5,10")
     return vals
@@ -50,7 +59,8 @@ def _esca_env(pairs: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
         if not sep or not name.startswith("ESCA_") or name in ("ESCA_BACKEND", "ESCA_LIBRARY"):
             raise click.BadParameter(
                 f"{p!r}: give NAME=VALUE with a libesca setting (ESCA_..., not ESCA_BACKEND)",
-                param_hint="--esca-env")
+                param_hint="--esca-env",
+            )
         out.append((name, value))
     return tuple(out)
 
@@ -76,9 +86,11 @@ def _backends(wanted: tuple[str, ...]) -> tuple[str, ...]:
         return wanted
     usable = tuple(b for b in ("module", "uring") if checks[b](run_as).usable)
     if not usable:
-        die("no ESCA backend can run here: " + "; ".join(
-            f"{b}: {checks[b](run_as).reason}" for b in checks),
-            hint=backends.check_uring(run_as).fix)
+        die(
+            "no ESCA backend can run here: "
+            + "; ".join(f"{b}: {checks[b](run_as).reason}" for b in checks),
+            hint=backends.check_uring(run_as).fix,
+        )
     return usable
 
 
@@ -87,68 +99,155 @@ def _servers(wanted: tuple[str, ...], quick: bool) -> tuple[str, ...]:
         return wanted
     found = tuple(k for k in servers.KINDS if servers.hooked(k))
     if not found:
-        die("no patched server is installed (nginx, lighttpd or lwan with the ESCA hooks)",
+        die(
+            "no patched server is installed (nginx, lighttpd or lwan with the ESCA hooks)",
             hint="esca-pkg build nginx && apt install ./dist/nginx_*+esca1_*.deb "
-                 "./dist/nginx-common_*+esca1_all.deb")
+            "./dist/nginx-common_*+esca1_all.deb",
+        )
     return found[:1] if quick else found
 
 
-def _micro(library: Path, esca_backends: tuple[str, ...], rounds: int,
-           repeats: int) -> dict[str, Any]:
+def _micro(
+    library: Path, esca_backends: tuple[str, ...], rounds: int, repeats: int
+) -> dict[str, Any]:
     try:
         lib, prog = find_artifacts(TOP)
     except log.EscaError as e:
         warn(f"micro-benchmark skipped: {e}")
         return {"skipped": str(e)}
-    setup = MicroSetup(library=lib, program=prog, backends=("off", *esca_backends),
-                       rounds=rounds, repeats=repeats)
+    setup = MicroSetup(
+        library=lib, program=prog, backends=("off", *esca_backends), rounds=rounds, repeats=repeats
+    )
     res = run_micro(setup)
-    return {"library": str(lib), "rounds": rounds, "repeats": repeats,
-            "samples": [{"op": op, "backend": b, "batch": n, "ns_per_call": v}
-                        for (op, b, n), v in sorted(res.samples.items())],
-            "table": format_table(setup, res)}
+    return {
+        "library": str(lib),
+        "rounds": rounds,
+        "repeats": repeats,
+        "samples": [
+            {"op": op, "backend": b, "batch": n, "ns_per_call": v}
+            for (op, b, n), v in sorted(res.samples.items())
+        ],
+        "table": format_table(setup, res),
+    }
 
 
 @click.command("servers")
-@click.option("--quick", is_flag=True,
-              help="Smoke run under a minute: one server, 1 KB, -c 50, two 1 s pairs "
-                   "(options given explicitly still apply).")
-@click.option("--server", "server_names", multiple=True, type=click.Choice(servers.KINDS),
-              help="Server to measure (repeatable; default: every installed patched one).")
-@click.option("--backend", "backend_names", multiple=True, type=click.Choice(["module", "uring"]),
-              help="ESCA backend compared with off (repeatable; default: every usable one).")
-@click.option("--sizes", default=",".join(map(str, SIZES_KB)), show_default=True,
-              help="File sizes in KB.")
-@click.option("--connections", default=",".join(map(str, CONNECTIONS)), show_default=True,
-              help="wrk connection counts.")
-@click.option("--duration", type=click.IntRange(1, 600), default=2, show_default=True,
-              help="Seconds of each throughput run (wrk takes whole seconds).")
-@click.option("--repeats", type=click.IntRange(1, 100), default=5, show_default=True,
-              help="Rounds: A/B pairs per cell, each round with a fresh pair of servers.")
-@click.option("--warmup", type=click.IntRange(0, 60), default=1, show_default=True,
-              help="Seconds of an unrecorded run of each fresh server (0: none).")
-@click.option("--count-duration", type=click.IntRange(1, 600), default=1,
-              show_default=True, help="Seconds of the run of each variant counted by perf.")
-@click.option("--quiet-wait", type=click.FloatRange(0, 3600), default=30, show_default=True,
-              help="Before each pair, wait up to this many seconds for other processes to "
-                   "leave the benchmark's CPUs (the wait and the load are reported).")
-@click.option("--esca-env", "esca_env", multiple=True, metavar="NAME=VALUE",
-              help="A libesca setting for both servers, e.g. ESCA_URING_MIN_OPS=1 "
-                   "(repeatable; see docs/libesca.md).")
-@click.option("--out", "out_dir", type=click.Path(path_type=Path, file_okay=False),
-              default=Path("esca-bench-results"), show_default=True,
-              help="Directory for results.json, results.md and the PNG plots.")
-@click.option("--library", type=click.Path(path_type=Path, dir_okay=False),
-              help="libesca to preload (default: $ESCA_LIBRARY, this tree's build, libesca0's).")
-@click.option("--micro/--no-micro", default=True, show_default=True,
-              help="Also run the per-call micro-benchmark.")
-@click.option("--plots/--no-plots", "draw", default=True, show_default=True,
-              help="Draw the PNG plots (needs matplotlib).")
-def servers_command(quick: bool, server_names: tuple[str, ...], backend_names: tuple[str, ...],
-                    sizes: str, connections: str, duration: int, repeats: int, warmup: int,
-                    count_duration: int, quiet_wait: float, esca_env: tuple[str, ...],
-                    out_dir: Path,
-                    library: Path | None, micro: bool, draw: bool) -> None:
+@click.option(
+    "--quick",
+    is_flag=True,
+    help="Smoke run under a minute: one server, 1 KB, -c 50, two 1 s pairs "
+    "(options given explicitly still apply).",
+)
+@click.option(
+    "--server",
+    "server_names",
+    multiple=True,
+    type=click.Choice(servers.KINDS),
+    help="Server to measure (repeatable; default: every installed patched one).",
+)
+@click.option(
+    "--backend",
+    "backend_names",
+    multiple=True,
+    type=click.Choice(["module", "uring"]),
+    help="ESCA backend compared with off (repeatable; default: every usable one).",
+)
+@click.option(
+    "--sizes", default=",".join(map(str, SIZES_KB)), show_default=True, help="File sizes in KB."
+)
+@click.option(
+    "--connections",
+    default=",".join(map(str, CONNECTIONS)),
+    show_default=True,
+    help="wrk connection counts.",
+)
+@click.option(
+    "--duration",
+    type=click.IntRange(1, 600),
+    default=2,
+    show_default=True,
+    help="Seconds of each throughput run (wrk takes whole seconds).",
+)
+@click.option(
+    "--repeats",
+    type=click.IntRange(1, 100),
+    default=5,
+    show_default=True,
+    help="Rounds: A/B pairs per cell, each round with a fresh pair of servers.",
+)
+@click.option(
+    "--warmup",
+    type=click.IntRange(0, 60),
+    default=1,
+    show_default=True,
+    help="Seconds of an unrecorded run of each fresh server (0: none).",
+)
+@click.option(
+    "--count-duration",
+    type=click.IntRange(1, 600),
+    default=1,
+    show_default=True,
+    help="Seconds of the run of each variant counted by perf.",
+)
+@click.option(
+    "--quiet-wait",
+    type=click.FloatRange(0, 3600),
+    default=30,
+    show_default=True,
+    help="Before each pair, wait up to this many seconds for other processes to "
+    "leave the benchmark's CPUs (the wait and the load are reported).",
+)
+@click.option(
+    "--esca-env",
+    "esca_env",
+    multiple=True,
+    metavar="NAME=VALUE",
+    help="A libesca setting for both servers, e.g. ESCA_URING_MIN_OPS=1 "
+    "(repeatable; see docs/libesca.md).",
+)
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=Path("esca-bench-results"),
+    show_default=True,
+    help="Directory for results.json, results.md and the PNG plots.",
+)
+@click.option(
+    "--library",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="libesca to preload (default: $ESCA_LIBRARY, this tree's build, libesca0's).",
+)
+@click.option(
+    "--micro/--no-micro",
+    default=True,
+    show_default=True,
+    help="Also run the per-call micro-benchmark.",
+)
+@click.option(
+    "--plots/--no-plots",
+    "draw",
+    default=True,
+    show_default=True,
+    help="Draw the PNG plots (needs matplotlib).",
+)
+def servers_command(
+    quick: bool,
+    server_names: tuple[str, ...],
+    backend_names: tuple[str, ...],
+    sizes: str,
+    connections: str,
+    duration: int,
+    repeats: int,
+    warmup: int,
+    count_duration: int,
+    quiet_wait: float,
+    esca_env: tuple[str, ...],
+    out_dir: Path,
+    library: Path | None,
+    micro: bool,
+    draw: bool,
+) -> None:
     """A/B of each patched server: vanilla (--backend off) against ESCA.
 
     wrk on 127.0.0.1 over file sizes and connection counts, A/B pairs
@@ -158,23 +257,35 @@ def servers_command(quick: bool, server_names: tuple[str, ...], backend_names: t
     Writes results.json, results.md, throughput.png and syscalls.png.
     """
     if os.geteuid() != 0:
-        die("esca-bench servers runs as root",
+        die(
+            "esca-bench servers runs as root",
             hint="it starts the servers as Debian runs them (workers as www-data) and "
-                 "attaches perf to them: sudo esca-bench servers")
+            "attaches perf to them: sudo esca-bench servers",
+        )
     micro_rounds, micro_repeats = 1000, 3
     if quick:  # the quick settings, except where an option was given
         ctx = click.get_current_context()
-        given = {p for p in ("sizes", "connections", "duration", "repeats", "warmup",
-                             "count_duration", "quiet_wait")
-                 if ctx.get_parameter_source(p) is not ParameterSource.DEFAULT}
+        given = {
+            p
+            for p in (
+                "sizes",
+                "connections",
+                "duration",
+                "repeats",
+                "warmup",
+                "count_duration",
+                "quiet_wait",
+            )
+            if ctx.get_parameter_source(p) is not ParameterSource.DEFAULT
+        }
         sizes = sizes if "sizes" in given else ",".join(map(str, QUICK["sizes"]))
-        connections = connections if "connections" in given else \
-            ",".join(map(str, QUICK["connections"]))
+        connections = (
+            connections if "connections" in given else ",".join(map(str, QUICK["connections"]))
+        )
         duration = duration if "duration" in given else QUICK["duration"]
         repeats = repeats if "repeats" in given else QUICK["repeats"]
         warmup = warmup if "warmup" in given else QUICK["warmup"]
-        count_duration = count_duration if "count_duration" in given else \
-            QUICK["count_duration"]
+        count_duration = count_duration if "count_duration" in given else QUICK["count_duration"]
         quiet_wait = quiet_wait if "quiet_wait" in given else QUICK["quiet_wait"]
         micro_rounds, micro_repeats = QUICK["micro_rounds"], QUICK["micro_repeats"]
     size_list, conn_list = _ints(sizes, "--sizes"), _ints(connections, "--connections")
@@ -183,14 +294,25 @@ def servers_command(quick: bool, server_names: tuple[str, ...], backend_names: t
     names = _servers(server_names, quick)
     for kind in names:
         servers.require_server(kind)
-    plan = Plan(servers=names, backends=_backends(backend_names), sizes_kb=size_list,
-                connections=conn_list, duration=duration, repeats=repeats, warmup=warmup,
-                count_duration=count_duration, library=_library(library),
-                placement=machine.placement(), quiet_wait=quiet_wait,
-                esca_env=_esca_env(esca_env))
-    info(f"esca-bench: {', '.join(plan.servers)} x backend {', '.join(plan.backends)} "
-         f"against off; {len(size_list)} sizes x {len(conn_list)} connection counts; "
-         f"{plan.placement.describe()}; about {plan.estimate_seconds() / 60:.1f} min")
+    plan = Plan(
+        servers=names,
+        backends=_backends(backend_names),
+        sizes_kb=size_list,
+        connections=conn_list,
+        duration=duration,
+        repeats=repeats,
+        warmup=warmup,
+        count_duration=count_duration,
+        library=_library(library),
+        placement=machine.placement(),
+        quiet_wait=quiet_wait,
+        esca_env=_esca_env(esca_env),
+    )
+    info(
+        f"esca-bench: {', '.join(plan.servers)} x backend {', '.join(plan.backends)} "
+        f"against off; {len(size_list)} sizes x {len(conn_list)} connection counts; "
+        f"{plan.placement.describe()}; about {plan.estimate_seconds() / 60:.1f} min"
+    )
     out_dir.mkdir(parents=True, exist_ok=True)
     # SIGTERM (kill, systemd, CI timeouts) stops like Ctrl-C: the servers of
     # the round are stopped and the run directory removed
@@ -208,8 +330,10 @@ def servers_command(quick: bool, server_names: tuple[str, ...], backend_names: t
     doc["targets"] = report.targets(doc)
     report.write_json(doc, out_dir / "results.json")
     _outputs(doc, out_dir, draw)
-    info(f"esca-bench: {len(doc['cells'])} cells in {doc['elapsed_seconds']:.0f} s; "
-         f"results in {out_dir}/")
+    info(
+        f"esca-bench: {len(doc['cells'])} cells in {doc['elapsed_seconds']:.0f} s; "
+        f"results in {out_dir}/"
+    )
 
 
 def _outputs(doc: dict[str, Any], out_dir: Path, draw: bool) -> None:
@@ -224,10 +348,19 @@ def _outputs(doc: dict[str, Any], out_dir: Path, draw: bool) -> None:
 
 @click.command("report")
 @click.argument("results", type=click.Path(path_type=Path, dir_okay=False, exists=True))
-@click.option("--out", "out_dir", type=click.Path(path_type=Path, file_okay=False),
-              help="Where to write results.md and the plots (default: next to RESULTS).")
-@click.option("--plots/--no-plots", "draw", default=True, show_default=True,
-              help="Draw the PNG plots (needs matplotlib).")
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Where to write results.md and the plots (default: next to RESULTS).",
+)
+@click.option(
+    "--plots/--no-plots",
+    "draw",
+    default=True,
+    show_default=True,
+    help="Draw the PNG plots (needs matplotlib).",
+)
 def report_command(results: Path, out_dir: Path | None, draw: bool) -> None:
     """Write the Markdown table and the plots again from a results.json."""
     try:
@@ -235,8 +368,10 @@ def report_command(results: Path, out_dir: Path | None, draw: bool) -> None:
     except (OSError, ValueError) as e:
         die(f"cannot read {results}: {e}", hint="give the results.json esca-bench servers wrote")
     if doc.get("schema") != runner.SCHEMA:
-        die(f"{results} is not a result of esca-bench servers (schema {doc.get('schema')!r})",
-            hint=f"expected schema {runner.SCHEMA}")
+        die(
+            f"{results} is not a result of esca-bench servers (schema {doc.get('schema')!r})",
+            hint=f"expected schema {runner.SCHEMA}",
+        )
     doc["targets"] = report.targets(doc)
     out = out_dir or results.parent
     out.mkdir(parents=True, exist_ok=True)

@@ -34,9 +34,11 @@ class Placement:
     def describe(self) -> str:
         if self.server_cpus is None:
             return f"not pinned (one CPU), {self.workers} worker, wrk -t {self.wrk_threads}"
-        return (f"server on CPU {self.server_cpus} ({self.workers} worker"
-                f"{'s' if self.workers > 1 else ''}), wrk on CPU {self.client_cpus} "
-                f"(-t {self.wrk_threads})")
+        return (
+            f"server on CPU {self.server_cpus} ({self.workers} worker"
+            f"{'s' if self.workers > 1 else ''}), wrk on CPU {self.client_cpus} "
+            f"(-t {self.wrk_threads})"
+        )
 
 
 def placement() -> Placement:
@@ -47,8 +49,9 @@ def placement() -> Placement:
         return Placement(None, None, 1, 1)
     half = len(cpus) // 2
     server, client = cpus[:half], cpus[half:]
-    return Placement(",".join(map(str, server)), ",".join(map(str, client)),
-                     len(server), len(client))
+    return Placement(
+        ",".join(map(str, server)), ",".join(map(str, client)), len(server), len(client)
+    )
 
 
 def _read(path: str) -> str:
@@ -68,8 +71,11 @@ def _field(text: str, key: str, sep: str = ":") -> str:
 
 def describe() -> dict[str, Any]:
     uname = platform.uname()
-    virt = proc.run(["systemd-detect-virt"], capture=True, check=False) \
-        if Path("/usr/bin/systemd-detect-virt").exists() else None
+    virt = (
+        proc.run(["systemd-detect-virt"], capture=True, check=False)
+        if Path("/usr/bin/systemd-detect-virt").exists()
+        else None
+    )
     meminfo = _field(_read("/proc/meminfo"), "MemTotal")
     return {
         "hostname": uname.node,
@@ -97,7 +103,6 @@ def versions(library: Path, copy: Path) -> dict[str, Any]:
     return {
         "esca": __version__,
         "packages": pkgs,
-        "libesca": {"path": str(library),
-                    "sha256": hashlib.sha256(copy.read_bytes()).hexdigest()},
+        "libesca": {"path": str(library), "sha256": hashlib.sha256(copy.read_bytes()).hexdigest()},
         "python": platform.python_version(),
     }

@@ -29,11 +29,31 @@ TOTAL_EVENT = "raw_syscalls:sys_enter"
 
 #: calls libesca can defer (x86-64 tracepoint names: send() is sendto(),
 #: sendfile() is sendfile64())
-DEFERRABLE = ("close", "shutdown", "write", "writev", "sendto", "sendmsg", "sendfile64",
-              "setsockopt")
+DEFERRABLE = (
+    "close",
+    "shutdown",
+    "write",
+    "writev",
+    "sendto",
+    "sendmsg",
+    "sendfile64",
+    "setsockopt",
+)
 #: calls counted for the breakdown in the report; they cannot be deferred
-OTHERS = ("read", "readv", "recvfrom", "openat", "newfstatat", "statx", "epoll_wait",
-          "epoll_pwait", "epoll_ctl", "accept4", "io_uring_enter", "ioctl")
+OTHERS = (
+    "read",
+    "readv",
+    "recvfrom",
+    "openat",
+    "newfstatat",
+    "statx",
+    "epoll_wait",
+    "epoll_pwait",
+    "epoll_ctl",
+    "accept4",
+    "io_uring_enter",
+    "ioctl",
+)
 
 
 @dataclass(frozen=True)
@@ -57,27 +77,47 @@ _UNIT = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0}
 def parse_wrk(text: str) -> WrkResult:
     m = _WRK_REQ.search(text)
     if not m:
-        die("cannot read wrk's output: " + text.strip()[-300:],
-            hint="run the same wrk command by hand (esca-bench --debug shows it)")
+        die(
+            "cannot read wrk's output: " + text.strip()[-300:],
+            hint="run the same wrk command by hand (esca-bench --debug shows it)",
+        )
     seconds = float(m.group(2)) * _UNIT[m.group(3)]
     err = _WRK_ERR.search(text)
     non2xx = _WRK_NON2XX.search(text)
-    return WrkResult(int(m.group(1)), seconds,
-                     sum(int(x) for x in err.groups()) if err else 0,
-                     int(non2xx.group(1)) if non2xx else 0)
+    return WrkResult(
+        int(m.group(1)),
+        seconds,
+        sum(int(x) for x in err.groups()) if err else 0,
+        int(non2xx.group(1)) if non2xx else 0,
+    )
 
 
 def pinned(argv: Sequence[str], cpus: str | None) -> list[str]:
     return ["taskset", "-c", cpus, *argv] if cpus else list(argv)
 
 
-def run_wrk(url: str, connections: int, threads: int, seconds: int,
-            cpus: str | None) -> WrkResult:
-    argv = pinned(["wrk", "-t", str(min(threads, connections)), "-c", str(connections),
-                   "-d", f"{seconds}s", "--timeout", "5s", url], cpus)
-    res = proc.run(argv, capture=True, timeout=seconds + 60,
-                   hint="check that the server still runs (its error log is in the run "
-                        "directory)")
+def run_wrk(url: str, connections: int, threads: int, seconds: int, cpus: str | None) -> WrkResult:
+    argv = pinned(
+        [
+            "wrk",
+            "-t",
+            str(min(threads, connections)),
+            "-c",
+            str(connections),
+            "-d",
+            f"{seconds}s",
+            "--timeout",
+            "5s",
+            url,
+        ],
+        cpus,
+    )
+    res = proc.run(
+        argv,
+        capture=True,
+        timeout=seconds + 60,
+        hint="check that the server still runs (its error log is in the run directory)",
+    )
     return parse_wrk(res.stdout)
 
 
@@ -120,11 +160,16 @@ def syscall_events() -> list[str]:
     """perf events to count: the total and one per named syscall this kernel traces."""
     fs = tracefs()
     if fs is None:
-        die("the raw_syscalls tracepoints are not available",
+        die(
+            "the raw_syscalls tracepoints are not available",
             hint="mount tracefs (mount -t tracefs nodev /sys/kernel/tracing) on a kernel "
-                 "with CONFIG_FTRACE_SYSCALLS")
-    names = [n for n in (*DEFERRABLE, *OTHERS)
-             if (fs / "events" / "syscalls" / f"sys_enter_{n}").is_dir()]
+            "with CONFIG_FTRACE_SYSCALLS",
+        )
+    names = [
+        n
+        for n in (*DEFERRABLE, *OTHERS)
+        if (fs / "events" / "syscalls" / f"sys_enter_{n}").is_dir()
+    ]
     return [TOTAL_EVENT, *(f"syscalls:sys_enter_{n}" for n in names)]
 
 
@@ -141,13 +186,25 @@ class SyscallCounter:
         self._perf: subprocess.Popen[bytes] | None = None
 
     def __enter__(self) -> SyscallCounter:
-        argv = pinned(["perf", "stat", "-x", ",", "-o", self._out.name, "--delay=-1",
-                       f"--control=fd:{self._ctl_r},{self._ack_w}",
-                       "-e", ",".join(self.events),
-                       "-p", ",".join(str(p) for p in self.pids)], self.cpus)
+        argv = pinned(
+            [
+                "perf",
+                "stat",
+                "-x",
+                ",",
+                "-o",
+                self._out.name,
+                "--delay=-1",
+                f"--control=fd:{self._ctl_r},{self._ack_w}",
+                "-e",
+                ",".join(self.events),
+                "-p",
+                ",".join(str(p) for p in self.pids),
+            ],
+            self.cpus,
+        )
         # Runs in the background for the length of one wrk run.
-        self._perf = proc.spawn(argv, stderr=subprocess.PIPE,
-                                pass_fds=(self._ctl_r, self._ack_w))
+        self._perf = proc.spawn(argv, stderr=subprocess.PIPE, pass_fds=(self._ctl_r, self._ack_w))
         os.close(self._ctl_r)
         os.close(self._ack_w)
         return self
@@ -164,9 +221,11 @@ class SyscallCounter:
         with contextlib.suppress(ProcessLookupError):
             self._perf.kill()
         _, err = self._perf.communicate(timeout=10)
-        die(f"{what}: {err.decode(errors='replace').strip()[-400:]}",
+        die(
+            f"{what}: {err.decode(errors='replace').strip()[-400:]}",
             hint="run as root; perf needs the raw_syscalls tracepoints "
-                 "(perf stat -e raw_syscalls:sys_enter -p PID)")
+            "(perf stat -e raw_syscalls:sys_enter -p PID)",
+        )
 
     def enable(self) -> None:
         self._command("enable")
@@ -197,14 +256,18 @@ class SyscallCounter:
                 continue
             event = parts[2]
             if not parts[0].strip().isdigit():
-                die(f"perf could not count {event} ({parts[0]})",
+                die(
+                    f"perf could not count {event} ({parts[0]})",
                     hint="the serving processes must exist for the whole run; "
-                         "see esca-bench --debug")
+                    "see esca-bench --debug",
+                )
             name = "total" if event == TOTAL_EVENT else event.removeprefix("syscalls:sys_enter_")
             out[name] = int(parts[0])
         if "total" not in out:
-            die("perf stat wrote no count for raw_syscalls:sys_enter: " + text.strip()[-300:],
-                hint="run as root; perf stat -e raw_syscalls:sys_enter -p PID must work")
+            die(
+                "perf stat wrote no count for raw_syscalls:sys_enter: " + text.strip()[-300:],
+                hint="run as root; perf stat -e raw_syscalls:sys_enter -p PID must work",
+            )
         return out
 
 
@@ -212,5 +275,4 @@ def require_tools() -> None:
     """wrk, perf and taskset, each with the package that provides it."""
     for tool, pkg in (("wrk", "wrk"), ("perf", "linux-perf"), ("taskset", "util-linux")):
         if shutil.which(tool, path=proc.SYSTEM_PATH) is None:
-            die(f"{tool} is not installed; esca-bench needs it",
-                hint=f"apt-get install {pkg}")
+            die(f"{tool} is not installed; esca-bench needs it", hint=f"apt-get install {pkg}")

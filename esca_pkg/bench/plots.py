@@ -17,9 +17,11 @@ def _pyplot() -> Any:
     try:
         import matplotlib
     except ImportError:
-        die("matplotlib is not installed: the plots cannot be drawn",
+        die(
+            "matplotlib is not installed: the plots cannot be drawn",
             hint="apt-get install python3-matplotlib, or pip install 'esca-pkg[bench]'; "
-                 "or pass --no-plots")
+            "or pass --no-plots",
+        )
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -84,20 +86,38 @@ def syscalls(doc: dict[str, Any], path: Path) -> None:
             color = f"C{i}"
             x = [c["size_kb"] for c in cells]
             s = [c["summary"] for c in cells]
-            ax.plot(x, [q["vanilla_syscalls_per_request"] for q in s], color=color,
-                    linestyle="--", marker="s", label=f"vanilla -c {conns}")
-            ax.plot(x, [q["esca_syscalls"]["measured"] for q in s], color=color,
-                    marker="o", label=f"{backend} -c {conns}")
-            ax.plot(x, [q["esca_syscalls"]["minimum"] for q in s], color=color,
-                    linestyle=":", marker="x", label=f"minimum -c {conns}")
+            ax.plot(
+                x,
+                [q["vanilla_syscalls_per_request"] for q in s],
+                color=color,
+                linestyle="--",
+                marker="s",
+                label=f"vanilla -c {conns}",
+            )
+            ax.plot(
+                x,
+                [q["esca_syscalls"]["measured"] for q in s],
+                color=color,
+                marker="o",
+                label=f"{backend} -c {conns}",
+            )
+            ax.plot(
+                x,
+                [q["esca_syscalls"]["minimum"] for q in s],
+                color=color,
+                linestyle=":",
+                marker="x",
+                label=f"minimum -c {conns}",
+            )
         _size_axis(ax, doc)
         ax.set_ylim(bottom=0)
         ax.set_ylabel("syscalls per request")
         ax.set_title(server)
         ax.legend(fontsize=7, ncol=2)
         ax.grid(True, alpha=0.3)
-    fig.suptitle("System calls per request (perf raw_syscalls:sys_enter on the workers)",
-                 fontsize=10)
+    fig.suptitle(
+        "System calls per request (perf raw_syscalls:sys_enter on the workers)", fontsize=10
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

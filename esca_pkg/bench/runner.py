@@ -37,8 +37,16 @@ CONNECTIONS = (10, 50, 200)
 #: a pair starts when the benchmark's CPUs are less busy than this (ours idle),
 #: or after Plan.quiet_wait seconds of waiting
 QUIET_BUSY = 0.15
-LIBESCA_COUNTERS = ("segments", "deferred", "flushes", "flushed_calls", "kernel_entries",
-                    "direct_in_segment", "bytes_lost", "errors_other")
+LIBESCA_COUNTERS = (
+    "segments",
+    "deferred",
+    "flushes",
+    "flushed_calls",
+    "kernel_entries",
+    "direct_in_segment",
+    "bytes_lost",
+    "errors_other",
+)
 
 
 @dataclass(frozen=True)
@@ -57,8 +65,7 @@ class Plan:
     esca_env: tuple[tuple[str, str], ...] = ()  # libesca settings for both variants
 
     def cells(self) -> int:
-        return len(self.servers) * len(self.backends) * len(self.sizes_kb) * \
-            len(self.connections)
+        return len(self.servers) * len(self.backends) * len(self.sizes_kb) * len(self.connections)
 
     def steps(self) -> int:
         """Runs of wrk, for the progress bar."""
@@ -114,9 +121,12 @@ class Runner:
         self.events = measure.syscall_events()
         self.pl = plan.placement
         self.library = workdir / "libesca.so.0"  # the run's copy (see run())
-        self.contention: dict[str, Any] = {"waited_seconds": 0.0, "pairs_not_quiet": 0,
-                                           "quiet_busy_pct": 100 * QUIET_BUSY,
-                                           "quiet_wait_seconds": plan.quiet_wait}
+        self.contention: dict[str, Any] = {
+            "waited_seconds": 0.0,
+            "pairs_not_quiet": 0,
+            "quiet_busy_pct": 100 * QUIET_BUSY,
+            "quiet_wait_seconds": plan.quiet_wait,
+        }
 
     def wait_quiet(self) -> None:
         """Before a pair: wait (up to plan.quiet_wait s) until other processes
@@ -135,45 +145,65 @@ class Runner:
                 break
         self.contention["waited_seconds"] += time.monotonic() - t0
 
-    def sample(self, run: runtime.ServerRun, path: str, conns: int,
-               seconds: int) -> dict[str, Any]:
+    def sample(self, run: runtime.ServerRun, path: str, conns: int, seconds: int) -> dict[str, Any]:
         pids = run.serving_pids()
         server_cpus = self.pl.cpu_list("server")
-        before, busy0, t0 = measure.cpu_ns(pids), measure.cpu_busy_ns(server_cpus), \
-            time.monotonic()
-        w = measure.run_wrk(run.url + path, conns, self.pl.wrk_threads, seconds,
-                            self.pl.client_cpus)
+        before, busy0, t0 = measure.cpu_ns(pids), measure.cpu_busy_ns(server_cpus), time.monotonic()
+        w = measure.run_wrk(
+            run.url + path, conns, self.pl.wrk_threads, seconds, self.pl.client_cpus
+        )
         cpu = measure.cpu_ns(pids) - before
         # busy time of the server CPUs not spent by the server: other processes
         # (and interrupts); high values mean the run was disturbed
         elapsed = (time.monotonic() - t0) * 1e9 * len(server_cpus)
         foreign = max(0.0, (measure.cpu_busy_ns(server_cpus) - busy0 - cpu) / elapsed)
         if w.requests == 0:
-            die(f"wrk completed no request against {run.kind} {run.url}{path} "
-                f"(-c {conns}, {seconds:g} s)", hint=f"see {run.error_log} and {run.output}")
-        return {"requests": w.requests, "seconds": w.seconds, "rps": w.rps,
-                "socket_errors": w.socket_errors, "non2xx": w.non2xx,
-                "server_cpu_us_per_request": cpu / 1000.0 / w.requests,
-                "foreign_cpu_pct": 100.0 * foreign}
+            die(
+                f"wrk completed no request against {run.kind} {run.url}{path} "
+                f"(-c {conns}, {seconds:g} s)",
+                hint=f"see {run.error_log} and {run.output}",
+            )
+        return {
+            "requests": w.requests,
+            "seconds": w.seconds,
+            "rps": w.rps,
+            "socket_errors": w.socket_errors,
+            "non2xx": w.non2xx,
+            "server_cpu_us_per_request": cpu / 1000.0 / w.requests,
+            "foreign_cpu_pct": 100.0 * foreign,
+        }
 
     def counted(self, run: runtime.ServerRun, path: str, conns: int) -> dict[str, Any]:
         pids = run.serving_pids()
         with measure.SyscallCounter(pids, self.events, self.pl.client_cpus) as counter:
             lib0 = _libesca(run)
             counter.enable()
-            w = measure.run_wrk(run.url + path, conns, self.pl.wrk_threads,
-                                self.plan.count_duration, self.pl.client_cpus)
+            w = measure.run_wrk(
+                run.url + path,
+                conns,
+                self.pl.wrk_threads,
+                self.plan.count_duration,
+                self.pl.client_cpus,
+            )
             counter.disable()
             lib1 = _libesca(run)
         if w.requests == 0:
-            die(f"wrk completed no request against {run.kind} {run.url}{path}",
-                hint=f"see {run.error_log}")
-        return {"requests": w.requests, "seconds": w.seconds, "rps": w.rps,
-                "pids": pids, "syscalls": counter.counts(),
-                "libesca": {k: lib1[k] - lib0[k] for k in LIBESCA_COUNTERS}}
+            die(
+                f"wrk completed no request against {run.kind} {run.url}{path}",
+                hint=f"see {run.error_log}",
+            )
+        return {
+            "requests": w.requests,
+            "seconds": w.seconds,
+            "rps": w.rps,
+            "pids": pids,
+            "syscalls": counter.counts(),
+            "libesca": {k: lib1[k] - lib0[k] for k in LIBESCA_COUNTERS},
+        }
 
-    def server(self, kind: str, www: Path, sizes: dict[int, int]) -> tuple[list[dict[str, Any]],
-                                                                          list[dict[str, Any]]]:
+    def server(
+        self, kind: str, www: Path, sizes: dict[int, int]
+    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         """Every cell of one server, round by round.  A size the server does not
         serve correctly (probed in the first round) is skipped; a server that
         dies during a cell loses that cell and is started again."""
@@ -182,10 +212,17 @@ class Runner:
         plan = self.plan
         for backend in plan.backends:
             data: dict[tuple[int, int], dict[str, Any]] = {
-                (size, conns): {"server": kind, "backend": backend, "size_kb": size,
-                                "connections": conns, "runs": {"off": [], backend: []},
-                                "counted": {}}
-                for size in plan.sizes_kb for conns in plan.connections}
+                (size, conns): {
+                    "server": kind,
+                    "backend": backend,
+                    "size_kb": size,
+                    "connections": conns,
+                    "runs": {"off": [], backend: []},
+                    "counted": {},
+                }
+                for size in plan.sizes_kb
+                for conns in plan.connections
+            }
             for rnd in range(plan.repeats):
                 pair = _Pair(self, kind, backend, www, rnd)
                 try:
@@ -193,9 +230,14 @@ class Runner:
                     if rnd == 0:
                         for size in plan.sizes_kb:
                             path = f"/f{size}k.bin"
-                            why = "; ".join(f"{v}: {w}" for v, w in
-                                          (("off", _probe(a, path, sizes[size])),
-                                           (backend, _probe(b, path, sizes[size]))) if w)
+                            why = "; ".join(
+                                f"{v}: {w}"
+                                for v, w in (
+                                    ("off", _probe(a, path, sizes[size])),
+                                    (backend, _probe(b, path, sizes[size])),
+                                )
+                                if w
+                            )
                             if why:
                                 skipped += self._drop(data, kind, backend, size, None, why)
                     if plan.warmup:
@@ -211,8 +253,9 @@ class Runner:
                             dead = pair.dead()
                             if not dead:
                                 raise
-                            skipped += self._drop(data, kind, backend, size, conns,
-                                                  f"the server died ({dead}): {e}")
+                            skipped += self._drop(
+                                data, kind, backend, size, conns, f"the server died ({dead}): {e}"
+                            )
                 finally:
                     pair.stop()
             for cell in data.values():
@@ -220,8 +263,14 @@ class Runner:
                 cells.append(cell)
         return cells, skipped
 
-    def _pair(self, cell: dict[str, Any], a: runtime.ServerRun, b: runtime.ServerRun,
-              backend: str, rnd: int) -> None:
+    def _pair(
+        self,
+        cell: dict[str, Any],
+        a: runtime.ServerRun,
+        b: runtime.ServerRun,
+        backend: str,
+        rnd: int,
+    ) -> None:
         """One A/B pair of a cell (and the counted runs in the last round)."""
         path = f"/f{cell['size_kb']}k.bin"
         conns = cell["connections"]
@@ -238,19 +287,37 @@ class Runner:
                 self.step(f"{label}: {name} counted")
                 cell["counted"][name] = self.counted(run, path, conns)
 
-    def _drop(self, data: dict[tuple[int, int], dict[str, Any]], kind: str, backend: str,
-              size: int, conns: int | None, reason: str) -> list[dict[str, Any]]:
+    def _drop(
+        self,
+        data: dict[tuple[int, int], dict[str, Any]],
+        kind: str,
+        backend: str,
+        size: int,
+        conns: int | None,
+        reason: str,
+    ) -> list[dict[str, Any]]:
         """Remove the cells of size (all connection counts, or conns) from the plan."""
         keys = [k for k in data if k[0] == size and (conns is None or k[1] == conns)]
-        log.warn(f"{kind} ({backend}) {size} KB"
-                 + (f" -c {conns}" if conns is not None else "") + f": skipped: {reason}")
+        log.warn(
+            f"{kind} ({backend}) {size} KB"
+            + (f" -c {conns}" if conns is not None else "")
+            + f": skipped: {reason}"
+        )
         for k in keys:
             done = len(data[k]["runs"]["off"]) + len(data[k]["runs"][backend])
             for _ in range(2 * (self.plan.repeats + 1) - done):
                 self.step(f"{kind} {size} KB skipped")
             del data[k]
-        return [{"server": kind, "backend": backend, "size_kb": k[0], "connections": k[1],
-                 "reason": reason} for k in keys]
+        return [
+            {
+                "server": kind,
+                "backend": backend,
+                "size_kb": k[0],
+                "connections": k[1],
+                "reason": reason,
+            }
+            for k in keys
+        ]
 
 
 class _Pair:
@@ -271,14 +338,22 @@ class _Pair:
                 self.starts += 1
                 where = self.base / f"{variant}-{self.starts}"
                 self.runs[variant] = servers.start(
-                    self.kind, where, self.www, variant, self.runner.library, pl.workers,
-                    pl.server_cpus, where.with_name(where.name + "-stats"),
-                    dict(plan.esca_env))
+                    self.kind,
+                    where,
+                    self.www,
+                    variant,
+                    self.runner.library,
+                    pl.workers,
+                    pl.server_cpus,
+                    where.with_name(where.name + "-stats"),
+                    dict(plan.esca_env),
+                )
         return self.runs["off"], self.runs[self.backend]
 
     def dead(self) -> str:
-        return ", ".join(f"{v} {_exit(r)}" for v, r in self.runs.items()
-                         if r.process.poll() is not None)
+        return ", ".join(
+            f"{v} {_exit(r)}" for v, r in self.runs.items() if r.process.poll() is not None
+        )
 
     def stop(self) -> None:
         for run in self.runs.values():
@@ -316,15 +391,24 @@ def run(plan: Plan, workdir: Path, argv: list[str]) -> dict[str, Any]:
         "started": started.isoformat(timespec="seconds"),
         "machine": machine.describe(),
         "versions": machine.versions(plan.library, library),
-        "settings": {**{k: v for k, v in asdict(plan).items() if k != "placement"},
-                     "library": str(plan.library),
-                     "placement": asdict(plan.placement),
-                     "placement_text": plan.placement.describe()},
+        "settings": {
+            **{k: v for k, v in asdict(plan).items() if k != "placement"},
+            "library": str(plan.library),
+            "placement": asdict(plan.placement),
+            "placement_text": plan.placement.describe(),
+        },
         "cells": [],
         "skipped": [],
     }
-    with click.progressbar(length=plan.steps(), label="esca-bench", file=sys.stderr,
-                           show_pos=True, show_eta=True, width=24) as bar:
+    with click.progressbar(
+        length=plan.steps(),
+        label="esca-bench",
+        file=sys.stderr,
+        show_pos=True,
+        show_eta=True,
+        width=24,
+    ) as bar:
+
         def step(what: str) -> None:
             bar.label = what[:48].ljust(48)
             bar.update(1)

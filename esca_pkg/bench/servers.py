@@ -26,8 +26,11 @@ from esca_pkg.log import die
 from esca_pkg.servers import hooks, runtime
 
 KINDS = ("nginx", "lighttpd", "lwan")
-BINARIES = {"nginx": Path("/usr/sbin/nginx"), "lighttpd": Path("/usr/sbin/lighttpd"),
-            "lwan": Path("/usr/bin/lwan")}
+BINARIES = {
+    "nginx": Path("/usr/sbin/nginx"),
+    "lighttpd": Path("/usr/sbin/lighttpd"),
+    "lwan": Path("/usr/bin/lwan"),
+}
 
 
 def hooked(kind: str) -> bool:
@@ -43,8 +46,11 @@ def hooked(kind: str) -> bool:
 
 def require_server(kind: str) -> None:
     binary = BINARIES[kind]
-    fix = (f"esca-pkg build {kind}" + (" --source PATH" if kind == "lwan" else "")
-           + f" && apt install ./dist/{kind}_*+esca*.deb")
+    fix = (
+        f"esca-pkg build {kind}"
+        + (" --source PATH" if kind == "lwan" else "")
+        + f" && apt install ./dist/{kind}_*+esca*.deb"
+    )
     if not binary.is_file():
         die(f"{kind} is not installed ({binary} is missing)", hint=fix)
     if not hooked(kind):
@@ -55,8 +61,10 @@ def _bench_nginx_config(base: Path, www: Path, port: int, workers: int) -> str:
     text = runtime.nginx_config(base, www, port, workers)
     text, n = re.subn(r"^(\s*)access_log [^;]*;", r"\1access_log off;", text, flags=re.M)
     if n != 1:
-        die("the nginx test configuration of esca_pkg.servers.runtime has no access_log line",
-            hint="report this: esca_pkg/bench/servers.py expects one to switch off")
+        die(
+            "the nginx test configuration of esca_pkg.servers.runtime has no access_log line",
+            hint="report this: esca_pkg/bench/servers.py expects one to switch off",
+        )
     return text
 
 
@@ -66,9 +74,18 @@ def _port_open(port: int) -> bool:
         return s.connect_ex(("127.0.0.1", port)) == 0
 
 
-def start(kind: str, base: Path, www: Path, backend: str, library: Path, workers: int,
-          cpus: str | None, stats_dir: Path, esca_env: dict[str, str] | None = None,
-          wait: float = 15.0) -> runtime.ServerRun:
+def start(
+    kind: str,
+    base: Path,
+    www: Path,
+    backend: str,
+    library: Path,
+    workers: int,
+    cpus: str | None,
+    stats_dir: Path,
+    esca_env: dict[str, str] | None = None,
+    wait: float = 15.0,
+) -> runtime.ServerRun:
     """The server under `esca-run --backend BACKEND`, serving www on 127.0.0.1.
 
     esca_env: libesca settings (ESCA_URING_MIN_OPS=..., ...) for this run; the
@@ -91,28 +108,48 @@ def start(kind: str, base: Path, www: Path, backend: str, library: Path, workers
             os.chown(base, pw.pw_uid, pw.pw_gid)
     else:
         server_args = ["-r", str(www), "-l", f"127.0.0.1:{port}"]
-    argv = pinned([sys.executable, "-m", "esca_pkg.run_cli", kind, "--backend", backend,
-                   "--stats", "--stats-dir", str(stats_dir), "--library", str(library),
-                   "--", *server_args], cpus)
-    env = {k: v for k, v in proc.base_env(system_path=False).items()
-           if not (k.startswith("ESCA_") or k == "LD_PRELOAD")}
+    argv = pinned(
+        [
+            sys.executable,
+            "-m",
+            "esca_pkg.run_cli",
+            kind,
+            "--backend",
+            backend,
+            "--stats",
+            "--stats-dir",
+            str(stats_dir),
+            "--library",
+            str(library),
+            "--",
+            *server_args,
+        ],
+        cpus,
+    )
+    env = {
+        k: v
+        for k, v in proc.base_env(system_path=False).items()
+        if not (k.startswith("ESCA_") or k == "LD_PRELOAD")
+    }
     env.update(esca_env or {})
     output = base / "server.out"
     with output.open("wb") as out:
-        process = proc.spawn(argv, env=env, inherit=False, cwd=base, stdout=out,
-                             new_session=True)
+        process = proc.spawn(argv, env=env, inherit=False, cwd=base, stdout=out, new_session=True)
     run = runtime.ServerRun(kind, base, port, workers, True, process, stats_dir, output)
     want = workers if kind != "lwan" else 1
     deadline = time.monotonic() + wait
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            die(f"{kind} (backend {backend}) exited at start with code {process.returncode}: "
+            die(
+                f"{kind} (backend {backend}) exited at start with code {process.returncode}: "
                 + output.read_text(errors="replace").strip()[-600:],
-                hint=f"see {output} and {run.error_log}")
+                hint=f"see {output} and {run.error_log}",
+            )
         if len(run.serving_pids()) >= want and _port_open(port):
             return run
         time.sleep(0.05)
     run.stop()
-    die(f"{kind} (backend {backend}) did not serve 127.0.0.1:{port} within {wait:g} s",
-        hint=f"see {output} and {run.error_log}")
-
+    die(
+        f"{kind} (backend {backend}) did not serve 127.0.0.1:{port} within {wait:g} s",
+        hint=f"see {output} and {run.error_log}",
+    )

@@ -23,8 +23,7 @@ def spread(values: Sequence[float]) -> dict[str, float]:
         q1, _, q3 = statistics.quantiles(vals, n=4, method="inclusive")
     else:
         q1 = q3 = vals[0]
-    return {"median": statistics.median(vals), "min": vals[0], "max": vals[-1],
-            "q1": q1, "q3": q3}
+    return {"median": statistics.median(vals), "min": vals[0], "max": vals[-1], "q1": q1, "q3": q3}
 
 
 def paired_ratios(esca: Sequence[float], vanilla: Sequence[float]) -> list[float]:
@@ -69,11 +68,17 @@ def minimum(counted: Mapping[str, Any]) -> dict[str, float]:
     entries = lib["kernel_entries"] / n
     flushes = min(lib["flushes"], lib["segments"]) / n
     floor = measured - deferrable - entries + flushes
-    return {"measured": measured, "non_deferrable": measured - deferrable - entries,
-            "flush_share": flushes, "minimum": floor, "gap": measured - floor,
-            "direct_deferrable": deferrable, "flush_entries": entries,
-            "flushes_per_request": lib["flushes"] / n,
-            "mean_batch": lib["flushed_calls"] / lib["flushes"] if lib["flushes"] else 0.0}
+    return {
+        "measured": measured,
+        "non_deferrable": measured - deferrable - entries,
+        "flush_share": flushes,
+        "minimum": floor,
+        "gap": measured - floor,
+        "direct_deferrable": deferrable,
+        "flush_entries": entries,
+        "flushes_per_request": lib["flushes"] / n,
+        "mean_batch": lib["flushed_calls"] / lib["flushes"] if lib["flushes"] else 0.0,
+    }
 
 
 def summarize(cell: Mapping[str, Any], esca_backend: str) -> dict[str, Any]:
@@ -89,17 +94,20 @@ def summarize(cell: Mapping[str, Any], esca_backend: str) -> dict[str, Any]:
         "change_pct": (r["median"] - 1.0) * 100.0,
         "verdict": verdict(ratios),
         "vanilla_cpu_us_per_request": statistics.median(
-            s["server_cpu_us_per_request"] for s in runs["off"]),
+            s["server_cpu_us_per_request"] for s in runs["off"]
+        ),
         "esca_cpu_us_per_request": statistics.median(
-            s["server_cpu_us_per_request"] for s in runs[esca_backend]),
+            s["server_cpu_us_per_request"] for s in runs[esca_backend]
+        ),
         "foreign_cpu_pct": statistics.median(
-            s.get("foreign_cpu_pct", 0.0) for v in runs.values() for s in v),
-        "errors": sum(s["socket_errors"] + s["non2xx"]
-                      for v in runs.values() for s in v),
+            s.get("foreign_cpu_pct", 0.0) for v in runs.values() for s in v
+        ),
+        "errors": sum(s["socket_errors"] + s["non2xx"] for v in runs.values() for s in v),
     }
     counted = cell["counted"]
-    out["vanilla_syscalls_per_request"] = counted["off"]["syscalls"]["total"] / \
-        counted["off"]["requests"]
+    out["vanilla_syscalls_per_request"] = (
+        counted["off"]["syscalls"]["total"] / counted["off"]["requests"]
+    )
     out["esca_syscalls"] = minimum(counted[esca_backend])
     return out
 

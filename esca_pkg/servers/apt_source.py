@@ -41,8 +41,10 @@ def codename() -> str:
                 return value.strip('"')
     except OSError:
         pass
-    die("cannot tell the Debian release of this machine (no VERSION_CODENAME in /etc/os-release)",
-        hint="build on Debian 12 (bookworm) or set ESCA_DEBIAN_CODENAME")
+    die(
+        "cannot tell the Debian release of this machine (no VERSION_CODENAME in /etc/os-release)",
+        hint="build on Debian 12 (bookworm) or set ESCA_DEBIAN_CODENAME",
+    )
 
 
 @dataclass(frozen=True)
@@ -100,10 +102,16 @@ class SourceArchive:
 
     def _write_config(self) -> None:
         if not KEYRING.is_file():
-            die(f"{KEYRING} is missing: apt cannot verify Debian's source packages",
-                hint="apt-get install debian-archive-keyring")
-        for sub in ("etc/sources.list.d", "etc/preferences.d", "state/lists/partial",
-                    "cache/archives/partial"):
+            die(
+                f"{KEYRING} is missing: apt cannot verify Debian's source packages",
+                hint="apt-get install debian-archive-keyring",
+            )
+        for sub in (
+            "etc/sources.list.d",
+            "etc/preferences.d",
+            "state/lists/partial",
+            "cache/archives/partial",
+        ):
             (self.root / sub).mkdir(parents=True, exist_ok=True)
         (self.root / "state" / "status").touch()
         text = "# Written by esca-pkg: deb-src lines of its own apt configuration.\n"
@@ -121,24 +129,37 @@ class SourceArchive:
             debug(f"source lists in {self.root} are fresh")
             return
         info(f"updating the source package lists ({self.release}, -updates, -security)")
-        proc.run(["apt-get", *self.options(), "-q", "update"], capture=True,
-                 hint="check that the Debian archive is reachable (apt-get update)")
+        proc.run(
+            ["apt-get", *self.options(), "-q", "update"],
+            capture=True,
+            hint="check that the Debian archive is reachable (apt-get update)",
+        )
         stamp.touch()
 
     def paragraphs(self, package: str) -> list[Sources]:
         """The Sources index entries of a source package (every listed version)."""
-        res = proc.run(["apt-cache", *self.options(), "showsrc", "--only-source", package],
-                       capture=True, check=False)
-        return [para for para in Sources.iter_paragraphs(res.stdout.splitlines(keepends=True),
-                                                         use_apt_pkg=False)
-                if para.get("Package") == package and para.get("Version")]
+        res = proc.run(
+            ["apt-cache", *self.options(), "showsrc", "--only-source", package],
+            capture=True,
+            check=False,
+        )
+        return [
+            para
+            for para in Sources.iter_paragraphs(
+                res.stdout.splitlines(keepends=True), use_apt_pkg=False
+            )
+            if para.get("Package") == package and para.get("Version")
+        ]
 
     def versions(self, package: str) -> list[Version]:
         """Versions of a source package in the lists, newest first."""
         found = {para["Version"] for para in self.paragraphs(package)}
         if not found:
-            die(f"no source package '{package}' in {self.release}, {self.release}-updates or "
-                f"{self.release}-security", hint=f"check the mirror lines in {self.sources_list}")
+            die(
+                f"no source package '{package}' in {self.release}, {self.release}-updates or "
+                f"{self.release}-security",
+                hint=f"check the mirror lines in {self.sources_list}",
+            )
         return sorted((Version(v) for v in found), reverse=True)
 
     def download(self, package: str, dest: Path) -> tuple[Version, Path]:
@@ -152,21 +173,36 @@ class SourceArchive:
         for version in versions:
             dsc = dest / f"{package}_{_strip_epoch(version)}.dsc"
             res = proc.run(
-                ["apt-get", *self.options(), "-q", "--download-only", "--only-source",
-                 "source", f"{package}={version}"],
-                cwd=dest, capture=True, check=False,
+                [
+                    "apt-get",
+                    *self.options(),
+                    "-q",
+                    "--download-only",
+                    "--only-source",
+                    "source",
+                    f"{package}={version}",
+                ],
+                cwd=dest,
+                capture=True,
+                check=False,
             )
             if res.returncode == 0 and dsc.is_file():
                 if failures:
-                    warn(f"{package}: newer versions are listed but not served "
-                         f"({', '.join(failures)}); using {version}")
+                    warn(
+                        f"{package}: newer versions are listed but not served "
+                        f"({', '.join(failures)}); using {version}"
+                    )
                 return version, dsc
-            reason = next((ln for ln in res.stderr.splitlines() if ln.startswith("E:")),
-                          f"exit code {res.returncode}")
+            reason = next(
+                (ln for ln in res.stderr.splitlines() if ln.startswith("E:")),
+                f"exit code {res.returncode}",
+            )
             debug(f"{package} {version}: {reason}")
             failures.append(str(version))
-        die(f"none of the listed versions of {package} could be downloaded ({', '.join(failures)})",
-            hint="check the network and the mirror; run with --debug to see apt's errors")
+        die(
+            f"none of the listed versions of {package} could be downloaded ({', '.join(failures)})",
+            hint="check the network and the mirror; run with --debug to see apt's errors",
+        )
 
 
 def _strip_epoch(version: Version) -> str:

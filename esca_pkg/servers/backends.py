@@ -43,27 +43,45 @@ class Check:
 
 def check_module(run_as: str | None = None) -> Check:
     if not MODULE_DIR.exists():
-        return Check(Backend.MODULE, False, "the esca kernel module is not loaded",
-                     "apt install ./esca-dkms_*.deb (builds it for this kernel), "
-                     "then modprobe esca")
+        return Check(
+            Backend.MODULE,
+            False,
+            "the esca kernel module is not loaded",
+            "apt install ./esca-dkms_*.deb (builds it for this kernel), then modprobe esca",
+        )
     try:
         st = DEVICE.stat()
     except FileNotFoundError:
-        return Check(Backend.MODULE, False, f"the module is loaded but {DEVICE} does not exist",
-                     "udevadm trigger --subsystem-match=misc, or reload the module")
+        return Check(
+            Backend.MODULE,
+            False,
+            f"the module is loaded but {DEVICE} does not exist",
+            "udevadm trigger --subsystem-match=misc, or reload the module",
+        )
     if not stat.S_ISCHR(st.st_mode):
-        return Check(Backend.MODULE, False, f"{DEVICE} is not a character device",
-                     f"remove {DEVICE} and reload the module")
+        return Check(
+            Backend.MODULE,
+            False,
+            f"{DEVICE} is not a character device",
+            f"remove {DEVICE} and reload the module",
+        )
     user = run_as
     if user is not None and not _may_read_write(st, user):
-        return Check(Backend.MODULE, False,
-                     f"{DEVICE} (mode {stat.S_IMODE(st.st_mode):o}) is not readable and writable "
-                     f"by {user}, the user the server's workers run as",
-                     f"add {user} to the device's group ({_group_name(st.st_gid)}): "
-                     f"adduser {user} {_group_name(st.st_gid)}")
+        return Check(
+            Backend.MODULE,
+            False,
+            f"{DEVICE} (mode {stat.S_IMODE(st.st_mode):o}) is not readable and writable "
+            f"by {user}, the user the server's workers run as",
+            f"add {user} to the device's group ({_group_name(st.st_gid)}): "
+            f"adduser {user} {_group_name(st.st_gid)}",
+        )
     if user is None and not os.access(DEVICE, os.R_OK | os.W_OK):
-        return Check(Backend.MODULE, False, f"{DEVICE} is not readable and writable by you",
-                     f"add yourself to group {_group_name(st.st_gid)}")
+        return Check(
+            Backend.MODULE,
+            False,
+            f"{DEVICE} is not readable and writable by you",
+            f"add yourself to group {_group_name(st.st_gid)}",
+        )
     return Check(Backend.MODULE, True, f"module loaded, {DEVICE} usable")
 
 
@@ -81,10 +99,13 @@ def check_uring(run_as: str | None = None) -> Check:
         except (OSError, ValueError):
             gid = -1
         if run_as is not None and run_as != "root" and not _in_group(run_as, gid):
-            return Check(Backend.URING, False,
-                         f"io_uring is limited to group {_group_name(gid)} "
-                         f"(kernel.io_uring_disabled=1) and {run_as} is not in it",
-                         f"adduser {run_as} {_group_name(gid)}, or {fix}")
+            return Check(
+                Backend.URING,
+                False,
+                f"io_uring is limited to group {_group_name(gid)} "
+                f"(kernel.io_uring_disabled=1) and {run_as} is not in it",
+                f"adduser {run_as} {_group_name(gid)}, or {fix}",
+            )
     err = probe_io_uring()
     if err:
         return Check(Backend.URING, False, f"io_uring_setup fails here: {os.strerror(err)}", fix)

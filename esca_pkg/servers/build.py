@@ -35,8 +35,9 @@ class ServerTarget(Target):
 
     def skip_reason(self, ctx: BuildContext) -> str | None:
         if self.recipe(ctx).kind is Kind.UPSTREAM_CMAKE and self.name not in ctx.sources:
-            return (f"{self.name} is in no package registry: "
-                    f"esca-pkg build {self.name} --source PATH")
+            return (
+                f"{self.name} is in no package registry: esca-pkg build {self.name} --source PATH"
+            )
         return None
 
     def inputs(self, ctx: BuildContext) -> list[tuple[str, Path]]:
@@ -79,8 +80,10 @@ class ServerTarget(Target):
         archive.update()
         paras = archive.paragraphs(recipe.source_package)
         if not paras:
-            die(f"no source package '{recipe.source_package}' in the lists",
-                hint=f"check {archive.sources_list}")
+            die(
+                f"no source package '{recipe.source_package}' in the lists",
+                hint=f"check {archive.sources_list}",
+            )
         newest = max(paras, key=lambda p: Version(p["Version"]))
         control = Deb822()
         control["Source"] = recipe.source_package
@@ -103,8 +106,9 @@ class ServerTarget(Target):
             archive.update()
             version, dsc = archive.download(recipe.source_package, ctx.build_dir / "sources")
             info(f"{self.name}: Debian source {recipe.source_package} {version}")
-            changes = debian_rebuild.rebuild(recipe, dsc, work, ctx.jobs, log,
-                                             distribution=archive.release)
+            changes = debian_rebuild.rebuild(
+                recipe, dsc, work, ctx.jobs, log, distribution=archive.release
+            )
         else:
             changes = lwan.build(recipe, self._upstream(ctx), work, ctx.jobs, log)
         debs = debian_rebuild.kept_debs(changes, recipe.keep)
@@ -113,6 +117,8 @@ class ServerTarget(Target):
     def _upstream(self, ctx: BuildContext) -> lwan.UpstreamSource:
         source = ctx.sources.get(self.name)
         if source is None:
-            die(f"{self.name} is in no package registry: its build needs the upstream source",
-                hint=f"esca-pkg build {self.name} --source PATH (a source tree or a tarball)")
+            die(
+                f"{self.name} is in no package registry: its build needs the upstream source",
+                hint=f"esca-pkg build {self.name} --source PATH (a source tree or a tarball)",
+            )
         return lwan.UpstreamSource.open(source)

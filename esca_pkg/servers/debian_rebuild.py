@@ -31,8 +31,11 @@ def unpack(dsc: Path, dest: Path) -> Path:
     if dest.exists():
         shutil.rmtree(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    proc.run(["dpkg-source", "--no-check", "-x", dsc, dest], capture=True,
-             hint=f"the source package {dsc.name} may be damaged: delete {dsc.parent} and rebuild")
+    proc.run(
+        ["dpkg-source", "--no-check", "-x", dsc, dest],
+        capture=True,
+        hint=f"the source package {dsc.name} may be damaged: delete {dsc.parent} and rebuild",
+    )
     return dest
 
 
@@ -53,24 +56,30 @@ def add_quilt_patch(tree: Path, patch: Path) -> str:
     fmt_file = tree / "debian" / "source" / "format"
     fmt = fmt_file.read_text().strip() if fmt_file.is_file() else "1.0"
     if fmt != "3.0 (quilt)":
-        die(f"{tree.name} uses the source format '{fmt}', not '3.0 (quilt)'",
-            hint="this recipe only knows how to add a quilt patch; adapt the recipe")
+        die(
+            f"{tree.name} uses the source format '{fmt}', not '3.0 (quilt)'",
+            hint="this recipe only knows how to add a quilt patch; adapt the recipe",
+        )
     patches = tree / "debian" / "patches"
     patches.mkdir(exist_ok=True)
     series = patches / "series"
     lines = series.read_text().splitlines() if series.is_file() else []
     if patch.name in (ln.split("#", 1)[0].strip() for ln in lines):
-        die(f"{tree.name} already has a patch named {patch.name} in its series",
-            hint="rename the ESCA patch in the recipe")
+        die(
+            f"{tree.name} already has a patch named {patch.name} in its series",
+            hint="rename the ESCA patch in the recipe",
+        )
     shutil.copyfile(patch, patches / patch.name)
     series.write_text("\n".join([*lines, patch.name]) + "\n")
     res = proc.run(["dpkg-source", "--before-build", "."], cwd=tree, capture=True, check=False)
     if res.returncode != 0:
         lines = res.stdout.strip().splitlines()[-8:] + res.stderr.strip().splitlines()[-4:]
         detail = "\n".join(lines)
-        die(f"{patch} does not apply to {tree.name}:\n{detail}",
+        die(
+            f"{patch} does not apply to {tree.name}:\n{detail}",
             hint=f"refresh the patch against this version: cd {tree} && quilt push -f, fix, "
-                 "quilt refresh, and copy it back to servers/")
+            "quilt refresh, and copy it back to servers/",
+        )
     return patch.name
 
 
@@ -111,8 +120,10 @@ def add_lintian_overrides(tree: Path, overrides: dict[str, tuple[str, ...]]) -> 
         text = path.read_text() if path.is_file() else ""
         if text and not text.endswith("\n"):
             text += "\n"
-        text += ("# esca-pkg: raised by Debian's own packaging of this version, which the\n"
-                 "# ESCA rebuild leaves unchanged (servers/<name>/recipe.toml).\n")
+        text += (
+            "# esca-pkg: raised by Debian's own packaging of this version, which the\n"
+            "# ESCA rebuild leaves unchanged (servers/<name>/recipe.toml).\n"
+        )
         text += "".join(f"{package}: {tag}\n" for tag in tags)
         path.write_text(text)
 
@@ -123,13 +134,27 @@ def install_build_deps(tree: Path, log: Path) -> None:
     if not unmet:
         return
     if os.geteuid() != 0:
-        die(f"build dependencies of {tree.name} are missing: {unmet}",
-            hint=f"as root: apt-get build-dep {tree}")
+        die(
+            f"build dependencies of {tree.name} are missing: {unmet}",
+            hint=f"as root: apt-get build-dep {tree}",
+        )
     info(f"installing the build dependencies of {tree.name}")
-    proc.run(["apt-get", "-q", "-y", "-o", f"DPkg::Lock::Timeout={APT_LOCK_TIMEOUT}",
-              "--no-install-recommends", "build-dep", f"./{tree.name}"],
-             cwd=tree.parent, env={"DEBIAN_FRONTEND": "noninteractive"}, log=log,
-             hint="see the log; apt-get update may be needed")
+    proc.run(
+        [
+            "apt-get",
+            "-q",
+            "-y",
+            "-o",
+            f"DPkg::Lock::Timeout={APT_LOCK_TIMEOUT}",
+            "--no-install-recommends",
+            "build-dep",
+            f"./{tree.name}",
+        ],
+        cwd=tree.parent,
+        env={"DEBIAN_FRONTEND": "noninteractive"},
+        log=log,
+        hint="see the log; apt-get update may be needed",
+    )
 
 
 def build(tree: Path, selection: Selection, jobs: int, log: Path) -> Path:
@@ -137,8 +162,13 @@ def build(tree: Path, selection: Selection, jobs: int, log: Path) -> Path:
     for old in tree.parent.glob("*.changes"):
         old.unlink()
     env = {"DEB_BUILD_OPTIONS": f"nocheck parallel={jobs}"}
-    proc.run(["dpkg-buildpackage", selection.flag, "-us", "-uc"], cwd=tree, env=env, log=log,
-             hint=f"read the build log: {log}")
+    proc.run(
+        ["dpkg-buildpackage", selection.flag, "-us", "-uc"],
+        cwd=tree,
+        env=env,
+        log=log,
+        hint=f"read the build log: {log}",
+    )
     changes = sorted(tree.parent.glob("*.changes"))
     if len(changes) != 1:
         die(f"dpkg-buildpackage in {tree} left {len(changes)} .changes files, expected one")
@@ -153,20 +183,23 @@ def kept_debs(changes: Path, keep: tuple[str, ...]) -> list[Path]:
     """The .debs of a .changes whose package name matches a keep pattern (no -dbgsym)."""
     debs = [f for f in debbuild.changes_files(changes) if f.suffix == ".deb"]
     chosen = [
-        d for d in debs
+        d
+        for d in debs
         if not deb_package_name(d).endswith("-dbgsym")
         and any(fnmatch.fnmatchcase(deb_package_name(d), pat) for pat in keep)
     ]
-    missing = [p for p in keep if not any(fnmatch.fnmatchcase(deb_package_name(d), p)
-                                           for d in chosen)]
+    missing = [
+        p for p in keep if not any(fnmatch.fnmatchcase(deb_package_name(d), p) for d in chosen)
+    ]
     if missing:
-        die(f"the build in {changes.parent} produced no package for {', '.join(missing)}",
-            hint="fix the recipe's keep list")
+        die(
+            f"the build in {changes.parent} produced no package for {', '.join(missing)}",
+            hint="fix the recipe's keep list",
+        )
     return chosen
 
 
-def rebuild(recipe: Recipe, dsc: Path, work: Path, jobs: int, log: Path,
-            distribution: str) -> Path:
+def rebuild(recipe: Recipe, dsc: Path, work: Path, jobs: int, log: Path, distribution: str) -> Path:
     """All steps for one recipe; returns the .changes of the build (in work/)."""
     with dsc.open() as fh:
         src = Dsc(fh)

@@ -30,19 +30,34 @@ def _exit_summary(run: runtime.ServerRun) -> str:
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--port", type=click.IntRange(1, 65535), default=8080, show_default=True,
-              help="port of the demo server on 127.0.0.1")
-@click.option("--seconds", type=click.FloatRange(1, 120), default=5, show_default=True,
-              help="length of each A/B run")
-@click.option("--backend", type=click.Choice(["auto", "module", "uring"]), default="auto",
-              show_default=True)
-@click.option("--library", type=click.Path(path_type=Path, dir_okay=False),
-              help="libesca to preload (default: the installed libesca0)")
-@click.option("--serve/--no-serve", default=None,
-              help="keep nginx serving the demo directory until Ctrl-C "
-                   "(default: when run from a terminal)")
-def cli(port: int, seconds: float, backend: str, library: Path | None,
-        serve: bool | None) -> None:
+@click.option(
+    "--port",
+    type=click.IntRange(1, 65535),
+    default=8080,
+    show_default=True,
+    help="port of the demo server on 127.0.0.1",
+)
+@click.option(
+    "--seconds",
+    type=click.FloatRange(1, 120),
+    default=5,
+    show_default=True,
+    help="length of each A/B run",
+)
+@click.option(
+    "--backend", type=click.Choice(["auto", "module", "uring"]), default="auto", show_default=True
+)
+@click.option(
+    "--library",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="libesca to preload (default: the installed libesca0)",
+)
+@click.option(
+    "--serve/--no-serve",
+    default=None,
+    help="keep nginx serving the demo directory until Ctrl-C (default: when run from a terminal)",
+)
+def cli(port: int, seconds: float, backend: str, library: Path | None, serve: bool | None) -> None:
     """A/B of nginx with and without ESCA, then serve a demo directory under esca-run."""
     www = DEMO_DIR / "www"
     runtime.make_site(www)
@@ -51,8 +66,9 @@ def cli(port: int, seconds: float, backend: str, library: Path | None,
     for esca in (False, True):
         label = "ESCA" if esca else "vanilla"
         info(f"demo: nginx {label}, wrk -c 50 -d {seconds:g}s on /f20k.bin ...")
-        run = runtime.start_server("nginx", DEMO_DIR / label.lower(), www, 1, esca=esca,
-                                   backend=backend, library=library)
+        run = runtime.start_server(
+            "nginx", DEMO_DIR / label.lower(), www, 1, esca=esca, backend=backend, library=library
+        )
         try:
             m = runtime.measure(run, "/f20k.bin", seconds=seconds, connections=50)
         finally:
@@ -65,18 +81,22 @@ def cli(port: int, seconds: float, backend: str, library: Path | None,
         click.echo(f"  {label:8} {m.rps:11.0f} {m.syscalls_per_request:17.2f}  {note}")
     van, esc = results["vanilla"][0], results["ESCA"][0]
     if van.rps and van.syscalls_per_request:
-        click.echo(f"  change   {100 * (esc.rps / van.rps - 1):+10.1f}% "
-                   f"{100 * (esc.syscalls_per_request / van.syscalls_per_request - 1):+16.1f}%")
+        click.echo(
+            f"  change   {100 * (esc.rps / van.rps - 1):+10.1f}% "
+            f"{100 * (esc.syscalls_per_request / van.syscalls_per_request - 1):+16.1f}%"
+        )
     if serve is None:
         serve = sys.stdin.isatty()
     if not serve:
-        click.echo(f"\nTo serve {www} under ESCA: esca-run nginx -- -c <config>, "
-                   "or run scripts/demo from a terminal.")
+        click.echo(
+            f"\nTo serve {www} under ESCA: esca-run nginx -- -c <config>, "
+            "or run scripts/demo from a terminal."
+        )
         return
-    run = runtime.start_server("nginx", DEMO_DIR / "serve", www, 2, esca=True,
-                               backend=backend, library=library, port=port)
-    click.echo(f"\nnginx (2 workers) under esca-run serves {www} at {run.url}/ "
-               "- Ctrl-C to stop")
+    run = runtime.start_server(
+        "nginx", DEMO_DIR / "serve", www, 2, esca=True, backend=backend, library=library, port=port
+    )
+    click.echo(f"\nnginx (2 workers) under esca-run serves {www} at {run.url}/ - Ctrl-C to stop")
     try:
         while run.process.poll() is None:
             time.sleep(0.5)

@@ -47,10 +47,11 @@ def dynamic_symbols(path: Path) -> dict[str, DynSymbol]:
     if data[4] != 2 or data[5] != 1:
         raise ElfError(f"{path} is not a 64-bit little-endian ELF file")
     try:
-        shoff, = struct.unpack_from("<Q", data, 0x28)
+        (shoff,) = struct.unpack_from("<Q", data, 0x28)
         shentsize, shnum = struct.unpack_from("<HH", data, 0x3A)
-        sections = [struct.unpack_from("<IIQQQQIIQQ", data, shoff + i * shentsize)
-                    for i in range(shnum)]
+        sections = [
+            struct.unpack_from("<IIQQQQIIQQ", data, shoff + i * shentsize) for i in range(shnum)
+        ]
         symbols: dict[str, DynSymbol] = {}
         for sh in sections:
             if sh[1] != _SHT_DYNSYM:
@@ -59,9 +60,10 @@ def dynamic_symbols(path: Path) -> dict[str, DynSymbol]:
             stroff = sections[link][4]
             for i in range(1, size // entsize):
                 st_name, st_info, _other, st_shndx, _value, _size = struct.unpack_from(
-                    "<IBBHQQ", data, offset + i * entsize)
+                    "<IBBHQQ", data, offset + i * entsize
+                )
                 end = data.index(b"\0", stroff + st_name)
-                name = data[stroff + st_name:end].decode(errors="replace")
+                name = data[stroff + st_name : end].decode(errors="replace")
                 symbols[name] = DynSymbol(name, st_info >> 4, st_shndx != _SHN_UNDEF)
         return symbols
     except (struct.error, IndexError, ValueError) as e:
@@ -91,5 +93,6 @@ def hook_state(path: Path) -> tuple[HookState, list[str]]:
 def defines_hooks(library: Path) -> bool:
     """True when library exports the three hooks (as libesca does)."""
     syms = dynamic_symbols(library)
-    return all(h in syms and syms[h].defined and syms[h].binding in (_STB_GLOBAL, _STB_WEAK)
-               for h in HOOKS)
+    return all(
+        h in syms and syms[h].defined and syms[h].binding in (_STB_GLOBAL, _STB_WEAK) for h in HOOKS
+    )

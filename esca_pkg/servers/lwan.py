@@ -40,8 +40,10 @@ class UpstreamSource:
         path = path.expanduser().resolve()
         if path.is_dir():
             if not (path / "CMakeLists.txt").is_file() or not (path / "src" / "lib").is_dir():
-                die(f"{path} does not look like an lwan source tree (no CMakeLists.txt, src/lib/)",
-                    hint="pass the top directory of an lwan checkout or its tarball")
+                die(
+                    f"{path} does not look like an lwan source tree (no CMakeLists.txt, src/lib/)",
+                    hint="pass the top directory of an lwan checkout or its tarball",
+                )
             return cls(path, False)
         if path.is_file() and path.name.endswith(_TARBALL_SUFFIXES):
             if not tarfile.is_tarfile(path):
@@ -49,8 +51,10 @@ class UpstreamSource:
             return cls(path, True)
         if not path.exists():
             die(f"{path} does not exist", hint="pass an lwan source tree or tarball with --source")
-        die(f"{path} is neither a directory nor a tarball ({', '.join(_TARBALL_SUFFIXES)})",
-            hint="pass an lwan source tree or tarball with --source")
+        die(
+            f"{path} is neither a directory nor a tarball ({', '.join(_TARBALL_SUFFIXES)})",
+            hint="pass an lwan source tree or tarball with --source",
+        )
 
     def fingerprint(self) -> str:
         """Changes when the source changes: the tarball's hash, or the tree's file list
@@ -82,9 +86,14 @@ class UpstreamSource:
         if tree.exists():
             shutil.rmtree(tree)
         if not self.is_tarball:
-            shutil.copytree(self.path, tree, symlinks=True,
-                            ignore=lambda d, names: [n for n in names
-                                                     if Path(d) == self.path and n in _SKIP_DIRS])
+            shutil.copytree(
+                self.path,
+                tree,
+                symlinks=True,
+                ignore=lambda d, names: [
+                    n for n in names if Path(d) == self.path and n in _SKIP_DIRS
+                ],
+            )
             return tree
         unpack = dest / "unpack"
         if unpack.exists():
@@ -95,8 +104,10 @@ class UpstreamSource:
         entries = list(unpack.iterdir())
         top = entries[0] if len(entries) == 1 and entries[0].is_dir() else unpack
         if not (top / "CMakeLists.txt").is_file():
-            die(f"{self.path} holds no lwan source (no CMakeLists.txt at its top)",
-                hint="pass an lwan source tarball")
+            die(
+                f"{self.path} holds no lwan source (no CMakeLists.txt at its top)",
+                hint="pass an lwan source tarball",
+            )
         shutil.move(str(top), tree)
         shutil.rmtree(unpack, ignore_errors=True)
         return tree
@@ -104,8 +115,11 @@ class UpstreamSource:
     def upstream_version(self) -> str:
         """A Debian upstream version for this source."""
         if not self.is_tarball and (self.path / ".git").exists() and shutil.which("git"):
-            res = proc.run(["git", "-C", self.path, "describe", "--tags", "--always"],
-                           capture=True, check=False)
+            res = proc.run(
+                ["git", "-C", self.path, "describe", "--tags", "--always"],
+                capture=True,
+                check=False,
+            )
             described = res.stdout.strip()
             m = re.fullmatch(r"v?(\d[\w.]*)-(\d+)-g([0-9a-f]+)", described)
             if m:
@@ -117,8 +131,11 @@ class UpstreamSource:
             m = re.match(r"lwan[-_](\d[\w.+~]*?)(?:\.orig)?\.(?:tar|tgz)", self.path.name)
             if m:
                 return m.group(1)
-        newest = max((f.stat().st_mtime for f in self._files()), default=None) \
-            if not self.is_tarball else self._tar_newest()
+        newest = (
+            max((f.stat().st_mtime for f in self._files()), default=None)
+            if not self.is_tarball
+            else self._tar_newest()
+        )
         stamp = time.strftime("%Y%m%d", time.gmtime(newest or time.time()))
         return f"0~git{stamp}"
 
@@ -137,12 +154,18 @@ def _safe_extract(tar: tarfile.TarFile, dest: Path, origin: Path) -> None:
     for m in tar.getmembers():
         target = (dest / m.name).resolve()
         if not target.is_relative_to(dest.resolve()) or m.isdev():
-            die(f"{origin}: member {m.name!r} would land outside the source tree",
-                hint="use a genuine lwan source tarball")
-        if (m.issym() or m.islnk()) and (Path(m.linkname).is_absolute() or not (
-                (target.parent / m.linkname).resolve().is_relative_to(dest.resolve()))):
-            die(f"{origin}: link {m.name!r} points outside the source tree",
-                hint="use a genuine lwan source tarball")
+            die(
+                f"{origin}: member {m.name!r} would land outside the source tree",
+                hint="use a genuine lwan source tarball",
+            )
+        if (m.issym() or m.islnk()) and (
+            Path(m.linkname).is_absolute()
+            or not ((target.parent / m.linkname).resolve().is_relative_to(dest.resolve()))
+        ):
+            die(
+                f"{origin}: link {m.name!r} points outside the source tree",
+                hint="use a genuine lwan source tarball",
+            )
         members.append(m)
     tar.extractall(dest, members=members)
 
@@ -150,9 +173,12 @@ def _safe_extract(tar: tarfile.TarFile, dest: Path, origin: Path) -> None:
 def generate_debian(recipe: Recipe, tree: Path, version: Version) -> None:
     """debian/ from servers/lwan/debian/*.j2, the changelog via python-debian."""
     templates = recipe.directory / "debian"
-    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(templates)),
-                             undefined=jinja2.StrictUndefined, keep_trailing_newline=True,
-                             autoescape=False)
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(templates)),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        autoescape=False,
+    )
     debian = tree / "debian"
     if debian.exists():
         shutil.rmtree(debian)
@@ -168,18 +194,25 @@ def generate_debian(recipe: Recipe, tree: Path, version: Version) -> None:
         if src.stat().st_mode & 0o111:
             out.chmod(0o755)
     debbuild.write_changelog(
-        debian / "changelog", "lwan", str(version), int(time.time()),
+        debian / "changelog",
+        "lwan",
+        str(version),
+        int(time.time()),
         ["Upstream lwan with the ESCA hooks (debian/patches/esca-hooks.patch)."],
     )
 
 
 def render_control(recipe: Recipe, tree: Path) -> None:
     """Only debian/control (for esca-pkg doctor's build-dependency check)."""
-    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(recipe.directory / "debian")),
-                             undefined=jinja2.StrictUndefined, keep_trailing_newline=True,
-                             autoescape=False)
-    text = env.get_template("control.j2").render(maintainer=debbuild.maintainer(),
-                                                 upstream="upstream")
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(recipe.directory / "debian")),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        autoescape=False,
+    )
+    text = env.get_template("control.j2").render(
+        maintainer=debbuild.maintainer(), upstream="upstream"
+    )
     (tree / "debian" / "control").write_text(text)
 
 

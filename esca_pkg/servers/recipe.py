@@ -71,8 +71,10 @@ class Recipe:
 def servers_dir(project_root: Path) -> Path:
     path = project_root / "servers"
     if not path.is_dir():
-        die(f"{path} is missing: the server patches and recipes live there",
-            hint="run esca-pkg from a complete clone of the ESCA repository")
+        die(
+            f"{path} is missing: the server patches and recipes live there",
+            hint="run esca-pkg from a complete clone of the ESCA repository",
+        )
     return path
 
 
@@ -101,36 +103,46 @@ def load(project_root: Path, name: str) -> Recipe:
     except ValueError as e:
         die(f"{path}: {e}", hint="kind is debian-source or upstream-cmake; build is binary or any")
     if field("name") != name:
-        die(f"{path}: name = {data.get('name')!r} but the directory is servers/{name}",
-            hint=f'set name = "{name}"')
+        die(
+            f"{path}: name = {data.get('name')!r} but the directory is servers/{name}",
+            hint=f'set name = "{name}"',
+        )
     patch = directory / str(field("patch"))
     if not patch.is_file():
         die(f"{path}: its patch {patch} does not exist", hint="restore it from the repository")
     extra = data.get("extra-patches", [])
     if not isinstance(extra, list) or not all(isinstance(x, str) for x in extra):
-        die(f"{path}: 'extra-patches' must be a list of file names",
-            hint='e.g. extra-patches = ["fix.patch"]')
+        die(
+            f"{path}: 'extra-patches' must be a list of file names",
+            hint='e.g. extra-patches = ["fix.patch"]',
+        )
     extra_patches = tuple(directory / x for x in extra)
     for xp in extra_patches:
         if not xp.is_file():
             die(f"{path}: its patch {xp} does not exist", hint="restore it from the repository")
     keep = field("keep")
     if not isinstance(keep, list) or not keep or not all(isinstance(k, str) for k in keep):
-        die(f"{path}: 'keep' must be a non-empty list of package names or globs",
-            hint='e.g. keep = ["nginx", "nginx-common"]')
+        die(
+            f"{path}: 'keep' must be a non-empty list of package names or globs",
+            hint='e.g. keep = ["nginx", "nginx-common"]',
+        )
     revision = field("revision", DEFAULT_REVISION)
     if not isinstance(revision, int) or revision < 1:
         die(f"{path}: 'revision' must be a positive integer", hint="e.g. revision = 1")
     raw_overrides = data.get("lintian-overrides", {})
     if not isinstance(raw_overrides, dict) or not all(
-            isinstance(v, list) and all(isinstance(t, str) for t in v)
-            for v in raw_overrides.values()):
-        die(f"{path}: 'lintian-overrides' must map package names to lists of tags",
-            hint='e.g. [lintian-overrides]\nlighttpd = ["some-tag [path]"]')
+        isinstance(v, list) and all(isinstance(t, str) for t in v) for v in raw_overrides.values()
+    ):
+        die(
+            f"{path}: 'lintian-overrides' must map package names to lists of tags",
+            hint='e.g. [lintian-overrides]\nlighttpd = ["some-tag [path]"]',
+        )
     source_package = str(data.get("source-package", ""))
     if kind is Kind.DEBIAN_SOURCE and not source_package:
-        die(f"{path}: a debian-source recipe needs 'source-package'",
-            hint=f'add source-package = "{name}"')
+        die(
+            f"{path}: a debian-source recipe needs 'source-package'",
+            hint=f'add source-package = "{name}"',
+        )
     return Recipe(
         name=name,
         directory=directory,

@@ -35,8 +35,9 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def make_site(root: Path, sizes_kb: tuple[int, ...] = FILE_SIZES_KB,
-              seed: int = 1) -> dict[str, bytes]:
+def make_site(
+    root: Path, sizes_kb: tuple[int, ...] = FILE_SIZES_KB, seed: int = 1
+) -> dict[str, bytes]:
     """Files f<N>k.bin of N KiB of pseudo-random bytes (reproducible) plus index.html."""
     rng = random.Random(seed)
     root.mkdir(parents=True, exist_ok=True)
@@ -169,10 +170,19 @@ def server_binary(kind: str) -> Path:
     return Path("/usr/sbin") / kind
 
 
-def start_server(kind: str, base: Path, www: Path, workers: int, esca: bool,
-                 backend: str = "uring", library: Path | None = None,
-                 stats_dir: Path | None = None, port: int | None = None,
-                 wait: float = 10.0, esca_env: dict[str, str] | None = None) -> ServerRun:
+def start_server(
+    kind: str,
+    base: Path,
+    www: Path,
+    workers: int,
+    esca: bool,
+    backend: str = "uring",
+    library: Path | None = None,
+    stats_dir: Path | None = None,
+    port: int | None = None,
+    wait: float = 10.0,
+    esca_env: dict[str, str] | None = None,
+) -> ServerRun:
     """Start an installed server on a private configuration in base/.
 
     esca=False runs the binary directly (no libesca at all: the vanilla
@@ -201,8 +211,11 @@ def start_server(kind: str, base: Path, www: Path, workers: int, esca: bool,
         vanilla = [str(binary), *server_args]
     # The caller's ESCA_* settings do not leak into a run; esca_env gives libesca
     # tuning variables (ESCA_URING_MIN_OPS=...) to an ESCA run explicitly.
-    env = {k: v for k, v in os.environ.items()
-           if not (k.startswith("ESCA_") and k != "ESCA_LIBRARY") and k != "LD_PRELOAD"}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not (k.startswith("ESCA_") and k != "ESCA_LIBRARY") and k != "LD_PRELOAD"
+    }
     if esca and esca_env:
         env.update(esca_env)
     if esca:
@@ -223,15 +236,19 @@ def start_server(kind: str, base: Path, www: Path, workers: int, esca: bool,
     deadline = time.monotonic() + wait
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            die(f"{kind} exited at start (code {process.returncode}): "
+            die(
+                f"{kind} exited at start (code {process.returncode}): "
                 + output.read_text(errors="replace").strip()[-800:],
-                hint=f"see {run.error_log}")
+                hint=f"see {run.error_log}",
+            )
         if len(run.serving_pids()) >= workers and _port_open(port):
             return run
         time.sleep(0.05)
     run.stop()
-    die(f"{kind} did not start serving on 127.0.0.1:{port} within {wait} s",
-        hint=f"see {run.error_log} and {output}")
+    die(
+        f"{kind} did not start serving on 127.0.0.1:{port} within {wait} s",
+        hint=f"see {run.error_log} and {output}",
+    )
 
 
 def _port_open(port: int) -> bool:
@@ -261,8 +278,9 @@ _WRK_ERR = re.compile(r"Socket errors: connect (\d+), read (\d+), write (\d+), t
 _WRK_NON2XX = re.compile(r"Non-2xx or 3xx responses: (\d+)")
 
 
-def measure(run: ServerRun, path: str, seconds: float = 5.0, connections: int = 50,
-            threads: int = 2) -> Measurement:
+def measure(
+    run: ServerRun, path: str, seconds: float = 5.0, connections: int = 50, threads: int = 2
+) -> Measurement:
     """wrk against run for `seconds`, with perf counting the serving processes'
     system calls for exactly that time."""
     for tool, pkg in (("wrk", "wrk"), ("perf", "linux-perf")):
@@ -271,16 +289,42 @@ def measure(run: ServerRun, path: str, seconds: float = 5.0, connections: int = 
     pids = ",".join(str(p) for p in run.serving_pids())
     with tempfile.NamedTemporaryFile("r", suffix=".perf") as perf_out:
         perf = proc.spawn(
-            ["perf", "stat", "-e", "raw_syscalls:sys_enter", "-x", ",", "-o", perf_out.name,
-             "-p", pids], stderr=subprocess.PIPE)
+            [
+                "perf",
+                "stat",
+                "-e",
+                "raw_syscalls:sys_enter",
+                "-x",
+                ",",
+                "-o",
+                perf_out.name,
+                "-p",
+                pids,
+            ],
+            stderr=subprocess.PIPE,
+        )
         time.sleep(0.3)  # perf attaches
         if perf.poll() is not None:
-            die("perf stat could not attach: " + perf.stderr.read().decode(errors="replace")
-                if perf.stderr else "perf stat failed",
-                hint="run as root; perf needs the raw_syscalls tracepoints")
-        wrk = proc.run(["wrk", "-c", str(connections), "-t", str(threads),
-                        "-d", f"{max(1, round(seconds))}s",
-                        f"{run.url}{path}"], capture=True, timeout=seconds + 30)
+            die(
+                "perf stat could not attach: " + perf.stderr.read().decode(errors="replace")
+                if perf.stderr
+                else "perf stat failed",
+                hint="run as root; perf needs the raw_syscalls tracepoints",
+            )
+        wrk = proc.run(
+            [
+                "wrk",
+                "-c",
+                str(connections),
+                "-t",
+                str(threads),
+                "-d",
+                f"{max(1, round(seconds))}s",
+                f"{run.url}{path}",
+            ],
+            capture=True,
+            timeout=seconds + 30,
+        )
         perf.send_signal(signal.SIGINT)
         perf.wait(10)
         text = Path(perf_out.name).read_text()
@@ -293,8 +337,11 @@ def measure(run: ServerRun, path: str, seconds: float = 5.0, connections: int = 
     if not m:
         die("cannot read wrk's output: " + wrk.stdout.strip()[-300:])
     secs = float(m.group(2)) / (1000.0 if m.group(3) == "ms" else 1.0)
-    errors = sum(int(x) for x in _WRK_ERR.search(wrk.stdout).groups()) \
-        if _WRK_ERR.search(wrk.stdout) else 0
+    errors = (
+        sum(int(x) for x in _WRK_ERR.search(wrk.stdout).groups())
+        if _WRK_ERR.search(wrk.stdout)
+        else 0
+    )
     non2xx = _WRK_NON2XX.search(wrk.stdout)
     if non2xx:
         errors += int(non2xx.group(1))

@@ -15,9 +15,18 @@ MAGIC = 0x5354534143534500
 VERSION = 1
 KINDS = ("close", "shutdown", "write", "writev", "send", "sendmsg", "sendfile", "setsockopt")
 _HEAD = struct.Struct("<QIIQQ")  # magic, version, backend, pid, segments
-_COUNTERS = ("direct_in_segment", "flushes", "flushed_calls", "kernel_entries", "arena_bytes",
-             "short_writes_completed", "bytes_completed", "errors_dropped", "errors_other",
-             "bytes_lost")
+_COUNTERS = (
+    "direct_in_segment",
+    "flushes",
+    "flushed_calls",
+    "kernel_entries",
+    "arena_bytes",
+    "short_writes_completed",
+    "bytes_completed",
+    "errors_dropped",
+    "errors_other",
+    "bytes_lost",
+)
 _BACKENDS = {0: "off", 1: "module", 2: "uring"}
 
 
@@ -36,8 +45,10 @@ class ProcessStats:
     def line(self) -> str:
         kinds = " ".join(f"{k}={v}" for k, v in self.deferred.items() if v)
         rest = " ".join(f"{k}={v}" for k, v in self.counters.items())
-        return (f"pid={self.pid} backend={self.backend} segments={self.segments} "
-                f"deferred={self.deferred_total} ({kinds}) {rest}")
+        return (
+            f"pid={self.pid} backend={self.backend} segments={self.segments} "
+            f"deferred={self.deferred_total} ({kinds}) {rest}"
+        )
 
 
 def read(path: Path) -> ProcessStats | None:
@@ -57,8 +68,8 @@ def read(path: Path) -> ProcessStats | None:
         pid=pid,
         backend=_BACKENDS.get(backend, str(backend)),
         segments=segments,
-        deferred=dict(zip(KINDS, values[:len(KINDS)], strict=True)),
-        counters=dict(zip(_COUNTERS, values[len(KINDS):], strict=True)),
+        deferred=dict(zip(KINDS, values[: len(KINDS)], strict=True)),
+        counters=dict(zip(_COUNTERS, values[len(KINDS) :], strict=True)),
     )
 
 

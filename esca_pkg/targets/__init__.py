@@ -50,8 +50,9 @@ def names() -> list[str]:
                 pending.remove(cls)
                 break
         else:
-            die("build targets require each other in a cycle: "
-                + ", ".join(c.name for c in pending))
+            die(
+                "build targets require each other in a cycle: " + ", ".join(c.name for c in pending)
+            )
     return ordered
 
 

@@ -91,8 +91,9 @@ class DebhelperTarget(Target):
             "version": ctx.version,
             "maintainer": debbuild.maintainer(),
             "source_package": self.source_package,
-            "year": datetime.datetime.fromtimestamp(ctx.project.changelog_epoch(),
-                                                    datetime.UTC).year,
+            "year": datetime.datetime.fromtimestamp(
+                ctx.project.changelog_epoch(), datetime.UTC
+            ).year,
         }
 
     def finish_stage(self, ctx: BuildContext, tree: Path) -> None:
@@ -157,19 +158,27 @@ class DebhelperTarget(Target):
             (tree / dest).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(ctx.project.root / rel, tree / dest, follow_symlinks=False)
         debbuild.render_templates(self.template, tree, self.variables(ctx))
-        debbuild.write_changelog(tree / "debian" / "changelog", self.source_package, ctx.version,
-                                 ctx.project.changelog_epoch(), [self.changelog_text])
+        debbuild.write_changelog(
+            tree / "debian" / "changelog",
+            self.source_package,
+            ctx.version,
+            ctx.project.changelog_epoch(),
+            [self.changelog_text],
+        )
         self.finish_stage(ctx, tree)
         return tree
 
-    def build(self, ctx: BuildContext, log: Path,
-              env: dict[str, str] | None = None) -> debbuild.BuildResult:
+    def build(
+        self, ctx: BuildContext, log: Path, env: dict[str, str] | None = None
+    ) -> debbuild.BuildResult:
         tree = self.stage(ctx)
         unmet = debbuild.unmet_build_depends(tree / "debian" / "control")
         if unmet:
             names = " ".join(debbuild.relation_names(unmet))
-            die(f"{self.name}: unmet build dependencies: {unmet}",
-                hint=f"apt-get install --no-install-recommends {names}")
+            die(
+                f"{self.name}: unmet build dependencies: {unmet}",
+                hint=f"apt-get install --no-install-recommends {names}",
+            )
         build_env = {**self.build_env(ctx), **(env or {})}
         return debbuild.dpkg_buildpackage(tree, log, ctx.jobs, build_env)
 
@@ -177,5 +186,7 @@ class DebhelperTarget(Target):
 def require_files(ctx: BuildContext, target: str, paths: list[str], owner: str) -> None:
     missing = [p for p in paths if not (ctx.project.root / p).exists()]
     if missing:
-        die(f"{target}: {', '.join(missing)} not found in {ctx.project.root}",
-            hint=f"{owner}; or build the other targets with esca-pkg build <target>")
+        die(
+            f"{target}: {', '.join(missing)} not found in {ctx.project.root}",
+            hint=f"{owner}; or build the other targets with esca-pkg build <target>",
+        )

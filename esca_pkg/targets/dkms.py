@@ -32,9 +32,11 @@ class DkmsTarget(DebhelperTarget):
 
     def check_sources(self, ctx: BuildContext) -> None:
         if self.conf_source(ctx) is None:
-            die(f"dkms: neither dkms/dkms.conf.in nor dkms/dkms.conf in {ctx.project.root}",
+            die(
+                f"dkms: neither dkms/dkms.conf.in nor dkms/dkms.conf in {ctx.project.root}",
                 hint="the kernel module (dkms/) is not there yet: build the other targets "
-                     "with esca-pkg build libesca / esca-pkg build tool")
+                "with esca-pkg build libesca / esca-pkg build tool",
+            )
 
     def staged_name(self, rel: str) -> str | None:
         if rel in ("dkms/dkms.conf", "dkms/dkms.conf.in"):
@@ -47,14 +49,18 @@ class DkmsTarget(DebhelperTarget):
         text = src.read_text().replace("@VERSION@", ctx.version)
         values = dict(_ASSIGN.findall(text))
         if values.get("PACKAGE_NAME", "").strip() != MODULE_NAME:
-            die(f"{src}: PACKAGE_NAME must be \"{MODULE_NAME}\" (the package is "
+            die(
+                f'{src}: PACKAGE_NAME must be "{MODULE_NAME}" (the package is '
                 f"{MODULE_NAME}-dkms), found {values.get('PACKAGE_NAME')!r}",
-                hint=f'set PACKAGE_NAME="{MODULE_NAME}" in {src.name}')
+                hint=f'set PACKAGE_NAME="{MODULE_NAME}" in {src.name}',
+            )
         ver = values.get("PACKAGE_VERSION", "").strip()
         if ver not in (ctx.version, "#MODULE_VERSION#"):
-            die(f"{src}: PACKAGE_VERSION is {ver!r} but VERSION says {ctx.version}",
-                hint=f"write PACKAGE_VERSION=\"@VERSION@\" in {src.name}: VERSION is the only "
-                     "place the version is defined")
+            die(
+                f"{src}: PACKAGE_VERSION is {ver!r} but VERSION says {ctx.version}",
+                hint=f'write PACKAGE_VERSION="@VERSION@" in {src.name}: VERSION is the only '
+                "place the version is defined",
+            )
         return text
 
     def finish_stage(self, ctx: BuildContext, tree: Path) -> None:

@@ -19,6 +19,9 @@ class LibescaTarget(DebhelperTarget):
     changelog_text = "Library built from the ESCA source tree by esca-pkg."
 
     def check_sources(self, ctx: BuildContext) -> None:
-        require_files(ctx, self.name, ["libesca/Makefile", "libesca/include/esca.h"],
-                      "libesca/Makefile comes with the library (issue 2)")
-
+        require_files(
+            ctx,
+            self.name,
+            ["libesca/Makefile", "libesca/include/esca.h"],
+            "libesca/Makefile comes with the library (issue 2)",
+        )

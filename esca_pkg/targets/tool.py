@@ -32,8 +32,12 @@ class ToolTarget(DebhelperTarget):
     changelog_text = "Python package built from pyproject.toml by esca-pkg."
 
     def check_sources(self, ctx: BuildContext) -> None:
-        require_files(ctx, self.name, ["pyproject.toml", "esca_pkg/__init__.py"],
-                      "the tool's own files are missing")
+        require_files(
+            ctx,
+            self.name,
+            ["pyproject.toml", "esca_pkg/__init__.py"],
+            "the tool's own files are missing",
+        )
 
     def scripts(self, ctx: BuildContext) -> tuple[list[str], list[str]]:
         """Console scripts of pyproject.toml: (those whose module exists, the others)."""
@@ -61,8 +65,10 @@ class ToolTarget(DebhelperTarget):
 
     def finish_stage(self, ctx: BuildContext, tree: Path) -> None:
         for s in self.scripts(ctx)[1]:
-            warn(f"tool: the module of console script {s} is not written yet: "
-                 "the package leaves that command out")
+            warn(
+                f"tool: the module of console script {s} is not written yet: "
+                "the package leaves that command out"
+            )
         readme = tree / "README.md"
         if not readme.exists():
             warn("tool: README.md is missing; the package's Python metadata gets a stub")

@@ -21,12 +21,18 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 pytestmark = pytest.mark.servers
 
 
-def esca_bench(*args: str | os.PathLike[str], timeout: float = 300
-               ) -> subprocess.CompletedProcess[str]:
+def esca_bench(
+    *args: str | os.PathLike[str], timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-c", "from esca_pkg.bench_cli import main; main()",
-         *map(str, args)], capture_output=True, text=True, timeout=timeout, cwd=ROOT,
-        stdin=subprocess.DEVNULL, check=False)
+        [sys.executable, "-c", "from esca_pkg.bench_cli import main; main()", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=ROOT,
+        stdin=subprocess.DEVNULL,
+        check=False,
+    )
 
 
 def installed() -> list[str]:
@@ -34,9 +40,11 @@ def installed() -> list[str]:
 
 
 needs_server = pytest.mark.skipif(
-    not installed(), reason="no patched server is installed (nginx, lighttpd or lwan with the "
+    not installed(),
+    reason="no patched server is installed (nginx, lighttpd or lwan with the "
     "ESCA hooks: esca-pkg build nginx && apt install ./dist/nginx*_+esca1_*.deb; the servers "
-    "suite does it)")
+    "suite does it)",
+)
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="esca-bench servers runs as root")
 
 
@@ -57,8 +65,9 @@ def numbers(obj: Any, path: str = "") -> list[tuple[str, float]]:
 
 
 @pytest.fixture(scope="module")
-def quick(libesca: Path, tmp_path_factory: pytest.TempPathFactory
-          ) -> tuple[subprocess.CompletedProcess[str], Path]:
+def quick(
+    libesca: Path, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[subprocess.CompletedProcess[str], Path]:
     out = tmp_path_factory.mktemp("bench")
     res = esca_bench("servers", "--quick", "--out", out, "--library", libesca)
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-3000:]
@@ -90,8 +99,10 @@ def test_quick_json_shape_and_every_number_measured(quick):
     assert doc["versions"]["packages"]["wrk"]
     assert doc["versions"]["libesca"]["sha256"]
     first = installed()[0]
-    assert doc["versions"]["packages"][first].endswith(("+esca1", "+esca2", "+esca3")) or \
-        first == "lwan"
+    assert (
+        doc["versions"]["packages"][first].endswith(("+esca1", "+esca2", "+esca3"))
+        or first == "lwan"
+    )
 
     cells = doc["cells"]
     assert len(cells) == 1 and not doc["skipped"]

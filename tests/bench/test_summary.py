@@ -34,12 +34,15 @@ def test_unreadable_wrk_output_is_an_error():
         measure.parse_wrk("unable to connect to 127.0.0.1:1 Connection refused")
 
 
-@pytest.mark.parametrize(("esca", "vanilla", "expected"), [
-    ([110, 111, 109], [100, 101, 99], summary.FASTER),
-    ([90, 91, 89], [100, 101, 99], summary.SLOWER),
-    # one pair the other way: the change is inside the spread
-    ([110, 99, 109], [100, 101, 99], summary.NO_CHANGE),
-])
+@pytest.mark.parametrize(
+    ("esca", "vanilla", "expected"),
+    [
+        ([110, 111, 109], [100, 101, 99], summary.FASTER),
+        ([90, 91, 89], [100, 101, 99], summary.SLOWER),
+        # one pair the other way: the change is inside the spread
+        ([110, 99, 109], [100, 101, 99], summary.NO_CHANGE),
+    ],
+)
 def test_verdict_needs_every_pair(esca, vanilla, expected):
     assert summary.verdict(summary.paired_ratios(esca, vanilla)) is expected
 
@@ -48,18 +51,24 @@ def test_spread():
     s = summary.spread([4.0, 1.0, 3.0, 2.0])
     assert (s["median"], s["min"], s["max"]) == (2.5, 1.0, 4.0)
     assert s["q1"] == 1.75 and s["q3"] == 3.25
-    assert summary.spread([7.0]) == {"median": 7.0, "min": 7.0, "max": 7.0, "q1": 7.0,
-                                     "q3": 7.0}
+    assert summary.spread([7.0]) == {"median": 7.0, "min": 7.0, "max": 7.0, "q1": 7.0, "q3": 7.0}
 
 
 def test_minimum_is_non_deferrable_calls_plus_one_entry_per_flush():
     # 1000 requests: recvfrom+openat+newfstatat (3 each) cannot be deferred; 100
     # flushes made 100 io_uring_enter; 200 closes still ran directly.
-    counted = {"requests": 1000,
-               "syscalls": {"total": 3000 + 100 + 200, "recvfrom": 1000, "openat": 1000,
-                            "newfstatat": 1000, "io_uring_enter": 100, "close": 200},
-               "libesca": {"flushes": 100, "kernel_entries": 100, "flushed_calls": 4000,
-                           "segments": 150}}
+    counted = {
+        "requests": 1000,
+        "syscalls": {
+            "total": 3000 + 100 + 200,
+            "recvfrom": 1000,
+            "openat": 1000,
+            "newfstatat": 1000,
+            "io_uring_enter": 100,
+            "close": 200,
+        },
+        "libesca": {"flushes": 100, "kernel_entries": 100, "flushed_calls": 4000, "segments": 150},
+    }
     m = summary.minimum(counted)
     assert m["measured"] == pytest.approx(3.3)
     assert m["minimum"] == pytest.approx(3.1)
@@ -76,11 +85,17 @@ def test_nan_is_found_anywhere():
 def test_flushes_forced_inside_a_segment_are_not_in_the_minimum():
     # 1000 requests in 50 segments; a read after each deferred write forced a
     # flush of one entry (run directly: 1000 writes), no ring entry at all.
-    counted = {"requests": 1000,
-               "syscalls": {"total": 3000 + 1000, "read": 2000, "epoll_wait": 50,
-                            "accept4": 950, "write": 1000},
-               "libesca": {"flushes": 1000, "kernel_entries": 0, "flushed_calls": 1000,
-                           "segments": 50}}
+    counted = {
+        "requests": 1000,
+        "syscalls": {
+            "total": 3000 + 1000,
+            "read": 2000,
+            "epoll_wait": 50,
+            "accept4": 950,
+            "write": 1000,
+        },
+        "libesca": {"flushes": 1000, "kernel_entries": 0, "flushed_calls": 1000, "segments": 50},
+    }
     m = summary.minimum(counted)
     assert m["minimum"] == pytest.approx(3.05)
     assert m["gap"] == pytest.approx(0.95)

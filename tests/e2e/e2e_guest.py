@@ -44,8 +44,15 @@ BUILD = Path(os.environ.get("ESCA_E2E_BUILD", REPO / "tests" / "_build" / "e2e")
 # from the guest at first, installed there later with apt.
 FIRST, SECOND = "6.1", "6.12"
 
-INITRAMFS_MODULES = ("virtio_pci", "9pnet_virtio", "9p", "virtio_blk", "crc32c_generic",
-                     "ext4", "overlay")
+INITRAMFS_MODULES = (
+    "virtio_pci",
+    "9pnet_virtio",
+    "9p",
+    "virtio_blk",
+    "crc32c_generic",
+    "ext4",
+    "overlay",
+)
 # The packages esca-pkg builds for the operator's install, and the servers.
 PACKAGE_TARGETS = ("dkms", "libesca", "tool", "nginx")
 
@@ -69,12 +76,28 @@ def build_packages(dist: Path, build_dir: Path) -> float:
     """esca-pkg build of the operator's packages into dist (reused when unchanged)."""
     argv = _esca_pkg()
     t0 = time.monotonic()
-    proc = run([*argv, "build", *PACKAGE_TARGETS, "--project", REPO, "--dist", dist,
-                "--build-dir", build_dir], capture=True, check=False, system_path=False,
-               timeout=3600)
+    proc = run(
+        [
+            *argv,
+            "build",
+            *PACKAGE_TARGETS,
+            "--project",
+            REPO,
+            "--dist",
+            dist,
+            "--build-dir",
+            build_dir,
+        ],
+        capture=True,
+        check=False,
+        system_path=False,
+        timeout=3600,
+    )
     if proc.returncode != 0:
-        raise HarnessError(f"esca-pkg build {' '.join(PACKAGE_TARGETS)} failed:\n"
-                           f"{(proc.stdout + proc.stderr)[-4000:]}")
+        raise HarnessError(
+            f"esca-pkg build {' '.join(PACKAGE_TARGETS)} failed:\n"
+            f"{(proc.stdout + proc.stderr)[-4000:]}"
+        )
     repo = run([*argv, "repo", "--dist", dist], capture=True, check=False, system_path=False)
     if repo.returncode != 0:
         raise HarnessError(f"esca-pkg repo failed:\n{repo.stdout}{repo.stderr}")
@@ -89,13 +112,15 @@ class Pkg:
 
 def installed_kernel_packages(release: str, series: str) -> list[Pkg]:
     """The host's installed packages of one kernel: image, headers, common, kbuild, metas."""
-    proc = run(["dpkg-query", "-W", "-f", "${Package} ${Version} ${db:Status-Abbrev}\n"],
-               capture=True)
+    proc = run(
+        ["dpkg-query", "-W", "-f", "${Package} ${Version} ${db:Status-Abbrev}\n"], capture=True
+    )
     pattern = re.compile(
         rf"^linux-(image|headers|kbuild)-({re.escape(release)}|"
         rf"{re.escape(release.removesuffix('-amd64'))}(-common)?|"
         rf"{re.escape(series)}-amd64|{re.escape(series)}|"
-        rf"{re.escape(_abi(release))}(-common)?)$")
+        rf"{re.escape(_abi(release))}(-common)?)$"
+    )
     pkgs = []
     for line in proc.stdout.splitlines():
         name, version, status = line.split()
@@ -117,19 +142,41 @@ def local_deps_repo(dest: Path, pkgs: list[Pkg]) -> Path:
     for p in pkgs:
         if list(debs.glob(f"{p.name}_*.deb")):
             continue
-        cached = list(Path("/var/cache/apt/archives").glob(
-            f"{p.name}_{p.version.replace(':', '%3a')}_*.deb"))
+        cached = list(
+            Path("/var/cache/apt/archives").glob(f"{p.name}_{p.version.replace(':', '%3a')}_*.deb")
+        )
         if cached:
             shutil.copy(cached[0], debs)
         else:
             log(f"apt-get download {p.name}={p.version}")
-            run(["apt-get", "download", f"{p.name}={p.version}"], cwd=debs, capture=True,
-                timeout=900, hint="the Debian archive must be reachable (apt-get update)")
+            run(
+                ["apt-get", "download", f"{p.name}={p.version}"],
+                cwd=debs,
+                capture=True,
+                timeout=900,
+                hint="the Debian archive must be reachable (apt-get update)",
+            )
     repo = dest / "repo"
     shutil.rmtree(repo, ignore_errors=True)
-    proc = run([*_esca_pkg(), "repo", "--dist", debs, "--output", repo, "--origin",
-                "e2e-local", "--label", "e2e-local", "--suite", "local"],
-               capture=True, check=False, system_path=False)
+    proc = run(
+        [
+            *_esca_pkg(),
+            "repo",
+            "--dist",
+            debs,
+            "--output",
+            repo,
+            "--origin",
+            "e2e-local",
+            "--label",
+            "e2e-local",
+            "--suite",
+            "local",
+        ],
+        capture=True,
+        check=False,
+        system_path=False,
+    )
     if proc.returncode != 0:
         raise HarnessError(f"esca-pkg repo of {debs} failed:\n{proc.stdout}{proc.stderr}")
     return repo
@@ -167,8 +214,11 @@ def make_disk(path: Path, size_gb: int = 8) -> Path:
     path.unlink(missing_ok=True)
     with path.open("wb") as fh:
         fh.truncate(size_gb << 30)
-    run(["mkfs.ext4", "-q", "-F", "-L", "e2e-rw", path], capture=True,
-        hint="apt-get install e2fsprogs")
+    run(
+        ["mkfs.ext4", "-q", "-F", "-L", "e2e-rw", path],
+        capture=True,
+        hint="apt-get install e2fsprogs",
+    )
     return path
 
 
@@ -206,8 +256,15 @@ class Boot:
         return p.read_text().strip() if p.exists() else ""
 
 
-def boot(name: str, vmlinuz: Path, initramfs: Path, disk: Path, rundir: Path,
-         plan: dict[str, str], timeout: float) -> Boot:
+def boot(
+    name: str,
+    vmlinuz: Path,
+    initramfs: Path,
+    disk: Path,
+    rundir: Path,
+    plan: dict[str, str],
+    timeout: float,
+) -> Boot:
     """Boot under TCG, run guest/runner.sh with plan in the overlay root; wait for poweroff."""
     shutil.rmtree(rundir, ignore_errors=True)
     (rundir / "results").mkdir(parents=True)
@@ -219,16 +276,43 @@ def boot(name: str, vmlinuz: Path, initramfs: Path, disk: Path, rundir: Path,
     qemu = shutil.which("qemu-system-x86_64")
     if not qemu:
         raise HarnessError("qemu-system-x86_64 missing: apt-get install qemu-system-x86")
-    append = ["console=ttyS0", "panic=-1", "loglevel=4", "rdinit=/init", f"esca.run={rundir}",
-              f"esca.repo={REPO}"]
+    append = [
+        "console=ttyS0",
+        "panic=-1",
+        "loglevel=4",
+        "rdinit=/init",
+        f"esca.run={rundir}",
+        f"esca.repo={REPO}",
+    ]
     argv = [
-        qemu, "-accel", "tcg", "-cpu", "max", "-smp", "2", "-m", "3072",
-        "-display", "none", "-monitor", "none", "-serial", "stdio", "-no-reboot",
-        "-kernel", str(vmlinuz), "-initrd", str(initramfs), "-append", " ".join(append),
-        "-drive", f"file={disk},format=raw,if=virtio,cache=unsafe",
-        "-virtfs", "local,path=/,mount_tag=hostroot,security_model=none,readonly=on,"
-                   "multidevs=remap",
-        "-virtfs", f"local,path={rundir},mount_tag=run,security_model=none,multidevs=remap",
+        qemu,
+        "-accel",
+        "tcg",
+        "-cpu",
+        "max",
+        "-smp",
+        "2",
+        "-m",
+        "3072",
+        "-display",
+        "none",
+        "-monitor",
+        "none",
+        "-serial",
+        "stdio",
+        "-no-reboot",
+        "-kernel",
+        str(vmlinuz),
+        "-initrd",
+        str(initramfs),
+        "-append",
+        " ".join(append),
+        "-drive",
+        f"file={disk},format=raw,if=virtio,cache=unsafe",
+        "-virtfs",
+        "local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap",
+        "-virtfs",
+        f"local,path={rundir},mount_tag=run,security_model=none,multidevs=remap",
     ]
     console_log = rundir / "console.log"
     log(f"boot {name}: {vmlinuz.name} (console: {console_log})")
@@ -236,16 +320,21 @@ def boot(name: str, vmlinuz: Path, initramfs: Path, disk: Path, rundir: Path,
     stamp = host_packages_stamp()
     with console_log.open("w") as fh:
         # Not proc.run(): the console streams to a file while we wait.
-        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=fh,
-                                stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=fh, stderr=subprocess.STDOUT)
         try:
             proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
     seconds = time.monotonic() - start
-    result = Boot(name, rundir, console_log, seconds, (rundir / "finished").exists(),
-                  host_packages_stamp() != stamp)
+    result = Boot(
+        name,
+        rundir,
+        console_log,
+        seconds,
+        (rundir / "finished").exists(),
+        host_packages_stamp() != stamp,
+    )
     if result.host_changed:
         log(f"boot {name}: the host's packages changed during the boot (dpkg ran on the host)")
     log(f"boot {name}: {seconds:.0f} s, finished={result.finished}")

@@ -57,19 +57,36 @@ def _run_all(base: Path) -> E2E:
     base.mkdir(parents=True)
     disk = g.make_disk(base / "disk.img")
     plan = {
-        "KREL1": k1.release, "KREL2": k2.release, "ESCA_REPO": str(dist / "repo"),
-        "DEPS_REPO": str(deps), "PURGE": " ".join(purge), "KERNEL2_PKGS": " ".join(metas),
+        "KREL1": k1.release,
+        "KREL2": k2.release,
+        "ESCA_REPO": str(dist / "repo"),
+        "DEPS_REPO": str(deps),
+        "PURGE": " ".join(purge),
+        "KERNEL2_PKGS": " ".join(metas),
     }
-    e2e.first = g.boot("first", k1.vmlinuz, g.build_initramfs(k1, base / "initramfs-1.cpio"),
-                       disk, base / "first", {**plan, "PHASE": "first"}, timeout=3000)
+    e2e.first = g.boot(
+        "first",
+        k1.vmlinuz,
+        g.build_initramfs(k1, base / "initramfs-1.cpio"),
+        disk,
+        base / "first",
+        {**plan, "PHASE": "first"},
+        timeout=3000,
+    )
     e2e.timings["first boot"] = e2e.first.seconds
     vmlinuz2 = e2e.first.rundir / f"vmlinuz-{k2.release}"
     if not e2e.first.finished or e2e.first.aborted or not vmlinuz2.exists():
         e2e.error = "the first boot did not complete: no second boot"
     else:
-        e2e.second = g.boot("second", vmlinuz2,
-                            g.build_initramfs(k2, base / "initramfs-2.cpio"), disk,
-                            base / "second", {**plan, "PHASE": "second"}, timeout=2400)
+        e2e.second = g.boot(
+            "second",
+            vmlinuz2,
+            g.build_initramfs(k2, base / "initramfs-2.cpio"),
+            disk,
+            base / "second",
+            {**plan, "PHASE": "second"},
+            timeout=2400,
+        )
         e2e.timings["second boot"] = e2e.second.seconds
     e2e.timings["total"] = time.monotonic() - t0
     report = g.BUILD / "timings.json"
@@ -89,18 +106,23 @@ def e2e() -> E2E:
 def _boot(e2e: E2E, which: str) -> g.Boot:
     boot = e2e.first if which == "first" else e2e.second
     if boot is None:
-        pytest.fail(f"the {which} boot did not run: {e2e.error}\n" + _context(e2e.first),
-                    pytrace=False)
+        pytest.fail(
+            f"the {which} boot did not run: {e2e.error}\n" + _context(e2e.first), pytrace=False
+        )
     if not boot.finished:
-        pytest.fail(f"the {which} boot did not finish ({boot.seconds:.0f} s)\n" + _context(boot),
-                    pytrace=False)
+        pytest.fail(
+            f"the {which} boot did not finish ({boot.seconds:.0f} s)\n" + _context(boot),
+            pytrace=False,
+        )
     return boot
 
 
-HOST_CHANGED = ("NOTE: dpkg changed this host's packages during the boot (another test or an "
-                "administrator ran apt). The host's root is the guest's read-only lower layer: "
-                "changing it under a mounted overlay is undefined behaviour, so this failure may "
-                "come from that. Run the e2e suite alone (CI runs the suites one after another).\n")
+HOST_CHANGED = (
+    "NOTE: dpkg changed this host's packages during the boot (another test or an "
+    "administrator ran apt). The host's root is the guest's read-only lower layer: "
+    "changing it under a mounted overlay is undefined behaviour, so this failure may "
+    "come from that. Run the e2e suite alone (CI runs the suites one after another).\n"
+)
 
 
 def _context(boot: g.Boot | None) -> str:
@@ -108,8 +130,10 @@ def _context(boot: g.Boot | None) -> str:
         return ""
     dmesg = boot.rundir / "dmesg.txt"
     note = HOST_CHANGED if boot.host_changed else ""
-    return (f"{note}--- guest console log: {boot.console_log}\n{boot.console[-3000:]}\n"
-            f"--- guest dmesg: {dmesg if dmesg.exists() else '(not saved: the guest died)'}")
+    return (
+        f"{note}--- guest console log: {boot.console_log}\n{boot.console[-3000:]}\n"
+        f"--- guest dmesg: {dmesg if dmesg.exists() else '(not saved: the guest died)'}"
+    )
 
 
 def _step(e2e: E2E, which: str, name: str, expect_rc: int = 0) -> g.vm.StepResult:
@@ -117,12 +141,15 @@ def _step(e2e: E2E, which: str, name: str, expect_rc: int = 0) -> g.vm.StepResul
     res = boot.result(name)
     if res.rc is None:
         why = f"aborted at step {boot.aborted!r}" if boot.aborted else "not run"
-        pytest.fail(f"{which} boot: step {name} did not run ({why})\n" + _context(boot),
-                    pytrace=False)
+        pytest.fail(
+            f"{which} boot: step {name} did not run ({why})\n" + _context(boot), pytrace=False
+        )
     if res.rc != expect_rc or res.bad_dmesg():
-        pytest.fail(f"{which} boot ({e2e.krel1 if which == 'first' else e2e.krel2}): "
-                    f"{res.describe()}\n--- bad kernel log lines: {res.bad_dmesg()}\n"
-                    + _context(boot), pytrace=False)
+        pytest.fail(
+            f"{which} boot ({e2e.krel1 if which == 'first' else e2e.krel2}): "
+            f"{res.describe()}\n--- bad kernel log lines: {res.bad_dmesg()}\n" + _context(boot),
+            pytrace=False,
+        )
     return res
 
 
@@ -146,8 +173,9 @@ def test_install_on_first_kernel(e2e: E2E) -> None:
 
 def test_esca_run_refuses_module_until_www_data_in_group(e2e: E2E) -> None:
     res = _boot(e2e, "first").result("refused")
-    assert res.rc not in (None, 0), "esca-run accepted the module backend for www-data " \
-        "before it was in group esca:\n" + res.out
+    assert res.rc not in (None, 0), (
+        "esca-run accepted the module backend for www-data before it was in group esca:\n" + res.out
+    )
     assert "adduser www-data esca" in res.out, res.out
     _step(e2e, "first", "adduser")
 
@@ -163,9 +191,11 @@ def test_serving_with_module_backend(e2e: E2E, which: str, workers: int) -> None
     assert report["stats_backends"] == ["module"]
     assert report["deferred"] > 0
     assert report["concurrent_requests"] > 0 and not report["problems"]
-    print(f"\n{krel} {workers} worker(s): {report['concurrent_requests']} concurrent requests "
-          f"verified in {report['client_seconds']} s; deferred calls {report['deferred']}, "
-          f"flushes {report['flushes']}, kernel entries {report['kernel_entries']}")
+    print(
+        f"\n{krel} {workers} worker(s): {report['concurrent_requests']} concurrent requests "
+        f"verified in {report['client_seconds']} s; deferred calls {report['deferred']}, "
+        f"flushes {report['flushes']}, kernel entries {report['kernel_entries']}"
+    )
     for line in report["stats"]:
         print("  " + line)
 
@@ -177,15 +207,19 @@ def test_syscalls_per_request(e2e: E2E, which: str) -> None:
     krel = e2e.krel1 if which == "first" else e2e.krel2
     report = _json(boot, f"syscalls-{krel}")
     rows = {r["label"]: r for r in report["rows"] if "syscalls_per_request" in r}
-    table = [f"syscalls per request in the guest ({krel}, TCG), {report['file']}, "
-             f"{report['connections']} connections, 1 worker:"]
+    table = [
+        f"syscalls per request in the guest ({krel}, TCG), {report['file']}, "
+        f"{report['connections']} connections, 1 worker:"
+    ]
     for r in report["rows"]:
         if "note" in r:
             table.append(f"  note: {r['note']}")
         else:
-            table.append(f"  {r['label']:14} {r['syscalls_per_request']:8.2f}  "
-                         f"({r['syscalls']} calls / {r['requests']} requests, {r['rps']} req/s, "
-                         f"{r['tool']})")
+            table.append(
+                f"  {r['label']:14} {r['syscalls_per_request']:8.2f}  "
+                f"({r['syscalls']} calls / {r['requests']} requests, {r['rps']} req/s, "
+                f"{r['tool']})"
+            )
     text = "\n".join(table)
     (g.BUILD / f"syscalls-{krel}.txt").write_text(text + "\n")
     print("\n" + text)
@@ -227,6 +261,5 @@ def test_remove_and_purge_leave_nothing(e2e: E2E) -> None:
 def test_guest_kernel_log_clean(e2e: E2E, which: str) -> None:
     boot = _boot(e2e, which)
     dmesg = boot.rundir / "dmesg.txt"
-    bad = [ln for ln in dmesg.read_text(errors="replace").splitlines()
-           if g.vm.BAD_DMESG.search(ln)]
+    bad = [ln for ln in dmesg.read_text(errors="replace").splitlines() if g.vm.BAD_DMESG.search(ln)]
     assert not bad, f"{dmesg}:\n" + "\n".join(bad)

@@ -17,8 +17,9 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Built:
     project = snapshot(base / "project")
     dist, build_dir = base / "dist", base / "build"
     t0 = time.monotonic()
-    res = esca_pkg("build", *TARGETS, "--project", project, "--dist", dist,
-                   "--build-dir", build_dir)
+    res = esca_pkg(
+        "build", *TARGETS, "--project", project, "--dist", dist, "--build-dir", build_dir
+    )
     secs = time.monotonic() - t0
     sys.stderr.write(f"\nbuild {' '.join(TARGETS)} from clean: {secs:.1f} s\n")
     version = (ROOT / "VERSION").read_text().strip()
@@ -29,7 +30,10 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Built:
 def headers_kernels() -> list[str]:
     """Kernels with headers installed (scripts/deps/packaging.txt installs linux-headers-amd64)."""
     base = Path("/lib/modules")
-    kernels = sorted(p.name for p in base.iterdir() if (p / "build" / "include").exists()) \
-        if base.is_dir() else []
+    kernels = (
+        sorted(p.name for p in base.iterdir() if (p / "build" / "include").exists())
+        if base.is_dir()
+        else []
+    )
     assert kernels, "no kernel headers installed: scripts/test installs linux-headers-amd64"
     return kernels

@@ -16,36 +16,69 @@ ROOT = Path(__file__).resolve().parents[2]
 SYSTEM_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
 
 
-def esca_pkg(*args: str | os.PathLike[str], check: bool = True, cwd: Path = ROOT,
-             timeout: float = 1800) -> subprocess.CompletedProcess[str]:
+def esca_pkg(
+    *args: str | os.PathLike[str], check: bool = True, cwd: Path = ROOT, timeout: float = 1800
+) -> subprocess.CompletedProcess[str]:
     """Run the tool from this tree (python -m esca_pkg.cli), output captured."""
-    res = subprocess.run([sys.executable, "-m", "esca_pkg.cli", *map(str, args)], cwd=cwd,
-                         capture_output=True, text=True, timeout=timeout,
-                         stdin=subprocess.DEVNULL, check=False)
+    res = subprocess.run(
+        [sys.executable, "-m", "esca_pkg.cli", *map(str, args)],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+        check=False,
+    )
     if check and res.returncode != 0:
-        pytest.fail(f"esca-pkg {' '.join(map(str, args))} exited {res.returncode}:\n"
-                    f"{res.stdout}\n{res.stderr}")
+        pytest.fail(
+            f"esca-pkg {' '.join(map(str, args))} exited {res.returncode}:\n"
+            f"{res.stdout}\n{res.stderr}"
+        )
     return res
 
 
-def sh(*argv: str | os.PathLike[str], check: bool = True, env: dict[str, str] | None = None,
-       timeout: float = 900) -> subprocess.CompletedProcess[str]:
-    full = {**os.environ, "PATH": SYSTEM_PATH, "DEBIAN_FRONTEND": "noninteractive",
-            "LANG": "C.UTF-8", **(env or {})}
+def sh(
+    *argv: str | os.PathLike[str],
+    check: bool = True,
+    env: dict[str, str] | None = None,
+    timeout: float = 900,
+) -> subprocess.CompletedProcess[str]:
+    full = {
+        **os.environ,
+        "PATH": SYSTEM_PATH,
+        "DEBIAN_FRONTEND": "noninteractive",
+        "LANG": "C.UTF-8",
+        **(env or {}),
+    }
     full.pop("PYTHONPATH", None)
     args = [str(a) for a in argv]
     if args[0] == "apt-get":  # wait for another apt/dpkg run instead of failing at once
         args[1:1] = ["-o", "DPkg::Lock::Timeout=600"]
-    res = subprocess.run(args, capture_output=True, text=True, env=full,
-                         timeout=timeout, stdin=subprocess.DEVNULL, check=False)
+    res = subprocess.run(
+        args,
+        capture_output=True,
+        text=True,
+        env=full,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+        check=False,
+    )
     if check and res.returncode != 0:
-        pytest.fail(f"{' '.join(map(str, argv))} exited {res.returncode}:\n"
-                    f"{res.stdout}\n{res.stderr}")
+        pytest.fail(
+            f"{' '.join(map(str, argv))} exited {res.returncode}:\n{res.stdout}\n{res.stderr}"
+        )
     return res
 
 
-SNAPSHOT_PARTS = ("VERSION", "pyproject.toml", "README.md", "esca_pkg", "libesca", "dkms",
-                  "servers")
+SNAPSHOT_PARTS = (
+    "VERSION",
+    "pyproject.toml",
+    "README.md",
+    "esca_pkg",
+    "libesca",
+    "dkms",
+    "servers",
+)
 #: the targets of this suite; the servers' targets are built by tests/servers
 TARGETS = ("dkms", "libesca", "tool")
 
@@ -53,8 +86,9 @@ TARGETS = ("dkms", "libesca", "tool")
 def snapshot(dest: Path) -> Path:
     """Copy of the parts of this tree the packages are built from: the builds see
     a fixed tree even while someone edits the working copy."""
-    ignore = shutil.ignore_patterns("build", "__pycache__", "*.o", "*.so", "*.so.*", "*.ko",
-                                    ".*.cmd", "generated")
+    ignore = shutil.ignore_patterns(
+        "build", "__pycache__", "*.o", "*.so", "*.so.*", "*.ko", ".*.cmd", "generated"
+    )
     dest.mkdir(parents=True, exist_ok=True)
     for part in SNAPSHOT_PARTS:
         src = ROOT / part

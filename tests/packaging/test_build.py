@@ -25,8 +25,16 @@ def test_build_all_builds_every_package(built: Built) -> None:
 def test_second_build_reuses_everything_quickly(built: Built) -> None:
     before = {p.name: p.stat().st_mtime_ns for p in built.dist.glob("*.deb")}
     t0 = time.monotonic()
-    res = esca_pkg("build", *TARGETS, "--project", built.project, "--dist", built.dist,
-                   "--build-dir", built.build_dir)
+    res = esca_pkg(
+        "build",
+        *TARGETS,
+        "--project",
+        built.project,
+        "--dist",
+        built.dist,
+        "--build-dir",
+        built.build_dir,
+    )
     secs = time.monotonic() - t0
     print(f"second build with nothing changed: {secs:.2f} s")
     out = res.stdout + res.stderr
@@ -41,16 +49,18 @@ def test_deleted_output_is_rebuilt(built: Built, tmp_path: Path) -> None:
     shutil.copytree(built.dist, dist)
     victim = next(dist.glob("esca-dkms_*.deb"))
     victim.unlink()
-    res = esca_pkg("build", "dkms", "--project", built.project, "--dist", dist,
-                   "--build-dir", tmp_path / "b")
+    res = esca_pkg(
+        "build", "dkms", "--project", built.project, "--dist", dist, "--build-dir", tmp_path / "b"
+    )
     assert "dkms: built" in res.stderr
     assert victim.exists()
 
 
 @pytest.mark.parametrize("package", PACKAGES)
 def test_lintian_clean(built: Built, package: str) -> None:
-    res = sh("lintian", "--fail-on", "error,warning", "--display-info", built.deb(package),
-             check=False)
+    res = sh(
+        "lintian", "--fail-on", "error,warning", "--display-info", built.deb(package), check=False
+    )
     print(f"lintian {package}: {res.stdout.strip() or 'no tags'}")
     assert res.returncode == 0, res.stdout + res.stderr
     assert not [ln for ln in res.stdout.splitlines() if ln.startswith(("E:", "W:"))]
@@ -67,10 +77,10 @@ def test_versions_come_from_VERSION(built: Built) -> None:
         assert ctl["Package"] == pkg
     # a newer VERSION sorts above, a pre-release (~) below, a local rebuild (+) above
     v = built.version
-    for rel, other in (("gt", "0.0.1"), ("lt", v + ".1"), ("gt", v + "~rc1"),
-                       ("lt", v + "+esca1")):
-        assert sh("dpkg", "--compare-versions", v, rel, other, check=False).returncode == 0, \
+    for rel, other in (("gt", "0.0.1"), ("lt", v + ".1"), ("gt", v + "~rc1"), ("lt", v + "+esca1")):
+        assert sh("dpkg", "--compare-versions", v, rel, other, check=False).returncode == 0, (
             f"{v} {rel} {other}"
+        )
 
 
 def test_dkms_package_contents(built: Built) -> None:
@@ -80,8 +90,7 @@ def test_dkms_package_contents(built: Built) -> None:
     assert f"{src}/dkms.conf" in names
     assert f"{src}/Kbuild" in names or f"{src}/Makefile" in names
     assert "/usr/lib/modules-load.d/esca.conf" in names
-    assert any(n.startswith("/lib/udev/rules.d/") and n.endswith("esca-dkms.rules")
-               for n in names)
+    assert any(n.startswith("/lib/udev/rules.d/") and n.endswith("esca-dkms.rules") for n in names)
     conf = DebFile(str(deb)).data.get_content(f"{src}/dkms.conf", encoding="utf-8")
     assert f'PACKAGE_VERSION="{built.version}"' in conf
     assert 'PACKAGE_NAME="esca"' in conf
@@ -117,8 +126,9 @@ def test_tool_package_contents(built: Built) -> None:
     assert "/usr/bin/esca-pkg" in names
     assert "/usr/share/man/man1/esca-pkg.1.gz" in names
     assert "/usr/lib/python3/dist-packages/esca_pkg/cli.py" in names
-    assert any(n.startswith("/usr/lib/python3/dist-packages/esca_pkg/templates/dkms/")
-               for n in names)
+    assert any(
+        n.startswith("/usr/lib/python3/dist-packages/esca_pkg/templates/dkms/") for n in names
+    )
     depends = DebFile(str(deb)).debcontrol()["Depends"]
     for dep in ("python3-click", "python3-jinja2", "python3-debian"):
         assert dep in depends
@@ -128,8 +138,17 @@ def test_failed_build_prints_log_tail_and_fails(tmp_path: Path) -> None:
     proj = snapshot(tmp_path / "proj")
     victim = sorted((proj / "libesca" / "src").glob("*.c"))[0]
     victim.write_text(victim.read_text() + "\nthis is not C;\n")
-    res = esca_pkg("build", "libesca", "--project", proj, "--dist", tmp_path / "dist",
-                   "--build-dir", tmp_path / "build", check=False)
+    res = esca_pkg(
+        "build",
+        "libesca",
+        "--project",
+        proj,
+        "--dist",
+        tmp_path / "dist",
+        "--build-dir",
+        tmp_path / "build",
+        check=False,
+    )
     assert res.returncode != 0
     log = tmp_path / "build" / "logs" / "libesca.log"
     assert log.exists()
@@ -141,8 +160,9 @@ def test_failed_build_prints_log_tail_and_fails(tmp_path: Path) -> None:
 
 def test_bad_version_is_refused(tmp_path: Path) -> None:
     proj = tmp_path / "proj"
-    shutil.copytree(ROOT / "esca_pkg", proj / "esca_pkg",
-                    ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(
+        ROOT / "esca_pkg", proj / "esca_pkg", ignore=shutil.ignore_patterns("__pycache__")
+    )
     (proj / "VERSION").write_text("1.0-beta\n")
     res = esca_pkg("build", "tool", "--project", proj, check=False)
     assert res.returncode == 1

@@ -62,8 +62,9 @@ def test_dkms_install_remove_purge_reinstall(built: Built, headers_kernels: list
             out = apt_install(deb)
             status = sh("dkms", "status", "-m", "esca").stdout
             for kver in headers_kernels:
-                assert f"esca/{built.version}, {kver}, " in status and "installed" in status, \
+                assert f"esca/{built.version}, {kver}, " in status and "installed" in status, (
                     f"cycle {cycle}: {kver} missing from dkms status:\n{status}\n{out}"
+                )
                 assert module_files(kver), f"no esca.ko under /lib/modules/{kver}/updates/dkms"
             running = os.uname().release
             if running not in headers_kernels:
@@ -104,8 +105,11 @@ def test_libesca_resolves_links_and_purges(built: Built, tmp_path: Path) -> None
             apt_install(*debs)
             arch = sh("dpkg-architecture", "-qDEB_HOST_MULTIARCH").stdout.strip()
             cache = sh("ldconfig", "-p").stdout
-            resolved = [ln.split("=>")[1].strip() for ln in cache.splitlines()
-                        if ln.strip().startswith("libesca.so.0 ")]
+            resolved = [
+                ln.split("=>")[1].strip()
+                for ln in cache.splitlines()
+                if ln.strip().startswith("libesca.so.0 ")
+            ]
             assert resolved, "libesca.so.0 not in the ldconfig cache"
             lib = Path(f"/usr/lib/{arch}/libesca.so.{built.version}")
             assert Path(resolved[0]).resolve() == lib.resolve(), resolved
@@ -113,14 +117,30 @@ def test_libesca_resolves_links_and_purges(built: Built, tmp_path: Path) -> None
             # The -dev package is enough to build a hooked program linked to libesca
             # (strong hooks; by default esca.h makes them weak so no link is needed).
             src = tmp_path / "hooked.c"
-            src.write_text('#include <esca.h>\nint main(void)\n{\n\tesca_init();\n'
-                           '\tbatch_start();\n\tbatch_flush();\n\treturn 0;\n}\n')
-            sh("cc", "-Wall", "-Werror", "-DESCA_STRONG_HOOKS", "-o", tmp_path / "hooked", src,
-               "-lesca")
+            src.write_text(
+                "#include <esca.h>\nint main(void)\n{\n\tesca_init();\n"
+                "\tbatch_start();\n\tbatch_flush();\n\treturn 0;\n}\n"
+            )
+            sh(
+                "cc",
+                "-Wall",
+                "-Werror",
+                "-DESCA_STRONG_HOOKS",
+                "-o",
+                tmp_path / "hooked",
+                src,
+                "-lesca",
+            )
             needed = sh("readelf", "-d", tmp_path / "hooked").stdout
             assert "libesca.so.0" in needed
-            run = subprocess.run([tmp_path / "hooked"], env={"ESCA_BACKEND": "off"},
-                                 capture_output=True, text=True, timeout=30, check=False)
+            run = subprocess.run(
+                [tmp_path / "hooked"],
+                env={"ESCA_BACKEND": "off"},
+                capture_output=True,
+                text=True,
+                timeout=30,
+                check=False,
+            )
             assert run.returncode == 0, run.stderr
             assert os.access("/usr/lib/esca/esca-microbench", os.X_OK)
 
@@ -140,19 +160,41 @@ def test_tool_runs_from_its_package(built: Built) -> None:
     try:
         apt_install(deb)
         env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
-        res = subprocess.run(["/usr/bin/esca-pkg", "--version"], capture_output=True,
-                             text=True, env=env, cwd="/", check=False)
+        res = subprocess.run(
+            ["/usr/bin/esca-pkg", "--version"],
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd="/",
+            check=False,
+        )
         assert res.returncode == 0 and built.version in res.stdout, res.stderr
-        res = subprocess.run(["/usr/bin/esca-pkg", "doctor", "--area", "run", "--json"],
-                             capture_output=True, text=True, env=env, cwd="/", check=False)
+        res = subprocess.run(
+            ["/usr/bin/esca-pkg", "doctor", "--area", "run", "--json"],
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd="/",
+            check=False,
+        )
         assert res.returncode in (0, 1), res.stderr
         assert {c["name"] for c in json.loads(res.stdout)} >= {"io_uring", "backend"}
-        res = subprocess.run(["/usr/bin/esca-pkg", "build", "dkms"], capture_output=True,
-                             text=True, env=env, cwd="/", check=False)
+        res = subprocess.run(
+            ["/usr/bin/esca-pkg", "build", "dkms"],
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd="/",
+            check=False,
+        )
         assert res.returncode == 1 and "not inside an ESCA source tree" in res.stderr
         for script in sorted(p.name for p in files_of(deb) if p.parent == Path("/usr/bin")):
-            assert subprocess.run([f"/usr/bin/{script}", "--help"], capture_output=True,
-                                  env=env, check=False).returncode == 0, script
+            assert (
+                subprocess.run(
+                    [f"/usr/bin/{script}", "--help"], capture_output=True, env=env, check=False
+                ).returncode
+                == 0
+            ), script
         purge("esca-tools")
         assert not installed("esca-tools")
         left = [f for f in files_of(deb) if f.exists() or f.is_symlink()]

@@ -93,15 +93,25 @@ def test_repo_metadata(built: Built, tmp_path: Path) -> None:
 
 
 def test_apt_installs_and_upgrades_esca_dkms_from_the_repo(
-        built: Built, tmp_path: Path, headers_kernels: list[str]) -> None:
+    built: Built, tmp_path: Path, headers_kernels: list[str]
+) -> None:
     require_root()
     # A second, newer esca-dkms: the same tree with VERSION raised.
     newer = built.version + "+test1"
     proj = snapshot(tmp_path / "proj")
     (proj / "VERSION").write_text(newer + "\n")
     dist = tmp_path / "dist"
-    esca_pkg("build", "dkms", "--project", proj, "--dist", dist, "--build-dir",
-             tmp_path / "build", "--no-lint")
+    esca_pkg(
+        "build",
+        "dkms",
+        "--project",
+        proj,
+        "--dist",
+        dist,
+        "--build-dir",
+        tmp_path / "build",
+        "--no-lint",
+    )
     for deb in built.dist.glob("*.deb"):
         os.link(deb, dist / deb.name)
     repo = tmp_path / "repo"
@@ -140,11 +150,30 @@ def test_signed_repo_verifies_and_detects_tampering(built: Built, tmp_path: Path
     gnupg = tmp_path / "gnupg"
     gnupg.mkdir(mode=0o700)
     env = {"GNUPGHOME": str(gnupg)}
-    sh("gpg", "--batch", "--passphrase", "", "--quick-generate-key",
-       "ESCA test archive <esca-test@example.org>", "ed25519", "sign", "1d", env=env)
+    sh(
+        "gpg",
+        "--batch",
+        "--passphrase",
+        "",
+        "--quick-generate-key",
+        "ESCA test archive <esca-test@example.org>",
+        "ed25519",
+        "sign",
+        "1d",
+        env=env,
+    )
     repo = tmp_path / "repo"
-    res = esca_pkg("repo", "--dist", built.dist, "--output", repo, "--sign-key",
-                   "esca-test@example.org", "--gnupghome", gnupg)
+    res = esca_pkg(
+        "repo",
+        "--dist",
+        built.dist,
+        "--output",
+        repo,
+        "--sign-key",
+        "esca-test@example.org",
+        "--gnupghome",
+        gnupg,
+    )
     keyring = repo / "esca-archive-keyring.gpg"
     assert f"deb [signed-by={keyring}] file:{repo} ./" in res.stdout
     assert (repo / "InRelease").exists() and (repo / "Release.gpg").exists()

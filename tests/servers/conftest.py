@@ -72,8 +72,12 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         return
     tr = terminalreporter
     tr.section("ESCA A/B: 20 KB file, wrk -c 50, perf raw_syscalls:sys_enter on the workers")
-    tr.write_line(f"{'server':<10}{'workers':>8}{'vanilla req/s':>15}{'ESCA req/s':>12}"
-                  f"{'vanilla sc/req':>16}{'ESCA sc/req':>13}")
+    tr.write_line(
+        f"{'server':<10}{'workers':>8}{'vanilla req/s':>15}{'ESCA req/s':>12}"
+        f"{'vanilla sc/req':>16}{'ESCA sc/req':>13}"
+    )
     for kind, workers, van, esc in AB_RESULTS:
-        tr.write_line(f"{kind:<10}{workers:>8}{van.rps:>15.0f}{esc.rps:>12.0f}"
-                      f"{van.syscalls_per_request:>16.2f}{esc.syscalls_per_request:>13.2f}")
+        tr.write_line(
+            f"{kind:<10}{workers:>8}{van.rps:>15.0f}{esc.rps:>12.0f}"
+            f"{van.syscalls_per_request:>16.2f}{esc.syscalls_per_request:>13.2f}"
+        )

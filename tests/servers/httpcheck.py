@@ -24,8 +24,9 @@ class Expected:
         return sorted(self.files)
 
 
-def _check(resp: http.client.HTTPResponse, name: str, want: bytes,
-           rng: tuple[int, int] | None) -> str | None:
+def _check(
+    resp: http.client.HTTPResponse, name: str, want: bytes, rng: tuple[int, int] | None
+) -> str | None:
     body = resp.read()
     if rng is None:
         if resp.status != 200:
@@ -39,13 +40,19 @@ def _check(resp: http.client.HTTPResponse, name: str, want: bytes,
     cr = resp.getheader("Content-Range", "")
     if cr != f"bytes {first}-{last}/{len(want)}":
         return f"{name}: Content-Range {cr!r}, expected bytes {first}-{last}/{len(want)}"
-    if body != want[first:last + 1]:
+    if body != want[first : last + 1]:
         return f"{name} bytes={first}-{last}: body differs"
     return None
 
 
-def fetch_all(port: int, expected: Expected, keepalive: bool, ranges: bool = True,
-              seed: int = 0, rounds: int = 1) -> list[str]:
+def fetch_all(
+    port: int,
+    expected: Expected,
+    keepalive: bool,
+    ranges: bool = True,
+    seed: int = 0,
+    rounds: int = 1,
+) -> list[str]:
     """Every file (and, with ranges, a random range of each) `rounds` times,
     over one kept-alive connection or one connection per request."""
     rnd = random.Random(seed)
@@ -80,18 +87,18 @@ def fetch_all(port: int, expected: Expected, keepalive: bool, ranges: bool = Tru
     return problems
 
 
-def concurrent_load(port: int, expected: Expected, clients: int = 24, rounds: int = 3,
-                    ranges: bool = True) -> tuple[int, list[str]]:
+def concurrent_load(
+    port: int, expected: Expected, clients: int = 24, rounds: int = 3, ranges: bool = True
+) -> tuple[int, list[str]]:
     """`clients` threads at once, half kept-alive and half not, all verifying;
     returns the number of requests made and the problems."""
+
     def one(i: int) -> list[str]:
-        return fetch_all(port, expected, keepalive=i % 2 == 0, ranges=ranges, seed=i,
-                         rounds=rounds)
+        return fetch_all(port, expected, keepalive=i % 2 == 0, ranges=ranges, seed=i, rounds=rounds)
 
     with ThreadPoolExecutor(max_workers=clients) as pool:
         results = list(pool.map(one, range(clients)))
-    per_client = rounds * sum(2 if ranges and len(v) > 2 else 1
-                              for v in expected.files.values())
+    per_client = rounds * sum(2 if ranges and len(v) > 2 else 1 for v in expected.files.values())
     return clients * per_client, [p for r in results for p in r]
 
 

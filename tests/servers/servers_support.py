@@ -21,29 +21,50 @@ SERVER_PACKAGES = {"nginx": ("nginx", "nginx-common"), "lighttpd": ("lighttpd",)
 AB_RESULTS: list[tuple[str, int, Measurement, Measurement]] = []
 
 
-def sh(*argv: str | os.PathLike[str], check: bool = True, timeout: float = 1800,
-       cwd: Path | None = None, env: dict[str, str] | None = None
-       ) -> subprocess.CompletedProcess[str]:
-    full = {**os.environ, "PATH": SYSTEM_PATH, "DEBIAN_FRONTEND": "noninteractive",
-            "LANG": "C.UTF-8", **(env or {})}
-    res = subprocess.run([str(a) for a in argv], capture_output=True, text=True, env=full,
-                         timeout=timeout, stdin=subprocess.DEVNULL, check=False, cwd=cwd)
+def sh(
+    *argv: str | os.PathLike[str],
+    check: bool = True,
+    timeout: float = 1800,
+    cwd: Path | None = None,
+    env: dict[str, str] | None = None,
+) -> subprocess.CompletedProcess[str]:
+    full = {
+        **os.environ,
+        "PATH": SYSTEM_PATH,
+        "DEBIAN_FRONTEND": "noninteractive",
+        "LANG": "C.UTF-8",
+        **(env or {}),
+    }
+    res = subprocess.run(
+        [str(a) for a in argv],
+        capture_output=True,
+        text=True,
+        env=full,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+        check=False,
+        cwd=cwd,
+    )
     if check and res.returncode != 0:
-        pytest.fail(f"{' '.join(map(str, argv))} exited {res.returncode}:\n"
-                    f"{res.stdout[-3000:]}\n{res.stderr[-3000:]}")
+        pytest.fail(
+            f"{' '.join(map(str, argv))} exited {res.returncode}:\n"
+            f"{res.stdout[-3000:]}\n{res.stderr[-3000:]}"
+        )
     return res
 
 
-def esca_pkg(*args: str | os.PathLike[str], check: bool = True,
-             timeout: float = 1800) -> subprocess.CompletedProcess[str]:
-    return sh(sys.executable, "-m", "esca_pkg.cli", *args, check=check, timeout=timeout,
-              cwd=ROOT)
+def esca_pkg(
+    *args: str | os.PathLike[str], check: bool = True, timeout: float = 1800
+) -> subprocess.CompletedProcess[str]:
+    return sh(sys.executable, "-m", "esca_pkg.cli", *args, check=check, timeout=timeout, cwd=ROOT)
 
 
-def esca_run(*args: str | os.PathLike[str], env: dict[str, str] | None = None,
-             check: bool = False) -> subprocess.CompletedProcess[str]:
-    return sh(sys.executable, "-m", "esca_pkg.run_cli", *args, check=check, cwd=ROOT,
-              env=env, timeout=60)
+def esca_run(
+    *args: str | os.PathLike[str], env: dict[str, str] | None = None, check: bool = False
+) -> subprocess.CompletedProcess[str]:
+    return sh(
+        sys.executable, "-m", "esca_pkg.run_cli", *args, check=check, cwd=ROOT, env=env, timeout=60
+    )
 
 
 def require_root() -> None:
@@ -81,8 +102,17 @@ def apt_install(*debs: Path) -> None:
         POLICY_RC_D.chmod(0o755)
         created = True
     try:
-        sh("apt-get", "install", "--reinstall", "-y", "-q", "-o", "DPkg::Lock::Timeout=600",
-           "--no-install-recommends", *debs)
+        sh(
+            "apt-get",
+            "install",
+            "--reinstall",
+            "-y",
+            "-q",
+            "-o",
+            "DPkg::Lock::Timeout=600",
+            "--no-install-recommends",
+            *debs,
+        )
     finally:
         if created:
             POLICY_RC_D.unlink()

@@ -21,8 +21,10 @@ pytestmark = pytest.mark.servers
 
 SOURCE = os.environ.get("ESCA_LWAN_SOURCE")
 needs_source = pytest.mark.skipif(
-    not SOURCE, reason="lwan is in no package registry: set ESCA_LWAN_SOURCE to an lwan "
-                       "source tree or tarball to build and test it")
+    not SOURCE,
+    reason="lwan is in no package registry: set ESCA_LWAN_SOURCE to an lwan "
+    "source tree or tarball to build and test it",
+)
 
 
 @pytest.fixture(scope="module")
@@ -30,8 +32,9 @@ def lwan_deb() -> Path:
     require_root()
     assert SOURCE
     dist = TEST_BUILD / "dist-lwan"
-    esca_pkg("build", "lwan", "--source", SOURCE, "--dist", dist, "--build-dir",
-             TEST_BUILD / "build")
+    esca_pkg(
+        "build", "lwan", "--source", SOURCE, "--dist", dist, "--build-dir", TEST_BUILD / "build"
+    )
     debs = sorted(dist.glob("lwan_*+esca1_*.deb"))
     assert len(debs) == 1, debs
     return debs[0]
@@ -50,17 +53,35 @@ def test_lwan_package_carries_the_hooks(lwan_deb: Path, tmp_path: Path) -> None:
     assert hooks.hook_state(exe)[0] is hooks.HookState.HOOKED
 
 
-def start_lwan(www: Path, esca: bool, library: Path, stats_dir: Path
-               ) -> tuple[subprocess.Popen[bytes], int]:
+def start_lwan(
+    www: Path, esca: bool, library: Path, stats_dir: Path
+) -> tuple[subprocess.Popen[bytes], int]:
     port = runtime.free_port()
     serve = ["-r", str(www), "-l", f"127.0.0.1:{port}"]
-    argv = ([sys.executable, "-m", "esca_pkg.run_cli", "lwan", "--backend", "uring", "--stats",
-             "--stats-dir", str(stats_dir), "--library", str(library), "--", *serve]
-            if esca else ["/usr/bin/lwan", *serve])
+    argv = (
+        [
+            sys.executable,
+            "-m",
+            "esca_pkg.run_cli",
+            "lwan",
+            "--backend",
+            "uring",
+            "--stats",
+            "--stats-dir",
+            str(stats_dir),
+            "--library",
+            str(library),
+            "--",
+            *serve,
+        ]
+        if esca
+        else ["/usr/bin/lwan", *serve]
+    )
     log = stats_dir / f"lwan-{'esca' if esca else 'vanilla'}.out"
     with log.open("wb") as out:
-        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out,
-                                stderr=subprocess.STDOUT, cwd=stats_dir)
+        proc = subprocess.Popen(
+            argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, cwd=stats_dir
+        )
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         with socket.socket() as s:
@@ -81,8 +102,11 @@ def test_lwan_serves_byte_exact_under_esca(lwan_deb: Path, library: Path, site: 
     stats_dir.chmod(0o1777)
     proc, port = start_lwan(site.www, False, library, stats_dir)
     try:
-        working = {n: d for n, d in site.files.items()
-                   if not fetch_all(port, Expected({n: d}), keepalive=True, ranges=False)}
+        working = {
+            n: d
+            for n, d in site.files.items()
+            if not fetch_all(port, Expected({n: d}), keepalive=True, ranges=False)
+        }
         ranges = not fetch_all(port, Expected(working), keepalive=True, ranges=True)
     finally:
         proc.terminate()
@@ -95,8 +119,7 @@ def test_lwan_serves_byte_exact_under_esca(lwan_deb: Path, library: Path, site: 
         for keepalive in (True, False):
             problems = fetch_all(port, expected, keepalive=keepalive, ranges=ranges)
             assert not problems, problems[:10]
-        requests, problems = concurrent_load(port, expected, clients=16, rounds=2,
-                                             ranges=ranges)
+        requests, problems = concurrent_load(port, expected, clients=16, rounds=2, ranges=ranges)
         assert not problems, f"{len(problems)} of {requests}: {problems[:10]}"
         live = stats.read_dir(stats_dir)
         assert live and sum(s.deferred_total for s in live) > 0, [s.line() for s in live]

@@ -19,8 +19,9 @@ BINARIES = {"nginx": ("nginx", "./usr/sbin/nginx"), "lighttpd": ("lighttpd", "./
 
 
 @pytest.mark.parametrize("kind", sorted(BINARIES))
-def test_package_version_changelog_and_hooks(kind: str, built_servers: Built,
-                                             tmp_path: Path) -> None:
+def test_package_version_changelog_and_hooks(
+    kind: str, built_servers: Built, tmp_path: Path
+) -> None:
     package, member = BINARIES[kind]
     (deb_path,) = built_servers.debs(package)
     deb = DebFile(str(deb_path))
@@ -64,8 +65,15 @@ def test_only_the_needed_packages_are_kept(built_servers: Built) -> None:
 
 
 def test_second_build_reuses_the_packages(built_servers: Built) -> None:
-    res = esca_pkg("build", "nginx", "lighttpd", "--dist", built_servers.dist,
-                   "--build-dir", built_servers.build_dir)
+    res = esca_pkg(
+        "build",
+        "nginx",
+        "lighttpd",
+        "--dist",
+        built_servers.dist,
+        "--build-dir",
+        built_servers.build_dir,
+    )
     out = res.stdout + res.stderr
     assert "nginx      reused" in out and "lighttpd   reused" in out, out
 
@@ -82,6 +90,15 @@ def test_source_is_the_newest_the_archive_serves(built_servers: Built, tmp_path:
         (deb_path,) = built_servers.debs(BINARIES[kind][0])
         assert DebFile(str(deb_path)).debcontrol()["Version"] == f"{version}+esca1"
         for v in (v for v in archive.versions(kind) if v > version):
-            res = sh("apt-get", *archive.options(), "-q", "--download-only", "--only-source",
-                     "source", f"{kind}={v}", check=False, cwd=tmp_path)
+            res = sh(
+                "apt-get",
+                *archive.options(),
+                "-q",
+                "--download-only",
+                "--only-source",
+                "source",
+                f"{kind}={v}",
+                check=False,
+                cwd=tmp_path,
+            )
             assert res.returncode != 0, f"{kind} {v} downloads, but {version} was built"

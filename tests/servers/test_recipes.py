@@ -18,8 +18,9 @@ from esca_pkg.servers import apt_source, backends, hooks, recipe
 pytestmark = pytest.mark.servers
 
 HEADER = ROOT / "libesca" / "include" / "esca.h"
-_PROTO = re.compile(r"^\s*(int|void)\s+(esca_init|batch_start|batch_flush)\s*\((void)\)",
-                    re.MULTILINE)
+_PROTO = re.compile(
+    r"^\s*(int|void)\s+(esca_init|batch_start|batch_flush)\s*\((void)\)", re.MULTILINE
+)
 
 
 def prototypes(text: str) -> dict[str, tuple[str, str]]:
@@ -43,8 +44,11 @@ def test_patch_declares_the_hooks_weak_as_esca_h_does(name: str) -> None:
     the prototypes must stay those of libesca's header, and weak."""
     want = prototypes(HEADER.read_text())
     assert set(want) == {"esca_init", "batch_start", "batch_flush"}
-    added = "\n".join(ln[1:] for ln in recipe.load(ROOT, name).patch.read_text().splitlines()
-                      if ln.startswith("+") and not ln.startswith("+++"))
+    added = "\n".join(
+        ln[1:]
+        for ln in recipe.load(ROOT, name).patch.read_text().splitlines()
+        if ln.startswith("+") and not ln.startswith("+++")
+    )
     assert prototypes(added) == want
     for hook in want:
         assert re.search(rf"{hook}\(void\)\s*__attribute__\(\(weak\)\);", added), hook
@@ -78,8 +82,7 @@ def test_private_apt_config_never_touches_etc_apt(tmp_path: Path) -> None:
     archive = apt_source.SourceArchive(tmp_path / "apt", "bookworm")
     lines = archive.sources_lines()
     assert all(ln.startswith("deb-src ") for ln in lines)
-    assert [ln.split()[3] for ln in lines] == ["bookworm", "bookworm-updates",
-                                               "bookworm-security"]
+    assert [ln.split()[3] for ln in lines] == ["bookworm", "bookworm-updates", "bookworm-security"]
     opts = " ".join(archive.options())
     assert "/etc/apt" not in opts
     for key in ("Dir::Etc::sourcelist", "Dir::State", "Dir::Cache"):
@@ -91,8 +94,9 @@ def test_elf_reader_agrees_with_readelf(binary: str) -> None:
     if shutil.which("readelf") is None:
         pytest.skip("readelf (binutils) is not installed")
     ours = hooks.dynamic_symbols(Path(binary))
-    out = subprocess.run(["readelf", "--dyn-syms", "-W", binary], capture_output=True,
-                         text=True, check=True).stdout
+    out = subprocess.run(
+        ["readelf", "--dyn-syms", "-W", binary], capture_output=True, text=True, check=True
+    ).stdout
     theirs = set()
     for line in out.splitlines():
         parts = line.split()
@@ -105,7 +109,8 @@ def test_hook_detection_on_a_hooked_and_a_plain_program(tmp_path: Path, libesca:
     src = tmp_path / "hooked.c"
     src.write_text(
         '#include "esca.h"\nint main(void) { ESCA_INIT(); ESCA_BATCH_START(); '
-        "ESCA_BATCH_FLUSH(); return 0; }\n")
+        "ESCA_BATCH_FLUSH(); return 0; }\n"
+    )
     exe = tmp_path / "hooked"
     sh("gcc", "-O2", "-Wall", "-Werror", f"-I{ROOT / 'libesca' / 'include'}", "-o", exe, src)
     assert hooks.hook_state(exe)[0] is hooks.HookState.HOOKED
@@ -136,8 +141,10 @@ def test_esca_run_refuses_an_unusable_module_backend(tmp_path: Path, libesca: Pa
     if backends.check_module().usable:
         pytest.skip("the esca module is loaded here")
     src = tmp_path / "h.c"
-    src.write_text('#include "esca.h"\nint main(void) { ESCA_INIT(); return 0; }\n'
-                   "void f(void) { ESCA_BATCH_START(); ESCA_BATCH_FLUSH(); }\n")
+    src.write_text(
+        '#include "esca.h"\nint main(void) { ESCA_INIT(); return 0; }\n'
+        "void f(void) { ESCA_BATCH_START(); ESCA_BATCH_FLUSH(); }\n"
+    )
     sh("gcc", f"-I{ROOT / 'libesca' / 'include'}", "-o", tmp_path / "h", src)
     res = esca_run("--library", libesca, "--backend", "module", "--", tmp_path / "h")
     assert res.returncode == 1
@@ -146,15 +153,17 @@ def test_esca_run_refuses_an_unusable_module_backend(tmp_path: Path, libesca: Pa
 
 def test_print_env_for_a_systemd_drop_in(tmp_path: Path, libesca: Path) -> None:
     src = tmp_path / "h.c"
-    src.write_text('#include "esca.h"\nint main(void) { ESCA_INIT(); return 0; }\n'
-                   "void f(void) { ESCA_BATCH_START(); ESCA_BATCH_FLUSH(); }\n")
+    src.write_text(
+        '#include "esca.h"\nint main(void) { ESCA_INIT(); return 0; }\n'
+        "void f(void) { ESCA_BATCH_START(); ESCA_BATCH_FLUSH(); }\n"
+    )
     sh("gcc", f"-I{ROOT / 'libesca' / 'include'}", "-o", tmp_path / "h", src)
-    plain = esca_run("--library", libesca, "--backend", "uring", "--stats", "--print-env",
-                     "--", tmp_path / "h")
+    plain = esca_run(
+        "--library", libesca, "--backend", "uring", "--stats", "--print-env", "--", tmp_path / "h"
+    )
     assert plain.returncode == 0, plain.stderr
     env = dict(ln.split("=", 1) for ln in plain.stdout.splitlines())
-    assert env == {"LD_PRELOAD": str(libesca.resolve()), "ESCA_BACKEND": "uring",
-                   "ESCA_STATS": "1"}
+    assert env == {"LD_PRELOAD": str(libesca.resolve()), "ESCA_BACKEND": "uring", "ESCA_STATS": "1"}
     unit = esca_run("--library", libesca, "--print-env", "--systemd", "--", tmp_path / "h")
     lines = unit.stdout.splitlines()
     assert "[Service]" in lines
@@ -167,9 +176,16 @@ def test_nginx_foreground_arguments_keep_the_esca_environment() -> None:
 
     env = ["LD_PRELOAD", "ESCA_BACKEND", "ESCA_STATS"]
     assert SERVERS["nginx"].foreground_args([], env) == [
-        "-g", "daemon off; env ESCA_BACKEND; env ESCA_STATS;"]
+        "-g",
+        "daemon off; env ESCA_BACKEND; env ESCA_STATS;",
+    ]
     assert SERVERS["nginx"].foreground_args(["-g", "worker_processes 3;"], env) == [
-        "-g", "daemon off; env ESCA_BACKEND; env ESCA_STATS; worker_processes 3;"]
+        "-g",
+        "daemon off; env ESCA_BACKEND; env ESCA_STATS; worker_processes 3;",
+    ]
     assert SERVERS["lighttpd"].foreground_args([], env) == [
-        "-D", "-f", "/etc/lighttpd/lighttpd.conf"]
+        "-D",
+        "-f",
+        "/etc/lighttpd/lighttpd.conf",
+    ]
     assert SERVERS["lighttpd"].foreground_args(["-f", "x.conf"], env) == ["-D", "-f", "x.conf"]

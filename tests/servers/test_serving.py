@@ -25,8 +25,7 @@ _LIGHTTPD_ERROR = re.compile(r"error|fail|assert|abort|segfault", re.IGNORECASE)
 def log_errors(run: runtime.ServerRun) -> list[str]:
     text = run.error_log.read_text(errors="replace") if run.error_log.is_file() else ""
     pattern = _NGINX_ERROR if run.kind == "nginx" else _LIGHTTPD_ERROR
-    return [ln for ln in text.splitlines()
-            if pattern.search(ln) and not ln.startswith("esca: ")]
+    return [ln for ln in text.splitlines() if pattern.search(ln) and not ln.startswith("esca: ")]
 
 
 def live_stats(run: runtime.ServerRun) -> list[stats.ProcessStats]:
@@ -40,20 +39,35 @@ def exit_lines(run: runtime.ServerRun, output: str) -> list[str]:
     return [ln for ln in (log + output).splitlines() if ln.startswith("esca: pid=")]
 
 
-@pytest.fixture(params=[(k, w) for k in KINDS for w in (1, 2)],
-                ids=[f"{k}-{w}worker" for k in KINDS for w in (1, 2)])
-def esca_server(request: pytest.FixtureRequest, installed_servers: Built, library: Path,
-                site: Site, workdir: Path):
+@pytest.fixture(
+    params=[(k, w) for k in KINDS for w in (1, 2)],
+    ids=[f"{k}-{w}worker" for k in KINDS for w in (1, 2)],
+)
+def esca_server(
+    request: pytest.FixtureRequest,
+    installed_servers: Built,
+    library: Path,
+    site: Site,
+    workdir: Path,
+):
     kind, workers = request.param
-    run = runtime.start_server(kind, workdir / kind, site.www, workers, esca=True,
-                               backend="uring", library=library,
-                               stats_dir=workdir / "stats")
+    run = runtime.start_server(
+        kind,
+        workdir / kind,
+        site.www,
+        workers,
+        esca=True,
+        backend="uring",
+        library=library,
+        stats_dir=workdir / "stats",
+    )
     yield run
     run.stop()
 
 
-def test_byte_exact_with_and_without_keepalive_under_load(esca_server: runtime.ServerRun,
-                                                          site: Site) -> None:
+def test_byte_exact_with_and_without_keepalive_under_load(
+    esca_server: runtime.ServerRun, site: Site
+) -> None:
     run = esca_server
     expected = Expected(site.files)
     assert len(run.serving_pids()) == run.workers
@@ -62,13 +76,15 @@ def test_byte_exact_with_and_without_keepalive_under_load(esca_server: runtime.S
         problems = fetch_all(run.port, expected, keepalive=keepalive, ranges=True, rounds=2)
         assert not problems, f"keepalive={keepalive}: " + "; ".join(problems[:10])
     requests, problems = concurrent_load(run.port, expected, clients=24, rounds=3)
-    assert not problems, f"{len(problems)} of {requests} responses wrong: " + \
-        "; ".join(problems[:10])
+    assert not problems, f"{len(problems)} of {requests} responses wrong: " + "; ".join(
+        problems[:10]
+    )
 
     # Every serving process runs libesca on io_uring and deferred calls.
     live = live_stats(run)
-    assert {s.pid for s in live} == set(run.serving_pids()), \
+    assert {s.pid for s in live} == set(run.serving_pids()), (
         f"stats files {[s.pid for s in live]} vs serving processes {run.serving_pids()}"
+    )
     assert all(s.backend == "uring" for s in live), [s.line() for s in live]
     assert sum(s.deferred_total for s in live) > 0, [s.line() for s in live]
     assert all(s.counters["bytes_lost"] == 0 for s in live), [s.line() for s in live]
@@ -82,8 +98,9 @@ def test_byte_exact_with_and_without_keepalive_under_load(esca_server: runtime.S
     assert not errors, "error log:\n" + "\n".join(errors[:20])
 
 
-def test_resets_mid_response_leave_fd_count_stable(esca_server: runtime.ServerRun,
-                                                    site: Site) -> None:
+def test_resets_mid_response_leave_fd_count_stable(
+    esca_server: runtime.ServerRun, site: Site
+) -> None:
     run = esca_server
     expected = Expected({"f500k.bin": site.files["f500k.bin"]})
     assert not fetch_all(run.port, expected, keepalive=True, ranges=False)
@@ -102,21 +119,31 @@ def test_resets_mid_response_leave_fd_count_stable(esca_server: runtime.ServerRu
     assert all(s.counters["bytes_lost"] == 0 for s in live), [s.line() for s in live]
 
     output = run.stop()
-    errors = [e for e in log_errors(run)
-              if not re.search(r"reset by peer|broken pipe|Connection reset", e, re.I)]
+    errors = [
+        e
+        for e in log_errors(run)
+        if not re.search(r"reset by peer|broken pipe|Connection reset", e, re.I)
+    ]
     assert not errors, "error log:\n" + "\n".join(errors[:20]) + output[-500:]
 
 
 @pytest.mark.parametrize("kind", KINDS)
-def test_syscalls_per_request_vanilla_vs_esca(kind: str, installed_servers: Built,
-                                              library: Path, site: Site,
-                                              workdir: Path) -> None:
+def test_syscalls_per_request_vanilla_vs_esca(
+    kind: str, installed_servers: Built, library: Path, site: Site, workdir: Path
+) -> None:
     """Prints the A/B table at the end of the session (not a timed test: the
     assertions are about serving correctly under wrk, and perf seeing syscalls)."""
     results = {}
     for esca in (False, True):
-        run = runtime.start_server(kind, workdir / f"{kind}-{'esca' if esca else 'vanilla'}",
-                                   site.www, 1, esca=esca, backend="uring", library=library)
+        run = runtime.start_server(
+            kind,
+            workdir / f"{kind}-{'esca' if esca else 'vanilla'}",
+            site.www,
+            1,
+            esca=esca,
+            backend="uring",
+            library=library,
+        )
         try:
             results[esca] = runtime.measure(run, "/f20k.bin", seconds=3, connections=50)
         finally:
@@ -127,5 +154,7 @@ def test_syscalls_per_request_vanilla_vs_esca(kind: str, installed_servers: Buil
         assert m.requests > 1000 and m.errors == 0, m
         assert m.syscalls > m.requests, f"perf counted {m.syscalls} syscalls for {m.requests}"
     AB_RESULTS.append((kind, 1, van, esc))
-    print(f"\n{kind}: vanilla {van.rps:.0f} req/s {van.syscalls_per_request:.2f} syscalls/req; "
-          f"ESCA {esc.rps:.0f} req/s {esc.syscalls_per_request:.2f} syscalls/req")
+    print(
+        f"\n{kind}: vanilla {van.rps:.0f} req/s {van.syscalls_per_request:.2f} syscalls/req; "
+        f"ESCA {esc.rps:.0f} req/s {esc.syscalls_per_request:.2f} syscalls/req"
+    )

@@ -79,9 +79,7 @@ def find_kernel(series: str) -> Kernel:
     kernel = Kernel(series, m.group(1))
     for path, pkg in ((kernel.vmlinuz, "linux-image"), (kernel.build, "linux-headers")):
         if not path.exists():
-            raise HarnessError(
-                f"{path} missing: apt-get install {pkg}-{kernel.release}"
-            )
+            raise HarnessError(f"{path} missing: apt-get install {pkg}-{kernel.release}")
     return kernel
 
 
@@ -93,15 +91,34 @@ def build_module(kernel: Kernel, dest: Path, system_map: str) -> tuple[Path, str
     src = dest / "src"
     shutil.rmtree(dest, ignore_errors=True)
     shutil.copytree(
-        DKMS_DIR, src,
-        ignore=shutil.ignore_patterns("*.o", "*.ko", "*.mod", "*.mod.c", ".*.cmd", "generated",
-                                      "Module.symvers", "modules.order"),
+        DKMS_DIR,
+        src,
+        ignore=shutil.ignore_patterns(
+            "*.o",
+            "*.ko",
+            "*.mod",
+            "*.mod.c",
+            ".*.cmd",
+            "generated",
+            "Module.symvers",
+            "modules.order",
+        ),
     )
     version = (REPO / "VERSION").read_text().strip()
     proc = run(
-        ["make", "-C", kernel.build, f"M={src}", "ESCA_WERROR=y", f"ESCA_VERSION={version}",
-         f"ESCA_SYSTEM_MAP={system_map}", "modules"],
-        capture=True, check=False, timeout=600,
+        [
+            "make",
+            "-C",
+            kernel.build,
+            f"M={src}",
+            "ESCA_WERROR=y",
+            f"ESCA_VERSION={version}",
+            f"ESCA_SYSTEM_MAP={system_map}",
+            "modules",
+        ],
+        capture=True,
+        check=False,
+        timeout=600,
     )
     log = proc.stdout + proc.stderr
     (dest / "build.log").write_text(log)
@@ -114,9 +131,22 @@ def build_cases(dest: Path) -> Path:
     dest.mkdir(parents=True, exist_ok=True)
     for src in sorted(CASES_DIR.glob("*.c")):
         run(
-            ["gcc", "-D_GNU_SOURCE", "-O2", "-g", "-Wall", "-Wextra", "-Werror", "-pthread",
-             f"-I{DKMS_DIR / 'include' / 'uapi'}", "-o", dest / src.stem, src],
-            capture=True, hint="a case program of tests/vm/cases does not compile",
+            [
+                "gcc",
+                "-D_GNU_SOURCE",
+                "-O2",
+                "-g",
+                "-Wall",
+                "-Wextra",
+                "-Werror",
+                "-pthread",
+                f"-I{DKMS_DIR / 'include' / 'uapi'}",
+                "-o",
+                dest / src.stem,
+                src,
+            ],
+            capture=True,
+            hint="a case program of tests/vm/cases does not compile",
         )
     return dest
 
@@ -182,8 +212,7 @@ def _cpio_newc(entries: list[tuple[str, int, bytes, int]]) -> bytes:
         out.extend(b"\0" * (-len(out) % 4))
 
     for ino, (name, mode, data, rdev) in enumerate([*entries, ("TRAILER!!!", 0, b"", 0)], 1):
-        fields = [ino, mode, 0, 0, 1, 0, len(data), 0, 0, rdev >> 8, rdev & 0xFF,
-                  len(name) + 1, 0]
+        fields = [ino, mode, 0, 0, 1, 0, len(data), 0, 0, rdev >> 8, rdev & 0xFF, len(name) + 1, 0]
         out.extend(b"070701" + "".join(f"{f:08x}" for f in fields).encode())
         out.extend(name.encode() + b"\0")
         pad()
@@ -254,12 +283,21 @@ class StepResult:
         return [line for line in self.dmesg.splitlines() if BAD_DMESG.search(line)]
 
     def describe(self) -> str:
-        return f"{self.step}: exit {self.rc}\n--- output\n{self.out[-4000:]}\n--- dmesg\n" + \
-            self.dmesg[-4000:]
+        return (
+            f"{self.step}: exit {self.rc}\n--- output\n{self.out[-4000:]}\n--- dmesg\n"
+            + self.dmesg[-4000:]
+        )
 
 
-def boot(kernel: Kernel, rundir: Path, initramfs: Path, plan: dict[str, str], *,
-         kaslr: bool, timeout: float) -> GuestRun:
+def boot(
+    kernel: Kernel,
+    rundir: Path,
+    initramfs: Path,
+    plan: dict[str, str],
+    *,
+    kaslr: bool,
+    timeout: float,
+) -> GuestRun:
     """Boot kernel under TCG and run guest/run.sh with plan; wait for poweroff."""
     (rundir / "results").mkdir(parents=True, exist_ok=True)
     for name in ("run.sh", "unload_cycles.sh", "microbench.sh"):
@@ -268,8 +306,12 @@ def boot(kernel: Kernel, rundir: Path, initramfs: Path, plan: dict[str, str], *,
     plan = {**plan, "REPO": str(REPO)}
     (rundir / "plan.env").write_text("".join(f"{k}='{v}'\n" for k, v in plan.items()))
     append = [
-        "console=ttyS0", "panic=-1", "loglevel=4", "rdinit=/init",
-        f"esca.run={rundir}", f"esca.repo={REPO}",
+        "console=ttyS0",
+        "panic=-1",
+        "loglevel=4",
+        "rdinit=/init",
+        f"esca.run={rundir}",
+        f"esca.repo={REPO}",
     ]
     if not kaslr:
         append.append("nokaslr")
@@ -277,21 +319,40 @@ def boot(kernel: Kernel, rundir: Path, initramfs: Path, plan: dict[str, str], *,
     if not qemu:
         raise HarnessError("qemu-system-x86_64 missing: apt-get install qemu-system-x86")
     argv = [
-        qemu, "-accel", "tcg", "-cpu", "max", "-smp", "2", "-m", "2048",
-        "-display", "none", "-monitor", "none", "-serial", "stdio", "-no-reboot",
-        "-kernel", str(kernel.vmlinuz), "-initrd", str(initramfs),
-        "-append", " ".join(append),
-        "-virtfs", "local,path=/,mount_tag=hostroot,security_model=none,readonly=on,"
-                   "multidevs=remap",
-        "-virtfs", f"local,path={REPO},mount_tag=repo,security_model=none,multidevs=remap",
-        "-virtfs", f"local,path={rundir},mount_tag=run,security_model=none,multidevs=remap",
+        qemu,
+        "-accel",
+        "tcg",
+        "-cpu",
+        "max",
+        "-smp",
+        "2",
+        "-m",
+        "2048",
+        "-display",
+        "none",
+        "-monitor",
+        "none",
+        "-serial",
+        "stdio",
+        "-no-reboot",
+        "-kernel",
+        str(kernel.vmlinuz),
+        "-initrd",
+        str(initramfs),
+        "-append",
+        " ".join(append),
+        "-virtfs",
+        "local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap",
+        "-virtfs",
+        f"local,path={REPO},mount_tag=repo,security_model=none,multidevs=remap",
+        "-virtfs",
+        f"local,path={rundir},mount_tag=run,security_model=none,multidevs=remap",
     ]
     console_log = rundir / "console.log"
     start = time.monotonic()
     with console_log.open("w") as fh:
         # Not proc.run(): the console must stream to a file while we wait.
-        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=fh,
-                                stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=fh, stderr=subprocess.STDOUT)
         try:
             proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:

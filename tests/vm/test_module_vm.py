@@ -54,8 +54,12 @@ def _run_kernel(series: str, base: Path) -> KernelRuns:
     initramfs = vm.build_initramfs(kernel, base / "initramfs.cpio")
     bench = vm.REPO / "libesca" / "build" / "esca-microbench"
     plan = {
-        "MODE": "full", "KO": str(ko), "CASES": " ".join(CASES), "CASEBIN": str(bins),
-        "LIBESCA_TESTS": _libesca_tests(), "LIBESCA_SELECT": LIBESCA_SELECT,
+        "MODE": "full",
+        "KO": str(ko),
+        "CASES": " ".join(CASES),
+        "CASEBIN": str(bins),
+        "LIBESCA_TESTS": _libesca_tests(),
+        "LIBESCA_SELECT": LIBESCA_SELECT,
         "MICROBENCH": "1" if bench.exists() else "",
     }
     runs.full = vm.boot(kernel, run1, initramfs, plan, kaslr=False, timeout=1500)
@@ -69,8 +73,11 @@ def _run_kernel(series: str, base: Path) -> KernelRuns:
     ko_bad, runs.build_logs["badmap"] = vm.build_module(kernel, run2 / "badmap", str(badmap))
     bins2 = vm.build_cases(run2 / "bin")
     plan2 = {
-        "MODE": "kaslr", "KO": str(ko_map), "KO_BADMAP": str(ko_bad),
-        "CASES": " ".join(KASLR_CASES), "CASEBIN": str(bins2),
+        "MODE": "kaslr",
+        "KO": str(ko_map),
+        "KO_BADMAP": str(ko_bad),
+        "CASES": " ".join(KASLR_CASES),
+        "CASEBIN": str(bins2),
     }
     runs.kaslr = vm.boot(kernel, run2, initramfs, plan2, kaslr=True, timeout=600)
     return runs
@@ -185,6 +192,7 @@ def test_whole_boot_kernel_log_clean(kruns: KernelRuns) -> None:
 
 # --- micro-benchmark ratios ----------------------------------------------------
 
+
 def microbench_ratios(out: str) -> dict[tuple[str, int], float]:
     """{(op, batch): module ns / off ns} from lines '<backend> <op> <batch> <ns>'
     (the module forced for every segment, ESCA_ADAPT=0; module-adapt lines
@@ -202,9 +210,11 @@ def microbench_ratios(out: str) -> dict[tuple[str, int], float]:
 
 
 def format_ratios(kernel: vm.Kernel, ratios: dict[tuple[str, int], float], raw: str) -> str:
-    lines = [f"esca-microbench in a QEMU TCG guest, linux {kernel.release}",
-             "TCG times are not hardware times: only the ratios mean something.",
-             "op     batch  module/off  per-call reduction"]
+    lines = [
+        f"esca-microbench in a QEMU TCG guest, linux {kernel.release}",
+        "TCG times are not hardware times: only the ratios mean something.",
+        "op     batch  module/off  per-call reduction",
+    ]
     for (op, batch), r in sorted(ratios.items()):
         lines.append(f"{op:6} {batch:5}  {r:10.2f}  {100 * (1 - r):6.1f}%")
     return "\n".join(lines) + "\n\nraw:\n" + raw

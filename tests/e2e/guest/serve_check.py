@@ -31,8 +31,9 @@ LOG_ERRORS = re.compile(r"\[(error|crit|alert|emerg)\]")
 MEASURE_FILE = "f20k.bin"
 
 
-def start(base: Path, www: Path, workers: int, backend: str | None,
-          esca_env: dict[str, str] | None = None) -> runtime.ServerRun:
+def start(
+    base: Path, www: Path, workers: int, backend: str | None, esca_env: dict[str, str] | None = None
+) -> runtime.ServerRun:
     """nginx on 127.0.0.1 with workers as www-data (the packaged configuration's
     user); backend None runs /usr/sbin/nginx itself, without libesca.  esca_env:
     libesca tuning variables, passed to the workers with nginx's env directive."""
@@ -47,27 +48,48 @@ def start(base: Path, www: Path, workers: int, backend: str | None,
     if backend is None:
         argv = ["/usr/sbin/nginx", "-g", "daemon off;", "-c", str(conf)]
     else:
-        argv = ["esca-run", "nginx", "--backend", backend, "--stats", "--stats-dir",
-                str(stats_dir), "--", "-c", str(conf)]
+        argv = [
+            "esca-run",
+            "nginx",
+            "--backend",
+            backend,
+            "--stats",
+            "--stats-dir",
+            str(stats_dir),
+            "--",
+            "-c",
+            str(conf),
+        ]
     env = {k: v for k, v in os.environ.items() if not k.startswith("ESCA_") and k != "LD_PRELOAD"}
     env.update(esca_env or {})
     output = base / "server.out"
     with output.open("wb") as out:
-        process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out,
-                                   stderr=subprocess.STDOUT, env=env, start_new_session=True)
-    run = runtime.ServerRun("nginx", base, port, workers, backend is not None, process,
-                            stats_dir, output)
+        process = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
+        )
+    run = runtime.ServerRun(
+        "nginx", base, port, workers, backend is not None, process, stats_dir, output
+    )
     deadline = time.monotonic() + 120  # TCG: nginx and Python start slowly
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise EscaError(f"nginx exited at start (code {process.returncode}): "
-                            + output.read_text(errors="replace")[-1500:])
+            raise EscaError(
+                f"nginx exited at start (code {process.returncode}): "
+                + output.read_text(errors="replace")[-1500:]
+            )
         if len(run.serving_pids()) >= workers and runtime._port_open(port):
             return run
         time.sleep(0.2)
     run.stop()
-    raise EscaError(f"nginx did not serve on 127.0.0.1:{port} within 120 s: "
-                    + output.read_text(errors="replace")[-1500:])
+    raise EscaError(
+        f"nginx did not serve on 127.0.0.1:{port} within 120 s: "
+        + output.read_text(errors="replace")[-1500:]
+    )
 
 
 def error_lines(run: runtime.ServerRun) -> list[str]:
@@ -89,8 +111,9 @@ def serve(args: argparse.Namespace, httpcheck: object) -> dict:
         t0 = time.monotonic()
         problems = httpcheck.fetch_all(run.port, expected, keepalive=True)
         problems += httpcheck.fetch_all(run.port, expected, keepalive=False)
-        n, more = httpcheck.concurrent_load(run.port, expected, clients=args.clients,
-                                            rounds=args.rounds)
+        n, more = httpcheck.concurrent_load(
+            run.port, expected, clients=args.clients, rounds=args.rounds
+        )
         problems += more
         report["concurrent_requests"] = n
         report["client_seconds"] = round(time.monotonic() - t0, 1)
@@ -130,18 +153,35 @@ def serve(args: argparse.Namespace, httpcheck: object) -> dict:
     return report
 
 
-def count_with_strace(run: runtime.ServerRun, seconds: int,
-                      connections: int) -> runtime.Measurement:
+def count_with_strace(
+    run: runtime.ServerRun, seconds: int, connections: int
+) -> runtime.Measurement:
     """Fallback when perf cannot attach: strace -c -f on the worker."""
     pid = run.serving_pids()[0]
     out = run.base / "strace.txt"
-    st = subprocess.Popen(["strace", "-c", "-f", "-o", str(out), "-p", str(pid)],
-                          stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                          stderr=subprocess.DEVNULL)
+    st = subprocess.Popen(
+        ["strace", "-c", "-f", "-o", str(out), "-p", str(pid)],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     time.sleep(1.0)
-    wrk = subprocess.run(["wrk", "-c", str(connections), "-t", "1", "-d", f"{seconds}s",
-                          f"{run.url}/{MEASURE_FILE}"], capture_output=True, text=True,
-                         check=True, timeout=seconds + 60)
+    wrk = subprocess.run(
+        [
+            "wrk",
+            "-c",
+            str(connections),
+            "-t",
+            "1",
+            "-d",
+            f"{seconds}s",
+            f"{run.url}/{MEASURE_FILE}",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=seconds + 60,
+    )
     st.send_signal(signal.SIGINT)
     st.wait(30)
     total = re.search(r"^100\.00\s+\S+\s+\S+\s+(\d+)", out.read_text(), re.M)
@@ -162,19 +202,30 @@ def measure(args: argparse.Namespace) -> dict:
     runtime.make_site(base / "www")
     rows = []
     tool = "perf"
-    for label, backend, env in (("vanilla", None, None), ("off", "off", None),
-                                ("module", "module", None),
-                                ("module-noadapt", "module", {"ESCA_ADAPT": "0"})):
+    for label, backend, env in (
+        ("vanilla", None, None),
+        ("off", "off", None),
+        ("module", "module", None),
+        ("module-noadapt", "module", {"ESCA_ADAPT": "0"}),
+    ):
         run = start(base / label, base / "www", 1, backend, env)
         try:
             # Warm-up (TCG): the worker opens the file cache, wrk connects.
-            subprocess.run(["wrk", "-c", "4", "-t", "1", "-d", "1s",
-                            f"{run.url}/{MEASURE_FILE}"], capture_output=True, check=False)
+            subprocess.run(
+                ["wrk", "-c", "4", "-t", "1", "-d", "1s", f"{run.url}/{MEASURE_FILE}"],
+                capture_output=True,
+                check=False,
+            )
             m = None
             if tool == "perf":
                 try:
-                    m = runtime.measure(run, f"/{MEASURE_FILE}", seconds=args.seconds,
-                                        connections=args.connections, threads=1)
+                    m = runtime.measure(
+                        run,
+                        f"/{MEASURE_FILE}",
+                        seconds=args.seconds,
+                        connections=args.connections,
+                        threads=1,
+                    )
                     if m.syscalls == 0:
                         raise EscaError("perf counted no system calls")
                 except EscaError as err:
@@ -183,16 +234,29 @@ def measure(args: argparse.Namespace) -> dict:
             if m is None:
                 m = count_with_strace(run, args.seconds, args.connections)
             procs = stats.read_dir(run.stats_dir)
-            rows.append({"label": label, "requests": m.requests, "seconds": round(m.seconds, 2),
-                         "rps": round(m.rps, 1), "syscalls": m.syscalls,
-                         "syscalls_per_request": round(m.syscalls_per_request, 2),
-                         "errors": m.errors, "tool": tool,
-                         "stats": [s.line() for s in procs]})
+            rows.append(
+                {
+                    "label": label,
+                    "requests": m.requests,
+                    "seconds": round(m.seconds, 2),
+                    "rps": round(m.rps, 1),
+                    "syscalls": m.syscalls,
+                    "syscalls_per_request": round(m.syscalls_per_request, 2),
+                    "errors": m.errors,
+                    "tool": tool,
+                    "stats": [s.line() for s in procs],
+                }
+            )
         finally:
             run.stop(timeout=30)
-    return {"file": MEASURE_FILE, "connections": args.connections, "rows": rows,
-            "failures": [f"{r['label']}: {r['errors']} request errors"
-                         for r in rows if r.get("errors")]}
+    return {
+        "file": MEASURE_FILE,
+        "connections": args.connections,
+        "rows": rows,
+        "failures": [
+            f"{r['label']}: {r['errors']} request errors" for r in rows if r.get("errors")
+        ],
+    }
 
 
 def main() -> int:
