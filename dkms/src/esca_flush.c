@@ -2,18 +2,33 @@
 /*
  * esca: running a batch.
  *
- * Each entry is copied out of the shared table before it is checked, so
- * that user space rewriting it meanwhile cannot change what was checked.
- * Then the call runs through its sys_call_table slot with a pt_regs built
- * from the entry, as the syscall entry code would have built it.
+ * The table is ordinary memory of the caller, read and written with user
+ * accesses: each entry is copied in before it is checked (user space
+ * rewriting it meanwhile cannot change what was checked), its result and
+ * status are written back with put_user().  Nothing is pinned, so a table
+ * in any mapping behaves the same, and a table unmapped under a flush is
+ * -EFAULT, never a write to pages the process no longer has.
+ *
+ * Before each entry the module looks at what the syscall entry path would
+ * do for the calling thread: under seccomp, ptrace syscall tracing or
+ * emulation, syscall user dispatch or audit rules the entry is refused (left
+ * to user space, which makes it a plain system call), so the filter, the
+ * tracer and audit see it exactly as without ESCA.  Any pending signal stops
+ * the flush between entries, so that handlers, job control and the freezer
+ * are not held up by a long batch.
  */
 #include <linux/errno.h>
+#include <linux/nospec.h>
 #include <linux/sched.h>
 #include <linux/sched/signal.h>
 #include <linux/string.h>
+#include <linux/uaccess.h>
 #include <asm/ptrace.h>
 
 #include "esca.h"
+
+#define CREATE_TRACE_POINTS
+#include "esca_trace.h"
 
 /*
  * A handler may return a restart code when a signal interrupted it; that
@@ -33,14 +48,22 @@ static long esca_user_result(long ret)
 	}
 }
 
-static long esca_entry_run(const struct esca_entry *e, bool *refused)
+/* Why the entry may not run here (an ESCA_REFUSED_* reason), or 0. */
+static long esca_entry_refusal(const struct esca_entry *e)
+{
+	if (esca_current_seccomp())
+		return ESCA_REFUSED_SECCOMP;
+	if (esca_current_entry_path_needed())
+		return ESCA_REFUSED_ENTRY_PATH;
+	if (!esca_syscall_handler(e->nr) || (e->flags & ~ESCA_ENTRY_FLAGS_ALL))
+		return ESCA_REFUSED_CALL;
+	return 0;
+}
+
+static long esca_entry_run(const struct esca_entry *e)
 {
 	esca_syscall_fn fn = esca_syscall_handler(e->nr);
 	struct pt_regs regs;
-
-	*refused = !fn || (e->flags & ~ESCA_ENTRY_FLAGS_ALL);
-	if (*refused)
-		return -EINVAL;
 
 	memset(&regs, 0, sizeof(regs));
 	regs.orig_ax = e->nr;
@@ -54,27 +77,38 @@ static long esca_entry_run(const struct esca_entry *e, bool *refused)
 	return esca_user_result(fn(&regs));
 }
 
-u32 esca_flush_run(struct esca_table *t, u32 first, u32 count)
+long esca_flush_run(u64 table, u32 nentries, u32 first, u32 count)
 {
+	struct esca_entry __user *entries = u64_to_user_ptr(table);
 	u32 i, done = 0;
 
+	trace_esca_flush(first, count);
 	for (i = first; i < first + count; i++) {
-		struct esca_entry *shared = &t->entries[i];
+		struct esca_entry __user *ue = &entries[array_index_nospec(i, nentries)];
 		struct esca_entry e;
-		bool refused;
+		u16 status = ESCA_ST_DONE;
 		long ret;
 
-		if (fatal_signal_pending(current))
+		if (signal_pending(current))
 			break;
-		memcpy(&e, shared, sizeof(e));
-		barrier();
+		if (copy_from_user(&e, ue, sizeof(e)))
+			return done ? done : -EFAULT;
 
-		ret = esca_entry_run(&e, &refused);
-		WRITE_ONCE(shared->result, ret);
-		WRITE_ONCE(shared->status, refused ? ESCA_ST_REFUSED : ESCA_ST_DONE);
+		ret = esca_entry_refusal(&e);
+		if (ret) {
+			status = ESCA_ST_REFUSED;
+			trace_esca_refused(i, e.nr, ret);
+		} else {
+			ret = esca_entry_run(&e);
+			trace_esca_call(i, &e, ret);
+		}
+		/* The result first: a reader that sees the status sees it. */
+		if (put_user(ret, &ue->result) || put_user(status, &ue->status))
+			return -EFAULT;
 		done++;
 
-		if (ret < 0 || ((e.flags & ESCA_ENTRY_EXPECT) && ret != (long)e.expect))
+		if (status != ESCA_ST_DONE || ret < 0 ||
+		    ((e.flags & ESCA_ENTRY_EXPECT) && ret != (long)e.expect))
 			break;
 		cond_resched();
 	}

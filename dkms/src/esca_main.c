@@ -4,88 +4,42 @@
  *
  * One context per open file.  REGISTER binds one user table, and so the
  * context, to the calling process's address space; FLUSH runs entries of
- * that table; UNREGISTER (or the last close, or the exit of the address
- * space, whichever comes first) unpins it.  A process with another address
- * space (a forked child, a process the fd was passed to) is refused with
- * -EBADFD.  Threads of one process share the address space; libesca opens
- * the device once per thread, so each thread has its own context.
+ * that table (esca_flush.c); UNREGISTER or the last close unbinds it.  The
+ * table stays ordinary user memory: nothing is pinned, mapped into the
+ * kernel or charged.  A process with another address space (a forked
+ * child, a process the fd was passed to) is refused with -EBADFD.  Threads
+ * of one process share the address space; libesca opens the device once
+ * per thread, so each thread has its own context.
  *
  * Copyright (c) the ESCA for Debian authors.
  */
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
+#include <linux/compat.h>
 #include <linux/debugfs.h>
 #include <linux/file.h>
 #include <linux/fs.h>
 #include <linux/miscdevice.h>
-#include <linux/mmu_notifier.h>
 #include <linux/module.h>
+#include <linux/pagemap.h>
 #include <linux/sched/mm.h>
 #include <linux/seq_file.h>
 #include <linux/slab.h>
+#include <linux/spinlock.h>
 #include <linux/uaccess.h>
 
 #include "esca.h"
 
 struct esca_ctx {
-	struct mutex lock;		/* serialises ioctls, guards mm */
-	struct mm_struct *mm;		/* bound address space, NULL when unbound */
-	struct esca_table *table;	/* NULL once unpinned (even while bound); xchg() */
-	struct mmu_notifier mn;		/* unpins at the exit of mm */
+	spinlock_t lock;		/* guards the binding below */
+	struct mm_struct *mm;		/* bound address space (mmgrab), NULL when unbound */
+	u64 table;			/* user address of the table */
+	u32 nentries;
 };
 
 static atomic_t esca_contexts = ATOMIC_INIT(0);
+static atomic_t esca_tables = ATOMIC_INIT(0);
 static struct dentry *esca_debugfs;
-
-/*
- * Take the table away from the context, exactly once: the exit of the
- * address space (esca_mn_release) may race with the last close in another
- * process that was given the file.
- */
-static struct esca_table *esca_ctx_take_table(struct esca_ctx *ctx)
-{
-	return xchg(&ctx->table, NULL);
-}
-
-/*
- * The address space is being torn down (its last user exited) or the
- * notifier is being unregistered: unpin now, even if some other process
- * still holds the file.
- */
-static void esca_mn_release(struct mmu_notifier *mn, struct mm_struct *mm)
-{
-	struct esca_ctx *ctx = container_of(mn, struct esca_ctx, mn);
-
-	esca_table_free(esca_ctx_take_table(ctx));
-}
-
-static const struct mmu_notifier_ops esca_mn_ops = {
-	.release = esca_mn_release,
-};
-
-/* Called with ctx->lock held: the context's bound mm may be used by current. */
-static int esca_ctx_check_owner(struct esca_ctx *ctx)
-{
-	if (!ctx->mm)
-		return -ENXIO;
-	if (ctx->mm != current->mm)
-		return -EBADFD;
-	return 0;
-}
-
-/*
- * Unbind: unpin the table, drop the mm.  Called with ctx->lock held (the
- * notifier's release callback does not take it).
- */
-static void esca_ctx_unbind(struct esca_ctx *ctx)
-{
-	struct mm_struct *mm = ctx->mm;
-
-	esca_table_free(esca_ctx_take_table(ctx));
-	/* Waits for a concurrent esca_mn_release(), drops the mm reference. */
-	mmu_notifier_unregister(&ctx->mn, mm);
-	ctx->mm = NULL;
-}
 
 static long esca_ioc_version(void __user *uarg)
 {
@@ -99,10 +53,27 @@ static long esca_ioc_version(void __user *uarg)
 	return 0;
 }
 
+/* The table must be user memory the caller can read and write, now. */
+static int esca_table_check(u64 uaddr, u32 nentries)
+{
+	void __user *p = u64_to_user_ptr(uaddr);
+	size_t len = (size_t)nentries * sizeof(struct esca_entry);
+
+	if (uaddr != (unsigned long)uaddr)
+		return -EFAULT;
+	if (uaddr & (__alignof__(struct esca_entry) - 1))
+		return -EINVAL;
+	if (!access_ok(p, len))
+		return -EFAULT;
+	/* Faults the pages in as a write would, without writing. */
+	if (fault_in_safe_writeable(p, len))
+		return -EFAULT;
+	return 0;
+}
+
 static long esca_ioc_register(struct esca_ctx *ctx, void __user *uarg)
 {
 	struct esca_register reg;
-	struct esca_table *t;
 	int ret;
 
 	if (copy_from_user(&reg, uarg, sizeof(reg)))
@@ -115,79 +86,80 @@ static long esca_ioc_register(struct esca_ctx *ctx, void __user *uarg)
 		return -EINVAL;
 	if (!current->mm)
 		return -EINVAL;
-	/* Entries would bypass the filter: a confined task may not use esca. */
-	if (esca_task_seccomp(current))
+	/*
+	 * Every entry of a thread under seccomp would be refused, for good:
+	 * say so once, so that user space does not pay a refused FLUSH per
+	 * batch.  Tracing, syscall user dispatch and audit come and go; they
+	 * are checked per entry.
+	 */
+	if (esca_current_seccomp())
 		return -EPERM;
+	ret = esca_table_check(reg.table, reg.nentries);
+	if (ret)
+		return ret;
 
-	if (mutex_lock_killable(&ctx->lock))
-		return -EINTR;
+	spin_lock(&ctx->lock);
 	if (ctx->mm) {
 		ret = ctx->mm == current->mm ? -EBUSY : -EBADFD;
-		goto out_unlock;
+	} else {
+		mmgrab(current->mm);
+		ctx->mm = current->mm;
+		ctx->table = reg.table;
+		ctx->nentries = reg.nentries;
+		atomic_inc(&esca_tables);
 	}
-	ret = esca_table_pin(reg.table, reg.nentries, &t);
-	if (ret)
-		goto out_unlock;
-
-	memset(&ctx->mn, 0, sizeof(ctx->mn));
-	ctx->mn.ops = &esca_mn_ops;
-	ret = mmu_notifier_register(&ctx->mn, current->mm);
-	if (ret) {
-		esca_table_free(t);
-		goto out_unlock;
-	}
-	ctx->mm = current->mm;
-	WRITE_ONCE(ctx->table, t);
-out_unlock:
-	mutex_unlock(&ctx->lock);
+	spin_unlock(&ctx->lock);
 	return ret;
 }
 
 static long esca_ioc_flush(struct esca_ctx *ctx, void __user *uarg)
 {
-	struct esca_table *t;
 	struct esca_flush fl;
-	long ret;
+	u32 nentries;
+	u64 table;
+	long ret = 0;
 
 	if (copy_from_user(&fl, uarg, sizeof(fl)))
 		return -EFAULT;
 	if (fl.reserved)
 		return -EINVAL;
-	/* A filter may have been installed since REGISTER. */
-	if (esca_task_seccomp(current))
-		return -EPERM;
 
-	if (mutex_lock_killable(&ctx->lock))
-		return -EINTR;
-	ret = esca_ctx_check_owner(ctx);
-	if (ret)
-		goto out_unlock;
-	/* Cannot go away meanwhile: only the exit of current's mm takes it. */
-	t = READ_ONCE(ctx->table);
-	if (!t) {
+	/* A snapshot: no lock is held while the calls run. */
+	spin_lock(&ctx->lock);
+	if (!ctx->mm)
 		ret = -ENXIO;
-		goto out_unlock;
-	}
-	if (fl.first > t->nentries || fl.count > t->nentries - fl.first) {
-		ret = -EINVAL;
-		goto out_unlock;
-	}
-	ret = esca_flush_run(t, fl.first, fl.count);
-out_unlock:
-	mutex_unlock(&ctx->lock);
-	return ret;
+	else if (ctx->mm != current->mm)
+		ret = -EBADFD;
+	table = ctx->table;
+	nentries = ctx->nentries;
+	spin_unlock(&ctx->lock);
+	if (ret)
+		return ret;
+
+	if (fl.first > nentries || fl.count > nentries - fl.first)
+		return -EINVAL;
+	return esca_flush_run(table, nentries, fl.first, fl.count);
 }
 
 static long esca_ioc_unregister(struct esca_ctx *ctx)
 {
-	long ret;
+	struct mm_struct *mm = NULL;
+	long ret = 0;
 
-	if (mutex_lock_killable(&ctx->lock))
-		return -EINTR;
-	ret = esca_ctx_check_owner(ctx);
-	if (!ret)
-		esca_ctx_unbind(ctx);
-	mutex_unlock(&ctx->lock);
+	spin_lock(&ctx->lock);
+	if (!ctx->mm) {
+		ret = -ENXIO;
+	} else if (ctx->mm != current->mm) {
+		ret = -EBADFD;
+	} else {
+		mm = ctx->mm;
+		ctx->mm = NULL;
+	}
+	spin_unlock(&ctx->lock);
+	if (mm) {
+		atomic_dec(&esca_tables);
+		mmdrop(mm);
+	}
 	return ret;
 }
 
@@ -196,6 +168,10 @@ static long esca_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
 	struct esca_ctx *ctx = file->private_data;
 	void __user *uarg = (void __user *)arg;
 	long ret;
+
+	/* Entries hold x86-64 numbers and layouts: see esca_compat_ioctl(). */
+	if (in_compat_syscall())
+		return -ENOTTY;
 
 	switch (cmd) {
 	case ESCA_IOC_VERSION:
@@ -220,6 +196,16 @@ static long esca_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
 	}
 }
 
+/*
+ * 32-bit (ia32) and x32 callers: entries hold x86-64 syscall numbers and
+ * argument layouts, which such a task's own calls do not have.  Refused,
+ * whatever the command.
+ */
+static long esca_compat_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
+{
+	return -ENOTTY;
+}
+
 static int esca_open(struct inode *inode, struct file *file)
 {
 	struct esca_ctx *ctx;
@@ -227,7 +213,7 @@ static int esca_open(struct inode *inode, struct file *file)
 	ctx = kzalloc(sizeof(*ctx), GFP_KERNEL);
 	if (!ctx)
 		return -ENOMEM;
-	mutex_init(&ctx->lock);
+	spin_lock_init(&ctx->lock);
 	file->private_data = ctx;
 	atomic_inc(&esca_contexts);
 	return stream_open(inode, file);
@@ -237,12 +223,15 @@ static int esca_release(struct inode *inode, struct file *file)
 {
 	struct esca_ctx *ctx = file->private_data;
 
-	/* Last reference: no ioctl can be running on this file. */
-	mutex_lock(&ctx->lock);
-	if (ctx->mm)
-		esca_ctx_unbind(ctx);
-	mutex_unlock(&ctx->lock);
-	mutex_destroy(&ctx->lock);
+	/*
+	 * The last reference: no ioctl runs on this file, nothing else can
+	 * reach ctx, and no lock is needed (an entry of another context's
+	 * flush may be what closed it).
+	 */
+	if (ctx->mm) {
+		atomic_dec(&esca_tables);
+		mmdrop(ctx->mm);
+	}
 	kfree(ctx);
 	atomic_dec(&esca_contexts);
 	return 0;
@@ -253,7 +242,7 @@ static const struct file_operations esca_fops = {
 	.open = esca_open,
 	.release = esca_release,
 	.unlocked_ioctl = esca_ioctl,
-	/* No compat_ioctl: entries hold x86-64 syscall numbers and layouts. */
+	.compat_ioctl = esca_compat_ioctl,
 	ESCA_FOPS_NO_LLSEEK
 };
 
@@ -261,8 +250,12 @@ static struct miscdevice esca_misc = {
 	.minor = MISC_DYNAMIC_MINOR,
 	.name = ESCA_DEVICE_NAME,
 	.fops = &esca_fops,
-	/* Only calls any process may make anyway; pinning is charged to RLIMIT_MEMLOCK. */
-	.mode = 0666,
+	/*
+	 * root only, from the moment the node exists (devtmpfs, before udev;
+	 * or where udev never runs).  The esca-dkms package's udev rule opens
+	 * it to the group esca.
+	 */
+	.mode = 0600,
 };
 
 static int esca_symbols_show(struct seq_file *m, void *unused)
@@ -279,8 +272,8 @@ DEFINE_SHOW_ATTRIBUTE(esca_symbols);
 static void esca_debugfs_init(void)
 {
 	esca_debugfs = debugfs_create_dir(KBUILD_MODNAME, NULL);
-	debugfs_create_atomic_t("pinned_pages", 0444, esca_debugfs, &esca_pinned_pages);
 	debugfs_create_atomic_t("contexts", 0444, esca_debugfs, &esca_contexts);
+	debugfs_create_atomic_t("tables", 0444, esca_debugfs, &esca_tables);
 	debugfs_create_file("symbols", 0444, esca_debugfs, NULL, &esca_symbols_fops);
 }
 

@@ -8,9 +8,10 @@
 #define _ESCA_COMPAT_H
 
 #include <linux/version.h>
+#include <linux/audit.h>
 #include <linux/fs.h>
 #include <linux/sched.h>
-#include <linux/seccomp.h>
+#include <linux/thread_info.h>
 #include <asm/cpufeature.h>
 #include <asm/syscall.h>
 
@@ -54,14 +55,52 @@ static inline bool esca_ibt_enforced(void)
 #endif
 }
 
-/* Whether a task runs under a seccomp filter (or strict mode). */
-static inline bool esca_task_seccomp(struct task_struct *task)
-{
-#ifdef CONFIG_SECCOMP
-	return task->seccomp.mode != SECCOMP_MODE_DISABLED;
-#else
-	return false;
+/*
+ * What the syscall entry path would do for the calling thread besides
+ * calling the handler.  Since Linux 5.11 (CONFIG_GENERIC_ENTRY, which x86
+ * always selects) the entry code reads it from the thread's syscall_work
+ * bits; the module reads the same bits, so it sees exactly what a plain
+ * system call made at that moment would see:
+ *
+ *  - SECCOMP: strict mode or a filter (also one installed by another
+ *    thread with SECCOMP_FILTER_FLAG_TSYNC); never cleared;
+ *  - SYSCALL_TRACE, SYSCALL_EMU: a ptrace tracer wants syscall stops
+ *    (PTRACE_SYSCALL) or emulates the calls (PTRACE_SYSEMU);
+ *  - SYSCALL_USER_DISPATCH: prctl(PR_SET_SYSCALL_USER_DISPATCH) is on;
+ *  - SYSCALL_AUDIT: the thread has an audit context; it records system
+ *    calls only while audit has syscall rules (a non-dummy context).
+ *
+ * SYSCALL_TRACEPOINT (raw_syscalls enabled) is deliberately not here: the
+ * module has tracepoints of its own for the calls it runs.
+ */
+#ifndef SYSCALL_WORK_SECCOMP
+#error "esca reads a thread's syscall entry work from syscall_work (CONFIG_GENERIC_ENTRY)"
 #endif
+
+static inline unsigned long esca_current_syscall_work(void)
+{
+	return READ_ONCE(current_thread_info()->syscall_work);
+}
+
+/* The calling thread runs under seccomp (any mode). */
+static inline bool esca_current_seccomp(void)
+{
+	return esca_current_syscall_work() & SYSCALL_WORK_SECCOMP;
+}
+
+/*
+ * The calling thread's system calls must pass the entry path now: ptrace
+ * syscall tracing or emulation, syscall user dispatch, or audit rules.
+ */
+static inline bool esca_current_entry_path_needed(void)
+{
+	unsigned long work = esca_current_syscall_work();
+
+	if (work & (SYSCALL_WORK_SYSCALL_TRACE | SYSCALL_WORK_SYSCALL_EMU |
+		    SYSCALL_WORK_SYSCALL_USER_DISPATCH))
+		return true;
+	/* The context's dummy flag is set at each syscall entry from the rules. */
+	return (work & SYSCALL_WORK_SYSCALL_AUDIT) && !audit_dummy_context();
 }
 
 #endif /* _ESCA_COMPAT_H */

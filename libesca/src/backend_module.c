@@ -6,7 +6,8 @@
  * context per open file, one table per context.  A flush is one ioctl; the
  * module stops after an entry that failed or was short, so that later
  * entries never run ahead of bytes still unsent.  That entry is completed
- * here and the flush continues after it.
+ * here and the flush continues after it.  The module also stops before an
+ * entry when a signal is pending, and at an entry it refuses (docs/abi.md).
  */
 #include "internal.h"
 
@@ -86,10 +87,36 @@ void esca_module_thread_fini(struct esca_thread *t, bool after_fork)
 	t->module_fd = -1;
 }
 
+/*
+ * The thread runs under seccomp now (a filter came after REGISTER, maybe
+ * from another thread with TSYNC): the module refuses every entry of it for
+ * good.  Stop using the module on this thread; its calls run directly, where
+ * the filter sees them.  Nothing new (io_uring) is set up under a filter
+ * that was not there when the backend was chosen.
+ */
+static void module_leave_confined(struct esca_thread *t)
+{
+	esca_log("thread %d now runs under seccomp: %s refuses its calls; they run directly",
+		 (int)gettid(), ESCA_DEVICE_PATH);
+	syscall(SYS_close, t->module_fd);
+	t->module_fd = -1;
+	t->backend = ESCA_BACKEND_OFF;
+	t->setup_failed = true;
+}
+
+/*
+ * One ioctl runs entries from `first` on, until the end, an entry that
+ * failed or was short (completed here, then the flush goes on after it), a
+ * refused entry, or a pending signal (its handler has run when the ioctl
+ * returns; the flush goes on where the module stopped).  A refusal because
+ * of the thread's state (seccomp, ptrace, syscall user dispatch, audit)
+ * leaves that entry and the rest to plain system calls, in order, once.
+ */
 void esca_module_flush(struct esca_thread *t)
 {
 	unsigned n = t->n, first = 0, i;
 	static _Atomic int warned;
+	bool confined = false;
 	struct esca_flush f;
 	long k;
 
@@ -105,22 +132,31 @@ void esca_module_flush(struct esca_thread *t)
 					 ESCA_DEVICE_PATH, strerror(errno));
 			break;
 		}
+		if (k == 0) {	/* a signal was pending: nothing ran; one directly, go on */
+			esca_run_direct(t, first++);
+			continue;
+		}
 		for (i = first; i < first + (unsigned)k && i < n; i++) {
-			if (t->table[i].status == ESCA_ST_DONE) {
+			struct esca_entry *e = &t->table[i];
+
+			if (e->status == ESCA_ST_DONE) {
 				esca_finish_entry(t, i);
-			} else {
-				t->st.errors_other++;
-				esca_debug("module refused entry %u (nr %u): running it directly", i,
-					   t->table[i].nr);
-				esca_run_direct(t, i);
+				continue;
 			}
+			esca_debug("module refused entry %u (nr %u, reason %lld): running it directly",
+				   i, e->nr, (long long)e->result);
+			if (e->result == ESCA_REFUSED_SECCOMP || e->result == ESCA_REFUSED_ENTRY_PATH) {
+				confined = e->result == ESCA_REFUSED_SECCOMP;
+				first = i;
+				goto direct;
+			}
+			esca_run_direct(t, i);
 		}
 		first += (unsigned)k;
-		if (k == 0) {	/* nothing ran (signal): run one and go on */
-			esca_run_direct(t, first);
-			first++;
-		}
 	}
+direct:
 	for (i = first; i < n; i++)
 		esca_run_direct(t, i);
+	if (confined)
+		module_leave_confined(t);
 }

@@ -9,18 +9,21 @@
  * compiler and architecture; sizes are checked at build time on both sides.
  *
  * Versioning: ESCA_ABI_VERSION changes whenever a structure, an ioctl number
- * or the meaning of a field changes.  User space reads the module's version
- * with ESCA_IOC_VERSION and passes its own in struct esca_register; the module
+ * or the meaning of a field changes in a way that user space of the previous
+ * version would misread.  Additions that such user space already handles
+ * correctly (a new refusal reason of a REFUSED entry, which it runs as a
+ * direct call) keep the version.  User space reads the module's version with
+ * ESCA_IOC_VERSION and passes its own in struct esca_register; the module
  * refuses a mismatch with -EPROTO.
  */
 #ifndef _UAPI_ESCA_ABI_H
 #define _UAPI_ESCA_ABI_H
 
-#ifdef __KERNEL__
+#include <linux/errno.h>
 #include <linux/types.h>
+#ifdef __KERNEL__
 #include <linux/ioctl.h>
 #else
-#include <linux/types.h>
 #include <sys/ioctl.h>
 #endif
 
@@ -45,8 +48,29 @@
 enum esca_entry_status {
 	ESCA_ST_QUEUED = 0,	/* not run (yet): user space owns it */
 	ESCA_ST_DONE = 1,	/* ran; result holds the return value */
-	ESCA_ST_REFUSED = 2,	/* not run: syscall not on the allowlist, or bad flags; result = -EINVAL */
+	ESCA_ST_REFUSED = 2,	/* not run; result holds an ESCA_REFUSED_* reason */
 };
+
+/*
+ * The result of an ESCA_ST_REFUSED entry: why the module did not run it.
+ * The flush stops at a refused entry (it counts as processed); user space
+ * runs it as a plain system call.
+ *
+ * ESCA_REFUSED_CALL: the number is not on the allowlist, or the flags are
+ *	unknown.  Only this entry is concerned.
+ * ESCA_REFUSED_SECCOMP: the calling thread runs under seccomp (any mode).
+ *	That never ends for the thread: run this entry and the rest of the
+ *	batch as plain system calls, and stop using the module on this thread
+ *	(REGISTER refuses such a thread with -EPERM).
+ * ESCA_REFUSED_ENTRY_PATH: the calling thread's system calls must pass
+ *	the syscall entry path right now: it is ptrace syscall-traced or
+ *	emulated (PTRACE_SYSCALL, PTRACE_SYSEMU), has syscall user dispatch
+ *	on, or audit has syscall rules.  Run this entry and the rest of the
+ *	batch as plain system calls; later flushes may go through again.
+ */
+#define ESCA_REFUSED_CALL	(-EINVAL)
+#define ESCA_REFUSED_SECCOMP	(-EPERM)
+#define ESCA_REFUSED_ENTRY_PATH	(-EAGAIN)
 
 /*
  * One deferred system call.  72 bytes.
@@ -68,7 +92,11 @@ struct esca_version {
 	__u64 reserved[2];
 };
 
-/* ESCA_IOC_REGISTER: bind a table of the calling process to this open file. */
+/*
+ * ESCA_IOC_REGISTER: bind a table of the calling process to this open file.
+ * The table stays ordinary memory of the process (nothing is pinned): any
+ * mapping that is readable and writable will do.
+ */
 struct esca_register {
 	__u64 table;		/* user address of struct esca_entry[nentries], 8-byte aligned */
 	__u32 nentries;		/* 1 .. ESCA_MAX_ENTRIES */
@@ -78,9 +106,13 @@ struct esca_register {
 
 /*
  * ESCA_IOC_FLUSH: run entries [first, first + count) in order.
- * Returns the number of entries processed (>= 0); processing stops early
- * after an entry whose result is negative or, with ESCA_ENTRY_EXPECT, differs
- * from expect, and before running an entry when a fatal signal is pending.
+ * Returns the number of entries processed (>= 0, a refused entry counts);
+ * processing stops early after an entry that was refused, whose result is
+ * negative or, with ESCA_ENTRY_EXPECT, differs from expect; and before an
+ * entry when any signal is pending (so 0 is possible: nothing ran).  The
+ * table is read and written with ordinary user accesses: when the entry at
+ * which the flush starts cannot be read, or a result cannot be written back,
+ * FLUSH fails with -EFAULT (the entries before it keep their status).
  */
 struct esca_flush {
 	__u32 first;
