@@ -3,7 +3,9 @@
 Per kernel, two boots:
   1. nokaslr, module built without a System.map (kprobe path): every case
      program of tests/vm/cases, load/unload cycles, libesca's own tests with
-     ESCA_BACKEND=module, the micro-benchmark; /proc/kallsyms is saved;
+     ESCA_BACKEND=module, the micro-benchmark, then what an administrator's
+     tools see (guest/observe.sh: device mode with and without udev, strace,
+     perf, a seccomp filter, a signal, audit); /proc/kallsyms is saved;
   2. KASLR on, module built with the System.map made from that kallsyms
      (build-time path): the module must resolve from the map and see the
      shift; then a map of "another build" must be refused with symbols=map
@@ -21,6 +23,8 @@ from pathlib import Path
 import esca_vm as vm
 import pytest
 
+from esca_pkg.proc import run
+
 pytestmark = pytest.mark.vm
 
 SERIES = list(vm.KERNEL_METAS)
@@ -28,6 +32,20 @@ CASES = vm.case_names()
 KASLR_CASES = ["flush_calls", "threads", "fork_child"]
 # libesca's tests are parametrized by backend: the guest runs the module ones.
 LIBESCA_SELECT = "module and not missing_module"
+# guest/observe.sh checks, in this order (audit last: it stays enabled).
+OBSERVE = ["devmode", "strace", "perf", "tsync", "signal", "audit"]
+PROGRAMS_DIR = vm.CASES_DIR / "programs"
+
+
+def build_programs(dest: Path) -> None:
+    """The hooked programs of guest/observe.sh (libesca's weak hooks)."""
+    for src in sorted(PROGRAMS_DIR.glob("*.c")):
+        flags = ["-D_GNU_SOURCE", "-O2", "-g", "-Wall", "-Wextra", "-Werror", "-pthread"]
+        run(
+            ["gcc", *flags, "-o", str(dest / src.stem), str(src)],
+            capture=True,
+            hint="a program of tests/vm/cases/programs does not compile",
+        )
 
 
 class KernelRuns:
@@ -51,6 +69,7 @@ def _run_kernel(series: str, base: Path) -> KernelRuns:
     run1 = base / "full"
     ko, runs.build_logs["kprobe"] = vm.build_module(kernel, run1 / "kprobe", "none")
     bins = vm.build_cases(run1 / "bin")
+    build_programs(bins)
     initramfs = vm.build_initramfs(kernel, base / "initramfs.cpio")
     bench = vm.REPO / "libesca" / "build" / "esca-microbench"
     plan = {
@@ -61,6 +80,7 @@ def _run_kernel(series: str, base: Path) -> KernelRuns:
         "LIBESCA_TESTS": _libesca_tests(),
         "LIBESCA_SELECT": LIBESCA_SELECT,
         "MICROBENCH": "1" if bench.exists() else "",
+        "OBSERVE": " ".join(OBSERVE),
     }
     runs.full = vm.boot(kernel, run1, initramfs, plan, kaslr=False, timeout=1500)
 
@@ -154,6 +174,15 @@ def test_microbenchmark_runs(kruns: KernelRuns) -> None:
     report = reports / f"microbench-{kruns.kernel.series}.txt"
     report.write_text(format_ratios(kruns.kernel, ratios, step.out))
     print(report.read_text())
+
+
+@pytest.mark.parametrize("check", OBSERVE)
+def test_observed(kruns: KernelRuns, check: str) -> None:
+    """guest/observe.sh CHECK: udev, strace, perf, seccomp, signals, audit."""
+    assert kruns.full is not None
+    step = kruns.full.result(f"observe-{check}")
+    _ok(step)
+    print(step.out)
 
 
 def test_system_map_path_under_kaslr(kruns: KernelRuns) -> None:

@@ -46,6 +46,6 @@ int main(void)
 	refused(fd, t, SYS_write, 0x8000);
 	refused(fd, t, SYS_write, 0xffff);
 	close(fd);
-	expect_pinned(0);
+	expect_tables(0);
 	return T_PASS;
 }

@@ -125,18 +125,18 @@ static inline long esca_debugfs(const char *name)
 	return strtol(buf, NULL, 10);
 }
 
-/* Wait (up to 5 s) for the pinned-page counter to reach a value. */
-static inline void expect_pinned(long want)
+/* Wait (up to 5 s) for the count of registered tables to reach a value. */
+static inline void expect_tables(long want)
 {
 	long v = -1;
 
 	for (int i = 0; i < 500; i++) {
-		v = esca_debugfs("pinned_pages");
+		v = esca_debugfs("tables");
 		if (v == want)
 			return;
 		usleep(10000);
 	}
-	FAIL("pinned_pages is %ld, expected %ld", v, want);
+	FAIL("tables is %ld, expected %ld", v, want);
 }
 
 static inline int wait_child(pid_t pid)

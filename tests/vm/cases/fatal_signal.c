@@ -43,6 +43,6 @@ int main(void)
 	if (t[1].status != ESCA_ST_QUEUED)
 		FAIL("entry after a fatal signal ran (status %u)", t[1].status);
 	CHECK_ERR(read(other[0], &c, 1), EAGAIN);
-	expect_pinned(0);
+	expect_tables(0);
 	return T_PASS;
 }

@@ -23,6 +23,6 @@ int main(void)
 	for (int i = 0; i < 16; i++)
 		CHECK(t[i].status == ESCA_ST_QUEUED && t[i].result == 0);
 	close(fd);
-	expect_pinned(0);
+	expect_tables(0);
 	return T_PASS;
 }

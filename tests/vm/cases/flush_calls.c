@@ -133,6 +133,6 @@ int main(void)
 			FAIL("slice [3,7): entry %d status %u", i, t[i].status);
 	expect_read(p[0], "3456", 4);
 	close(fd);
-	expect_pinned(0);
+	expect_tables(0);
 	return T_PASS;
 }

@@ -78,6 +78,6 @@ int main(int argc, char **argv)
 	entry_set(&t[0], SYS_write, p[1], (uintptr_t)"ok", 2, 0);
 	CHECK(esca_flush(fd, 0, 1) == 1 && t[0].result == 2);
 	close(fd);
-	expect_pinned(0);
+	expect_tables(0);
 	return T_PASS;
 }

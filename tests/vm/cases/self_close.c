@@ -1,6 +1,6 @@
 /*
  * An entry closes the /dev/esca fd that is flushing; the rest of the batch
- * still runs; then the fd is gone and the table unpinned.
+ * still runs; then the fd is gone and the context with it.
  */
 #include "esca_test.h"
 
@@ -18,6 +18,6 @@ int main(void)
 		FAIL("results %lld %lld", (long long)t[0].result, (long long)t[1].result);
 	CHECK(read(p[0], buf, 4) == 4);
 	CHECK_ERR(esca_flush(fd, 0, 1), EBADF);
-	expect_pinned(0);
+	expect_tables(0);
 	return T_PASS;
 }

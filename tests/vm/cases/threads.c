@@ -81,6 +81,6 @@ int main(void)
 	CHECK(esca_flush(w[0].fd, 0, 1) == 1 && w[0].t[0].result == 1);
 	for (int i = 0; i < NTHREADS; i++)
 		close(w[i].fd);
-	expect_pinned(0);
+	expect_tables(0);
 	return T_PASS;
 }

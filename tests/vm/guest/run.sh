@@ -37,13 +37,19 @@ full)
 	if [ -n "${LIBESCA_TESTS:-}" ]; then
 		# The module-backend variants of libesca's tests (the other
 		# backends run on the host).
+		read -ra tests <<< "$LIBESCA_TESTS"
 		step libesca_pytest 900 env ESCA_BACKEND=module \
 			"$REPO/.venv/bin/python" -m pytest -p no:cacheprovider -q -rs \
-			--rootdir "$REPO" -k "$LIBESCA_SELECT" $LIBESCA_TESTS
+			--rootdir "$REPO" -k "$LIBESCA_SELECT" "${tests[@]}"
 	fi
 	if [ -n "${MICROBENCH:-}" ]; then
 		step microbench 600 bash "$run/microbench.sh"
 	fi
+	# What udev, strace, perf, a seccomp filter, a signal and audit see of
+	# ESCA (audit last: once enabled, it stays so for the boot).
+	for check in ${OBSERVE:-}; do
+		step "observe-$check" 300 bash "$REPO/tests/vm/guest/observe.sh" "$run" "$check"
+	done
 	step rmmod 60 rmmod esca
 	;;
 kaslr)
@@ -60,4 +66,4 @@ kaslr)
 	;;
 esac
 dmesg > "$run/dmesg.txt"
-echo done > "$run/finished"
+echo "done" > "$run/finished"

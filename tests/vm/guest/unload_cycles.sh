@@ -1,14 +1,14 @@
 #!/bin/bash
 # Load/unload cycles: rmmod must fail while contexts are open (the module
-# stays usable), and succeed once their process died, with nothing pinned.
+# stays usable), and succeed once their process died, with no table left.
 # Usage: unload_cycles.sh KO CASEBIN   (the module is loaded on entry and exit)
 set -eu
 ko=$1 bin=$2
 d=/sys/kernel/debug/esca
 fail() { echo "unload_cycles: $*"; exit 1; }
 expect() {
-	local i
-	for i in $(seq 100); do
+	local _
+	for _ in $(seq 100); do
 		[ "$(cat "$d/$1")" = "$2" ] && return 0
 		sleep 0.05
 	done
@@ -18,13 +18,13 @@ expect() {
 rmmod esca
 for cycle in 1 2 3; do
 	insmod "$ko"
-	expect pinned_pages 0
-	# 3 contexts with 128-entry tables: 3 pages each.
+	expect tables 0
+	# 3 contexts with registered 128-entry tables.
 	coproc HOLDER { exec "$bin/holder" 3; }
 	read -r line <&"${HOLDER[0]}"
 	[ "$line" = ready ] || fail "holder said '$line'"
 	expect contexts 3
-	expect pinned_pages 9
+	expect tables 3
 	if rmmod esca 2>/dev/null; then
 		fail "rmmod succeeded with contexts open"
 	fi
@@ -32,7 +32,7 @@ for cycle in 1 2 3; do
 	kill -9 "$HOLDER_PID"
 	wait "$HOLDER_PID" || true
 	expect contexts 0
-	expect pinned_pages 0
+	expect tables 0
 	rmmod esca
 	[ ! -e /dev/esca ] || fail "/dev/esca still there after rmmod"
 	[ ! -e "$d" ] || fail "debugfs directory left after rmmod"
