@@ -79,7 +79,8 @@ int main(int argc, char **argv)
 	CHECK(pipe2(pipefd, O_NONBLOCK) == 0);
 	while ((r = write(pipefd[1], fill, sizeof(fill))) > 0)
 		in_pipe += (size_t)r;
-	CHECK(errno == EAGAIN && fcntl(pipefd[1], F_SETFL, 0) == 0);
+	CHECK(errno == EAGAIN);
+	CHECK(fcntl(pipefd[0], F_SETFL, 0) == 0 && fcntl(pipefd[1], F_SETFL, 0) == 0);
 	in_pipe += 100;
 	CHECK(pthread_create(&th, NULL, filterer, NULL) == 0);
 
