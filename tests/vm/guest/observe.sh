@@ -133,6 +133,12 @@ perf)
 	[ "$flushes" = 25 ] || fail "esca:esca_flush counted $flushes for 25 segments"
 	[ "$(perf_count "$work/perf" esca:esca_refused)" = 0 ] || fail "entries refused"
 	echo "perf stat: esca:esca_call $calls = deferred $deferred, esca:esca_flush $flushes"
+	perf trace -o "$work/trace" -e esca:esca_call -- \
+		"${hooked[@]}" "$CASEBIN/h_writes" "$work/data" 5 8 2> "$work/stderr" ||
+		fail "h_writes under perf trace: $(cat "$work/stderr")"
+	n=$(grep -c 'esca:esca_call' "$work/trace" || true)
+	[ "$n" = 40 ] || fail "perf trace shows $n of 40 writes: $(head -5 "$work/trace")"
+	echo "perf trace: all $n writes, e.g. $(head -1 "$work/trace")"
 	;;
 tsync)
 	"${hooked[@]}" ESCA_DEBUG=1 "$CASEBIN/h_tsync" "$work" 2> "$work/stderr" ||
