@@ -3,11 +3,12 @@
  * esca: running a batch.
  *
  * The table is ordinary memory of the caller, read and written with user
- * accesses: each entry is copied in before it is checked (user space
- * rewriting it meanwhile cannot change what was checked), its result and
- * status are written back with put_user().  Nothing is pinned, so a table
- * in any mapping behaves the same, and a table unmapped under a flush is
- * -EFAULT, never a write to pages the process no longer has.
+ * accesses: entries are copied in, a chunk of ESCA_FLUSH_CHUNK at a time,
+ * before they are checked (user space rewriting them meanwhile cannot change
+ * what was checked); results and statuses of a chunk are written back when
+ * it is done or the flush stops.  Nothing is pinned, so a table in any
+ * mapping behaves the same, and a table unmapped under a flush is -EFAULT,
+ * never a write to pages the process no longer has.
  *
  * Before each entry the module looks at what the syscall entry path would
  * do for the calling thread: under seccomp, ptrace syscall tracing or
@@ -26,6 +27,9 @@
 #include <asm/ptrace.h>
 
 #include "esca.h"
+
+/* Entries read with one user access (576 bytes of stack). */
+#define ESCA_FLUSH_CHUNK	8
 
 #define CREATE_TRACE_POINTS
 #include "esca_trace.h"
@@ -77,40 +81,74 @@ static long esca_entry_run(const struct esca_entry *e)
 	return esca_user_result(fn(&regs));
 }
 
+/*
+ * Writes result and status of the n entries that ran back to the user
+ * table, the result first: a reader that sees the status sees the result.
+ */
+static int esca_write_back(struct esca_entry __user *ue, const struct esca_entry *e,
+			   unsigned int n)
+{
+	unsigned int j;
+
+	if (!n)
+		return 0;
+	if (!user_write_access_begin(ue, n * sizeof(*ue)))
+		return -EFAULT;
+	for (j = 0; j < n; j++) {
+		unsafe_put_user(e[j].result, &ue[j].result, efault);
+		unsafe_put_user(e[j].status, &ue[j].status, efault);
+	}
+	user_write_access_end();
+	return 0;
+efault:
+	user_write_access_end();
+	return -EFAULT;
+}
+
 long esca_flush_run(u64 table, u32 nentries, u32 first, u32 count)
 {
 	struct esca_entry __user *entries = u64_to_user_ptr(table);
-	u32 i, done = 0;
+	struct esca_entry chunk[ESCA_FLUSH_CHUNK];
+	u32 i = first, end = first + count, done = 0;
+	bool stop = false;
 
 	trace_esca_flush(first, count);
-	for (i = first; i < first + count; i++) {
-		struct esca_entry __user *ue = &entries[array_index_nospec(i, nentries)];
-		struct esca_entry e;
-		u16 status = ESCA_ST_DONE;
-		long ret;
+	while (i < end && !stop) {
+		struct esca_entry __user *uc = &entries[array_index_nospec(i, nentries)];
+		u32 n = min_t(u32, end - i, ESCA_FLUSH_CHUNK), got, j;
+		unsigned long left;
 
-		if (signal_pending(current))
-			break;
-		if (copy_from_user(&e, ue, sizeof(e)))
+		/* Whole entries only: the flush stops before one it cannot read. */
+		left = copy_from_user(chunk, uc, n * sizeof(chunk[0]));
+		got = n - DIV_ROUND_UP(left, sizeof(chunk[0]));
+		if (!got)
 			return done ? done : -EFAULT;
 
-		ret = esca_entry_refusal(&e);
-		if (ret) {
-			status = ESCA_ST_REFUSED;
-			trace_esca_refused(i, e.nr, ret);
-		} else {
-			ret = esca_entry_run(&e);
-			trace_esca_call(i, &e, ret);
-		}
-		/* The result first: a reader that sees the status sees it. */
-		if (put_user(ret, &ue->result) || put_user(status, &ue->status))
-			return -EFAULT;
-		done++;
+		for (j = 0; j < got && !stop; j++) {
+			struct esca_entry *e = &chunk[j];
 
-		if (status != ESCA_ST_DONE || ret < 0 ||
-		    ((e.flags & ESCA_ENTRY_EXPECT) && ret != (long)e.expect))
+			if (signal_pending(current))
+				break;
+			e->result = esca_entry_refusal(e);
+			if (e->result) {
+				e->status = ESCA_ST_REFUSED;
+				trace_esca_refused(i + j, e->nr, e->result);
+				stop = true;
+				continue;
+			}
+			e->result = esca_entry_run(e);
+			e->status = ESCA_ST_DONE;
+			trace_esca_call(i + j, e, e->result);
+			stop = e->result < 0 ||
+			       ((e->flags & ESCA_ENTRY_EXPECT) && e->result != (s64)e->expect);
+			cond_resched();
+		}
+		if (esca_write_back(uc, chunk, j))
+			return -EFAULT;
+		done += j;
+		i += j;
+		if (j < got)	/* a signal is pending */
 			break;
-		cond_resched();
 	}
 	return done;
 }
