@@ -41,6 +41,7 @@ def build_programs(dest: Path) -> None:
     """The hooked programs of guest/observe.sh (libesca's weak hooks)."""
     for src in sorted(PROGRAMS_DIR.glob("*.c")):
         flags = ["-D_GNU_SOURCE", "-O2", "-g", "-Wall", "-Wextra", "-Werror", "-pthread"]
+        flags.append(f"-I{vm.DKMS_DIR / 'include' / 'uapi'}")
         run(
             ["gcc", *flags, "-o", str(dest / src.stem), str(src)],
             capture=True,

@@ -5,47 +5,19 @@
  * do not look at non-fatal signals themselves, so before the fix the whole
  * batch ran first.  Continuing from there runs every entry once, in order.
  */
-#include <pthread.h>
-#include <sys/stat.h>
 #include "esca_test.h"
+#include "sigwatch.h"
 
 #define N	ESCA_MAX_ENTRIES
 #define BLOCK	4096
 
-static int file;
-static pthread_t flusher;
-static volatile sig_atomic_t handled;
-static volatile off_t size_in_handler = -1;
-
-static void on_usr1(int sig)
-{
-	struct stat st;
-
-	(void)sig;
-	if (!fstat(file, &st))
-		size_in_handler = st.st_size;
-	handled = 1;
-}
-
-static void *watcher(void *arg)
-{
-	struct stat st;
-
-	do
-		CHECK(fstat(file, &st) == 0);
-	while (st.st_size == 0);
-	CHECK(pthread_kill(flusher, SIGUSR1) == 0);
-	return arg;
-}
-
 int main(void)
 {
-	struct sigaction sa = { .sa_handler = on_usr1, .sa_flags = SA_RESTART };
 	struct esca_entry *t = table_alloc(N);
 	uint32_t *src, *back;
 	int fd = esca_open();
 	unsigned int first;
-	pthread_t th;
+	int file;
 	long k;
 
 	src = malloc((size_t)N * BLOCK);
@@ -55,24 +27,20 @@ int main(void)
 		src[i] = (uint32_t)(i * 4 / BLOCK);
 	file = memfd_create("esca-signal", 0);
 	CHECK(file >= 0);
-	CHECK(sigaction(SIGUSR1, &sa, NULL) == 0);
 	CHECK(esca_register(fd, t, N) == 0);
 	for (unsigned int i = 0; i < N; i++) {
 		entry_set(&t[i], SYS_write, file, (uintptr_t)src + (size_t)i * BLOCK, BLOCK, 0);
 		t[i].flags = ESCA_ENTRY_EXPECT;
 		t[i].expect = BLOCK;
 	}
-	flusher = pthread_self();
-	CHECK(pthread_create(&th, NULL, watcher, NULL) == 0);
+	sigwatch_start(file, SA_RESTART);
 	k = esca_flush(fd, 0, N);
-	CHECK(pthread_join(th, NULL) == 0);
-	if (!handled)
-		FAIL("the handler has not run when FLUSH returned %ld", k);
+	sigwatch_join();
 	if (k <= 0 || k >= N)
 		FAIL("FLUSH returned %ld: the signal did not stop it between entries", k);
-	if (size_in_handler != (off_t)k * BLOCK)
+	if (sigwatch_size != (off_t)k * BLOCK)
 		FAIL("the handler saw %lld bytes written, FLUSH says %ld entries ran",
-		     (long long)size_in_handler, k);
+		     (long long)sigwatch_size, k);
 	for (unsigned int i = 0; i < N; i++) {
 		uint16_t want = i < k ? ESCA_ST_DONE : 0xffff;
 
@@ -87,7 +55,7 @@ int main(void)
 	if (memcmp(src, back, (size_t)N * BLOCK))
 		FAIL("the file is not every block once, in order");
 	CHECK(lseek(file, 0, SEEK_END) == (off_t)N * BLOCK);
-	printf("stopped after %ld of %d entries\n", (long)(size_in_handler / BLOCK), N);
+	printf("stopped after %ld of %d entries\n", (long)(sigwatch_size / BLOCK), N);
 	close(fd);
 	return T_PASS;
 }

@@ -8,30 +8,8 @@
 #ifndef HOOKED_H
 #define HOOKED_H
 
-#ifndef _GNU_SOURCE
-#define _GNU_SOURCE
-#endif
-#include <errno.h>
-#include <fcntl.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <unistd.h>
-
+#include "../esca_test.h"
 #include "../../../../libesca/include/esca.h"
-
-#define FAIL(...) do {							\
-	fprintf(stderr, "%s:%d: ", __FILE__, __LINE__);		\
-	fprintf(stderr, __VA_ARGS__);					\
-	fputc('\n', stderr);						\
-	exit(1);							\
-} while (0)
-
-#define CHECK(cond) do {						\
-	if (!(cond))							\
-		FAIL("check failed: %s (errno %d: %s)", #cond,		\
-		     errno, strerror(errno));				\
-} while (0)
 
 /* The hooks must be there: the program is useless without libesca. */
 static inline void hooked_init(void)
