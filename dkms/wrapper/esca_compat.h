@@ -68,7 +68,9 @@ static inline bool esca_ibt_enforced(void)
  *    (PTRACE_SYSCALL) or emulates the calls (PTRACE_SYSEMU);
  *  - SYSCALL_USER_DISPATCH: prctl(PR_SET_SYSCALL_USER_DISPATCH) is on;
  *  - SYSCALL_AUDIT: the thread has an audit context; it records system
- *    calls only while audit has syscall rules (a non-dummy context).
+ *    calls only while audit is enabled and has syscall rules (a non-dummy
+ *    context: the flag is set at each syscall entry, but only while audit
+ *    is enabled, so a context is not "dummy" after audit was switched off).
  *
  * SYSCALL_TRACEPOINT (raw_syscalls enabled) is deliberately not here: the
  * module has tracepoints of its own for the calls it runs.
@@ -99,8 +101,7 @@ static inline bool esca_current_entry_path_needed(void)
 	if (work & (SYSCALL_WORK_SYSCALL_TRACE | SYSCALL_WORK_SYSCALL_EMU |
 		    SYSCALL_WORK_SYSCALL_USER_DISPATCH))
 		return true;
-	/* The context's dummy flag is set at each syscall entry from the rules. */
-	return (work & SYSCALL_WORK_SYSCALL_AUDIT) && !audit_dummy_context();
+	return (work & SYSCALL_WORK_SYSCALL_AUDIT) && audit_enabled && !audit_dummy_context();
 }
 
 #endif /* _ESCA_COMPAT_H */

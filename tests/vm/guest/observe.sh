@@ -117,7 +117,15 @@ audit)
 	calls=$(perf_count "$work/perf" esca:esca_call)
 	[ "$calls" = 0 ] || fail "$calls writes ran inside the module under audit rules"
 	[ "$refused" -ge 20 ] || fail "the module refused $refused entries, expected one per flush"
-	echo "audit: $records records for 160 writes; the module refused $refused entries"
+	# Audit off again: a thread's audit context stays, but records nothing;
+	# the module must not refuse (it did, before it looked at audit_enabled).
+	perf stat -x, -o "$work/perf" -e esca:esca_call,esca:esca_refused -- \
+		"${hooked[@]}" "$CASEBIN/h_writes" "$work/data" 20 8 2> "$work/stderr" ||
+		fail "h_writes after audit: $(cat "$work/stderr")"
+	after=$(perf_count "$work/perf" esca:esca_call)
+	[ "$after" = 160 ] || fail "with audit off again, $after of 160 writes ran in the module"
+	echo "audit: $records records for 160 writes; the module refused $refused entries;"
+	echo "audit off again: all $after writes ran in the module"
 	;;
 perf)
 	perf stat -x, -o "$work/perf" -e esca:esca_flush,esca:esca_call,esca:esca_refused -- \
