@@ -57,27 +57,34 @@ try:
 except OSError as e:
     print(os.strerror(e.errno))'
 	}
-	gid=$(getent group esca | cut -d: -f3 || true)
-	if [ -z "$gid" ]; then
-		gid=4242
-		cp /etc/group "$work/group"
-		echo "esca:x:$gid:" >> "$work/group"
-		mount --bind "$work/group" /etc/group
-	fi
+	# A group esca of our own: the host's /etc/group (read-only here) may
+	# gain or lose one while we run (the packaging suite adds and purges it).
+	gid=4242
+	grep -v '^esca:' /etc/group > "$work/group"
+	echo "esca:x:$gid:" >> "$work/group"
+	mount --bind "$work/group" /etc/group
 	[ "$(open_as 4243 "$gid")" = "Permission denied" ] ||
 		fail "a member of esca opened /dev/esca without udev's rule"
 	[ "$(open_as 65534 65534)" = "Permission denied" ] || fail "a non-member opened /dev/esca"
 	# The package's rule, applied by udevd as the package installs it.
 	mkdir -p /run/udev/rules.d
 	cp "$REPO/esca_pkg/templates/dkms/debian/esca-dkms.udev" /run/udev/rules.d/60-esca-dkms.rules
+	# The runner is a chroot: without this, udevadm settle and control
+	# return at once ("Running in chroot, ignoring request").
+	export SYSTEMD_IGNORE_CHROOT=1
 	/lib/systemd/systemd-udevd --daemon
 	rmmod esca
 	insmod "$KO"
 	udevadm settle -t 60
 	mode=$(stat -c '%a %U %G' /dev/esca)
 	udevadm control --exit
+	for _ in $(seq 50); do
+		pidof systemd-udevd > /dev/null || break
+		sleep 0.1
+	done
+	pidof systemd-udevd > /dev/null && fail "systemd-udevd did not exit"
 	rm -f /run/udev/rules.d/60-esca-dkms.rules
-	mountpoint -q /etc/group && umount /etc/group
+	umount /etc/group
 	[ "$mode" = "660 root esca" ] || fail "with udev's rule /dev/esca is '$mode', not '660 root esca'"
 	[ "$(open_as 65534 65534)" = "Permission denied" ] ||
 		fail "a non-member opened /dev/esca with the rule"
