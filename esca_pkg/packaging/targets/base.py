@@ -4,8 +4,9 @@ A target turns part of the project (or an external source) into .deb files.
 `Target` is the minimal interface the builder drives; `DebhelperTarget`
 implements the usual flow: stage the files into a source tree, render
 debian/ from templates/<name>/, generate debian/changelog from VERSION, run
-dpkg-buildpackage.  A new target is one module in esca_pkg/targets/ with a
-class decorated by `@register` (see esca_pkg/targets/__init__.py).
+dpkg-buildpackage.  A new target is one module in esca_pkg/packaging/targets/
+with a class decorated by `@register` (see its __init__.py); a new server is a
+recipe folder (servers/<name>/, built by server.py).
 """
 
 from __future__ import annotations
@@ -20,14 +21,14 @@ from typing import ClassVar
 
 from debian.deb822 import Deb822
 
-from esca_pkg import copyright, debbuild
-from esca_pkg.context import BuildContext
 from esca_pkg.log import die
+from esca_pkg.packaging import copyright, debbuild
+from esca_pkg.packaging.context import BuildContext
 
 
 class Target(ABC):
-    name: ClassVar[str]
-    summary: ClassVar[str]
+    name: str
+    summary: str
     #: targets whose packages must be built first (build-all orders by this)
     requires: ClassVar[tuple[str, ...]] = ()
     #: position in build-all among targets with no ordering constraint
@@ -121,7 +122,7 @@ class DebhelperTarget(Target):
         return files
 
     def rendered_control(self, ctx: BuildContext) -> list[Deb822]:
-        env = debbuild._jinja_env()
+        env = debbuild.jinja_env()
         text = env.get_template(f"{self.template}/debian/control").render(**self.variables(ctx))
         return list(Deb822.iter_paragraphs(text.splitlines(keepends=True)))
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from esca_pkg.context import BuildContext
-from esca_pkg.targets import register
-from esca_pkg.targets.base import DebhelperTarget, require_files
+from esca_pkg.packaging.context import BuildContext
+from esca_pkg.packaging.targets import register
+from esca_pkg.packaging.targets.base import DebhelperTarget, require_files
 
 
 @register

@@ -5,10 +5,10 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from esca_pkg.context import BuildContext
 from esca_pkg.log import die
-from esca_pkg.targets import register
-from esca_pkg.targets.base import DebhelperTarget
+from esca_pkg.packaging.context import BuildContext
+from esca_pkg.packaging.targets import register
+from esca_pkg.packaging.targets.base import DebhelperTarget
 
 MODULE_NAME = "esca"
 _ASSIGN = re.compile(r"^\s*(PACKAGE_NAME|PACKAGE_VERSION)\s*=\s*\"?([^\"\n#]*)\"?", re.MULTILINE)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from esca_pkg.project import Project
+from esca_pkg.packaging.project import Project
 
 
 @dataclass(frozen=True)

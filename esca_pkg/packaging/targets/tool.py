@@ -1,4 +1,7 @@
-"""esca-tools: the esca-pkg / esca-run / esca-bench commands, from pyproject.toml.
+"""esca-tools: the esca-pkg / esca-run / esca-bench / esca-stat commands, from
+pyproject.toml, with the server recipes (servers/*/recipe.toml and their
+configuration templates, as package data esca_pkg/recipes/) and the
+tmpfiles.d entry of /run/esca.
 
 Built with dh and pybuild-plugin-pyproject (see docs/packaging.md for why not stdeb).
 """
@@ -8,26 +11,29 @@ from __future__ import annotations
 import tomllib
 from pathlib import Path
 
-from esca_pkg.context import BuildContext
 from esca_pkg.log import die, warn
-from esca_pkg.targets import register
-from esca_pkg.targets.base import DebhelperTarget, require_files
+from esca_pkg.packaging.context import BuildContext
+from esca_pkg.packaging.targets import register
+from esca_pkg.packaging.targets.base import DebhelperTarget, require_files
 
 #: one-line descriptions for the manual pages help2man writes
 SCRIPT_SUMMARIES = {
     "esca-pkg": "build, check and publish ESCA's Debian packages",
     "esca-run": "run a server with ESCA system call batching",
-    "esca-bench": "ESCA micro-benchmarks",
+    "esca-bench": "measure what ESCA buys on this machine",
+    "esca-stat": "show the live ESCA counters of running processes",
 }
+#: what esca-run needs of a recipe folder at run time
+RECIPE_RUN_FILES = ("recipe.toml", "serve.conf.j2")
 
 
 @register
 class ToolTarget(DebhelperTarget):
     name = "tool"
-    summary = "esca-tools: the esca-pkg, esca-run and esca-bench commands"
+    summary = "esca-tools: the esca-pkg, esca-run, esca-bench and esca-stat commands"
     template = "tool"
     source_package = "esca-tools"
-    source_paths = ("pyproject.toml", "VERSION", "README.md", "esca_pkg")
+    source_paths = ("pyproject.toml", "VERSION", "README.md", "esca_pkg", "servers")
     order = 30
     changelog_text = "Python package built from pyproject.toml by esca-pkg."
 
@@ -38,6 +44,15 @@ class ToolTarget(DebhelperTarget):
             ["pyproject.toml", "esca_pkg/__init__.py"],
             "the tool's own files are missing",
         )
+
+    def staged_name(self, rel: str) -> str | None:
+        """servers/<name>/{recipe.toml,serve.conf.j2} become package data."""
+        if rel.startswith("servers/"):
+            parts = rel.split("/")
+            if len(parts) == 3 and parts[2] in RECIPE_RUN_FILES:
+                return f"esca_pkg/recipes/{parts[1]}/{parts[2]}"
+            return None
+        return rel
 
     def scripts(self, ctx: BuildContext) -> tuple[list[str], list[str]]:
         """Console scripts of pyproject.toml: (those whose module exists, the others)."""

@@ -19,7 +19,7 @@ import jinja2
 from debian.changelog import Changelog
 from debian.deb822 import Changes, Deb822, PkgRelation
 
-from esca_pkg import proc
+from esca_pkg import proc, templating
 from esca_pkg.log import die
 
 DEFAULT_MAINTAINER = "ESCA developers <esca@example.org>"
@@ -61,13 +61,9 @@ def template_files(name: str) -> list[str]:
     return sorted(found)
 
 
-def _jinja_env() -> jinja2.Environment:
-    return jinja2.Environment(
-        loader=jinja2.PackageLoader("esca_pkg", "templates"),
-        undefined=jinja2.StrictUndefined,
-        keep_trailing_newline=True,
-        autoescape=False,
-    )
+def jinja_env() -> jinja2.Environment:
+    """The templates of esca_pkg/templates/ (package data)."""
+    return templating.environment(jinja2.PackageLoader("esca_pkg", "templates"))
 
 
 _SCRIPT_SUFFIXES = (".preinst", ".postinst", ".prerm", ".postrm", ".config")
@@ -87,7 +83,7 @@ def _is_script(rel: str) -> bool:
 
 def render_templates(name: str, dest: Path, variables: Mapping[str, object]) -> list[Path]:
     """Render every file of templates/<name>/ into dest, keeping the executable bit."""
-    env = _jinja_env()
+    env = jinja_env()
     written = []
     for rel in template_files(name):
         out = dest / rel
@@ -117,11 +113,6 @@ def write_changelog(
         changes=["", *[f"  * {c}" for c in changes], ""],
     )
     path.write_text(str(log))
-
-
-def read_control(path: Path) -> list[Deb822]:
-    with path.open() as fh:
-        return list(Deb822.iter_paragraphs(fh))
 
 
 def build_depends_names(source: Deb822) -> list[str]:

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import click
 
-from esca_pkg import cache, debbuild
-from esca_pkg.context import BuildContext
 from esca_pkg.log import EscaError, info
-from esca_pkg.progress import Progress
-from esca_pkg.targets.base import Target
+from esca_pkg.packaging import cache, debbuild
+from esca_pkg.packaging.context import BuildContext
+from esca_pkg.packaging.progress import Progress
+from esca_pkg.packaging.targets.base import Target
 
 TAIL_LINES = 40
 

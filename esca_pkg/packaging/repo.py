@@ -16,7 +16,9 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+from debian.arfile import ArError
 from debian.deb822 import Deb822, Release
 from debian.debfile import DebError, DebFile
 from debian.debian_support import Version
@@ -56,7 +58,7 @@ def _digests(path: Path) -> dict[str, str]:
 def _stanza(deb: Path) -> Deb822:
     try:
         control = DebFile(str(deb)).debcontrol()
-    except (DebError, OSError, KeyError) as e:
+    except (ArError, DebError, OSError, KeyError) as e:
         die(
             f"{deb} is not a readable Debian package: {e}",
             hint="rebuild it with esca-pkg build-all, or remove it from the directory",
@@ -127,10 +129,12 @@ def build_repo(
     rel["Architectures"] = " ".join(archs)
     rel["Description"] = "ESCA packages built by esca-pkg"
     for field, algo in (("MD5Sum", "md5sum"), ("SHA256", "sha256")):
-        rel[field] = [
+        # python-debian's Release takes the hash fields as lists of dicts
+        files: Any = [
             {algo: _digests(out / n)[algo], "size": str((out / n).stat().st_size), "name": n}
             for n in INDEXES
         ]
+        rel[field] = files
     (out / "Release").write_text(rel.dump())
 
     if sign_key:

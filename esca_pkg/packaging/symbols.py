@@ -13,10 +13,12 @@ from pathlib import Path
 
 from debian.debfile import DebFile
 
-from esca_pkg import proc, targets
-from esca_pkg.context import BuildContext
+from esca_pkg import proc
 from esca_pkg.log import die
-from esca_pkg.progress import Progress
+from esca_pkg.packaging import targets
+from esca_pkg.packaging.context import BuildContext
+from esca_pkg.packaging.progress import Progress
+from esca_pkg.packaging.targets.base import DebhelperTarget
 
 LIB_PACKAGE = "libesca0"
 DEV_PACKAGE = "libesca-dev"
@@ -35,17 +37,18 @@ def template_path(ctx: BuildContext) -> Path:
 
 def regenerate(ctx: BuildContext) -> tuple[Path, list[str], list[str]]:
     """Build libesca, write the symbols template; return (path, added, removed)."""
-    target = targets.get("libesca")
+    target = targets.get("libesca", ctx.project)
+    assert isinstance(target, DebhelperTarget)
     log = ctx.log_path("symbols")
     log.parent.mkdir(parents=True, exist_ok=True)
     log.write_text("esca-pkg symbols: building libesca with the symbols check off\n")
     with Progress("libesca: building for its symbols", log):
-        result = target.build(ctx, log, env={"DPKG_GENSYMBOLS_CHECK_LEVEL": "0"})  # type: ignore[call-arg]
+        result = target.build(ctx, log, env={"DPKG_GENSYMBOLS_CHECK_LEVEL": "0"})
     debs = [d for d in result.debs if d.name.startswith(f"{LIB_PACKAGE}_")]
     if len(debs) != 1:
         die(f"the libesca build made no {LIB_PACKAGE} package", hint=f"see {log}")
     # The package's build directory is still there after dpkg-buildpackage.
-    tree = target.tree(ctx)  # type: ignore[attr-defined]
+    tree = target.tree(ctx)
     out = tree.parent / f"{LIB_PACKAGE}.symbols.generated"
     argv = [
         "dpkg-gensymbols",

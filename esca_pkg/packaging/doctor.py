@@ -3,13 +3,13 @@
 Every check reports ok / warn / fail with the command that fixes it.  `fail`
 means something asked for cannot work (a package cannot be built, no ESCA
 backend can run); `warn` means a fallback is used or part of the machine is
-left out (a kernel without headers is skipped by DKMS).
+left out (a kernel without headers is skipped by DKMS).  The checks decide
+from what a System reports, so that the decisions can be tested with a
+faked machine (tests/unit/test_doctor.py).
 """
 
 from __future__ import annotations
 
-import ctypes
-import errno
 import grp
 import os
 import shutil
@@ -17,9 +17,11 @@ import stat
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from esca_pkg import debbuild, proc, targets
-from esca_pkg.context import BuildContext
+from esca_pkg import proc
 from esca_pkg.log import EscaError
+from esca_pkg.packaging import debbuild, targets
+from esca_pkg.packaging.context import BuildContext
+from esca_pkg.runtime import backends
 
 MODULE = "esca"
 DEVICE = Path("/dev/esca")
@@ -29,7 +31,6 @@ SYSTEM_MAP_PLACES = (
     "/boot/System.map-{v}",
     "/usr/lib/debug/boot/System.map-{v}",
 )
-_NR_IO_URING_SETUP = 425
 
 
 @dataclass(frozen=True)
@@ -41,28 +42,76 @@ class Check:
     fix: str = ""
 
 
-def _kernels() -> list[str]:
-    base = Path("/lib/modules")
-    found = {p.name for p in base.iterdir() if p.is_dir()} if base.is_dir() else set()
-    found.add(os.uname().release)
-    return sorted(found)
+class System:
+    """This machine, as the checks see it."""
 
+    def which(self, tool: str) -> str | None:
+        return shutil.which(tool, path=proc.SYSTEM_PATH)
 
-def real_system_map(version: str) -> str | None:
-    """Path of a System.map for version with real symbols (Debian ships a one-line stub)."""
-    for pattern in SYSTEM_MAP_PLACES:
-        p = Path(pattern.format(v=version))
+    def running_kernel(self) -> str:
+        return os.uname().release
+
+    def kernels(self) -> list[str]:
+        base = Path("/lib/modules")
+        found = {p.name for p in base.iterdir() if p.is_dir()} if base.is_dir() else set()
+        found.add(self.running_kernel())
+        return sorted(found)
+
+    def has_headers(self, version: str) -> bool:
+        return Path(f"/lib/modules/{version}/build/include").exists()
+
+    def system_map(self, version: str) -> str | None:
+        """Path of a System.map for version with real symbols (Debian ships a stub)."""
+        for pattern in SYSTEM_MAP_PLACES:
+            p = Path(pattern.format(v=version))
+            try:
+                with p.open(errors="replace") as fh:
+                    head = [fh.readline() for _ in range(3)]
+            except OSError:
+                continue
+            if sum(1 for line in head if len(line.split()) == 3) >= 2:
+                return str(p)
+        return None
+
+    def debian_package(self, name: str) -> bool:
+        """Whether apt knows a package of that name (in the machine's lists)."""
+        if self.which("apt-cache") is None:
+            return False
+        res = proc.run(["apt-cache", "show", "--no-all-versions", name], capture=True, check=False)
+        return res.returncode == 0 and bool(res.stdout.strip())
+
+    def dkms_status(self) -> str:
+        return proc.run(["dkms", "status", "-m", MODULE], capture=True, check=False).stdout
+
+    def can_load_modules(self) -> bool:
+        return Path("/proc/modules").exists()
+
+    def module_loaded(self) -> bool:
+        return Path(f"/sys/module/{MODULE}").is_dir()
+
+    def device(self) -> os.stat_result | None:
         try:
-            with p.open(errors="replace") as fh:
-                head = [fh.readline() for _ in range(3)]
+            return DEVICE.stat()
         except OSError:
-            continue
-        if sum(1 for line in head if len(line.split()) == 3) >= 2:
-            return str(p)
-    return None
+            return None
+
+    def device_usable(self) -> bool:
+        return os.access(DEVICE, os.R_OK | os.W_OK)
+
+    def group_members(self, name: str) -> list[str] | None:
+        try:
+            return list(grp.getgrnam(name).gr_mem)
+        except KeyError:
+            return None
+
+    def io_uring(self) -> backends.Check:
+        return backends.check_uring()
+
+    def libesca_installed(self) -> bool:
+        return "libesca.so.0 " in proc.run(["ldconfig", "-p"], capture=True, check=False).stdout
 
 
-def build_checks(ctx: BuildContext | None) -> list[Check]:
+def build_checks(ctx: BuildContext | None, system: System) -> list[Check]:
     out = []
     for tool, pkg in (
         ("dpkg-buildpackage", "dpkg-dev"),
@@ -70,16 +119,15 @@ def build_checks(ctx: BuildContext | None) -> list[Check]:
         ("lintian", "lintian"),
         ("gpg", "gnupg"),
     ):
-        have = shutil.which(tool, path=proc.SYSTEM_PATH)
+        have = system.which(tool)
         level = "warn" if tool == "gpg" else "fail"
+        note = " (needed only to sign repositories)" if tool == "gpg" else ""
         out.append(
             Check(
                 "build",
                 tool,
                 "ok" if have else level,
-                have
-                or "not installed"
-                + (" (needed only to sign repositories)" if tool == "gpg" else ""),
+                have or "not installed" + note,
                 "" if have else f"apt-get install {pkg}",
             )
         )
@@ -94,12 +142,12 @@ def build_checks(ctx: BuildContext | None) -> list[Check]:
             )
         )
         return out
-    if not shutil.which("dpkg-checkbuilddeps", path=proc.SYSTEM_PATH):
+    if not system.which("dpkg-checkbuilddeps"):
         return out
-    for name in targets.names():
-        t = targets.get(name)
+    found = targets.available(ctx.project)
+    for name in targets.build_order(found.values()):
         try:
-            unmet = debbuild.unmet_build_depends(t.control(ctx))
+            unmet = debbuild.unmet_build_depends(found[name].control(ctx))
         except EscaError as e:
             out.append(Check("build", f"{name} build-depends", "fail", str(e), e.hint or ""))
             continue
@@ -119,10 +167,22 @@ def build_checks(ctx: BuildContext | None) -> list[Check]:
     return out
 
 
-def kernel_checks() -> list[Check]:
+def headers_fix(system: System, version: str) -> str:
+    """How to get the headers of a kernel: its Debian package when apt knows one."""
+    package = f"linux-headers-{version}"
+    if system.debian_package(package):
+        return f"apt-get install {package}"
+    return (
+        "no Debian headers package for this kernel (not a Debian kernel, or apt-get update "
+        "is needed): install the headers its builder provides under "
+        f"/lib/modules/{version}/build"
+    )
+
+
+def kernel_checks(system: System) -> list[Check]:
     out = []
-    running = os.uname().release
-    dkms = shutil.which("dkms", path=proc.SYSTEM_PATH)
+    running = system.running_kernel()
+    dkms = system.which("dkms")
     out.append(
         Check(
             "kernel",
@@ -132,13 +192,11 @@ def kernel_checks() -> list[Check]:
             "" if dkms else "apt-get install dkms",
         )
     )
-    status = ""
-    if dkms:
-        status = proc.run(["dkms", "status", "-m", MODULE], capture=True, check=False).stdout
+    status = system.dkms_status() if dkms else ""
     any_headers = False
-    for v in _kernels():
+    for v in system.kernels():
         tag = " (running)" if v == running else ""
-        headers = Path(f"/lib/modules/{v}/build/include").exists()
+        headers = system.has_headers(v)
         any_headers |= headers
         out.append(
             Check(
@@ -148,10 +206,11 @@ def kernel_checks() -> list[Check]:
                 f"/lib/modules/{v}/build"
                 if headers
                 else "no headers: DKMS cannot build the module for this kernel",
-                "" if headers else f"apt-get install linux-headers-{v}",
+                "" if headers else headers_fix(system, v),
             )
         )
-        smap = real_system_map(v)
+        smap = system.system_map(v)
+        dbg = f"linux-image-{v}-dbg"
         out.append(
             Check(
                 "kernel",
@@ -160,25 +219,29 @@ def kernel_checks() -> list[Check]:
                 smap
                 or "no real System.map (Debian's /boot one is a stub): the "
                 "module resolves symbols with a kprobe at load time",
-                "" if smap else f"apt-get install linux-image-{v}-dbg",
+                ""
+                if smap
+                else (f"apt-get install {dbg}" if system.debian_package(dbg) else "none needed"),
             )
         )
         if dkms:
             line = next((ln for ln in status.splitlines() if f", {v}," in ln), "")
             installed = line.rstrip().endswith("installed")
+            if installed:
+                fix = ""
+            elif not headers:
+                fix = "install this kernel's headers first (see above)"
+            elif "esca" in status:
+                fix = f"dkms autoinstall -k {v}"
+            else:
+                fix = "apt-get install esca-dkms"
             out.append(
                 Check(
                     "kernel",
                     f"{v}{tag} esca module",
                     "ok" if installed else "warn",
                     line.strip() or "not built by DKMS",
-                    ""
-                    if installed
-                    else (
-                        f"dkms autoinstall -k {v}"
-                        if headers and "esca" in status
-                        else "apt-get install esca-dkms"
-                    ),
+                    fix,
                 )
             )
     if not any_headers:
@@ -194,28 +257,12 @@ def kernel_checks() -> list[Check]:
     return out
 
 
-def _io_uring_usable() -> tuple[bool, str]:
-    disabled = Path("/proc/sys/kernel/io_uring_disabled")
-    note = ""
-    if disabled.exists():
-        note = f" (kernel.io_uring_disabled={disabled.read_text().strip()})"
-    libc = ctypes.CDLL(None, use_errno=True)
-    params = ctypes.create_string_buffer(120)  # struct io_uring_params
-    fd = libc.syscall(_NR_IO_URING_SETUP, 1, params)
-    if fd >= 0:
-        os.close(fd)
-        return True, "io_uring_setup works" + note
-    err = ctypes.get_errno()
-    return False, f"io_uring_setup fails: {errno.errorcode.get(err, err)}" + note
-
-
-def run_checks() -> list[Check]:
+def run_checks(system: System) -> list[Check]:
     out = []
-    modules_ok = Path("/proc/modules").exists()
-    loaded = Path(f"/sys/module/{MODULE}").is_dir()
+    loaded = system.module_loaded()
     if loaded:
         out.append(Check("run", "module loaded", "ok", f"/sys/module/{MODULE}"))
-    elif not modules_ok:
+    elif not system.can_load_modules():
         out.append(
             Check(
                 "run",
@@ -229,14 +276,11 @@ def run_checks() -> list[Check]:
     else:
         out.append(Check("run", "module loaded", "warn", "not loaded", f"modprobe {MODULE}"))
 
-    if DEVICE.exists():
-        st = DEVICE.stat()
-        try:
-            group = grp.getgrgid(st.st_gid).gr_name
-        except KeyError:
-            group = str(st.st_gid)
+    st = system.device()
+    if st is not None:
+        group = backends.group_name(st.st_gid)
         mode = stat.S_IMODE(st.st_mode)
-        usable = stat.S_ISCHR(st.st_mode) and os.access(DEVICE, os.R_OK | os.W_OK)
+        usable = stat.S_ISCHR(st.st_mode) and system.device_usable()
         detail = (
             f"{'char device' if stat.S_ISCHR(st.st_mode) else 'not a char device'}, "
             f"group {group}, mode {mode:04o}"
@@ -258,17 +302,8 @@ def run_checks() -> list[Check]:
         out.append(
             Check("run", str(DEVICE), "warn", "absent (module not loaded)", f"modprobe {MODULE}")
         )
-    try:
-        members = grp.getgrnam(GROUP).gr_mem
-        out.append(
-            Check(
-                "run",
-                f"group {GROUP}",
-                "ok",
-                "members: " + (", ".join(members) or "none (root only)"),
-            )
-        )
-    except KeyError:
+    members = system.group_members(GROUP)
+    if members is None:
         out.append(
             Check(
                 "run",
@@ -278,19 +313,13 @@ def run_checks() -> list[Check]:
                 "apt-get install esca-dkms (its postinst creates it)",
             )
         )
+    else:
+        detail = "members: " + (", ".join(members) or "none (root only)")
+        out.append(Check("run", f"group {GROUP}", "ok", detail))
 
-    uring, detail = _io_uring_usable()
-    out.append(
-        Check(
-            "run",
-            "io_uring",
-            "ok" if uring else "warn",
-            detail,
-            "" if uring else "sysctl kernel.io_uring_disabled=0",
-        )
-    )
-    lib = proc.run(["ldconfig", "-p"], capture=True, check=False).stdout
-    has_lib = "libesca.so.0 " in lib
+    uring = system.io_uring()
+    out.append(Check("run", "io_uring", "ok" if uring.usable else "warn", uring.reason, uring.fix))
+    has_lib = system.libesca_installed()
     out.append(
         Check(
             "run",
@@ -300,7 +329,8 @@ def run_checks() -> list[Check]:
             "" if has_lib else "apt-get install libesca0",
         )
     )
-    if not ((loaded and DEVICE.exists()) or uring):
+    module = loaded and st is not None
+    if not (module or uring.usable):
         out.append(
             Check(
                 "run",
@@ -312,19 +342,19 @@ def run_checks() -> list[Check]:
             )
         )
     else:
-        which = "module" if loaded and DEVICE.exists() else "uring"
+        which = "module" if module else "uring"
         out.append(Check("run", "backend", "ok", f"ESCA_BACKEND=auto selects {which}"))
     return out
 
 
-def all_checks(ctx: BuildContext | None, areas: set[str]) -> list[Check]:
+def all_checks(ctx: BuildContext | None, areas: set[str], system: System) -> list[Check]:
     result: list[Check] = []
     if "build" in areas:
-        result += build_checks(ctx)
+        result += build_checks(ctx, system)
     if "kernel" in areas:
-        result += kernel_checks()
+        result += kernel_checks(system)
     if "run" in areas:
-        result += run_checks()
+        result += run_checks(system)
     return result
 
 

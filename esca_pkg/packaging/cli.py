@@ -3,17 +3,21 @@ and check what this machine has for building and running ESCA."""
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from pathlib import Path
 
 import click
 
-from esca_pkg import builder, log, targets
-from esca_pkg import repo as repo_mod
-from esca_pkg.context import BuildContext
-from esca_pkg.log import die, info
-from esca_pkg.project import find_project
+from esca_pkg import log
+from esca_pkg.log import EscaError, die, info
+from esca_pkg.packaging import builder, targets
+from esca_pkg.packaging import doctor as doc
+from esca_pkg.packaging import repo as repo_mod
+from esca_pkg.packaging import symbols as symbols_mod
+from esca_pkg.packaging.context import BuildContext
+from esca_pkg.packaging.project import find_project
 
 
 def _context(
@@ -103,8 +107,9 @@ def build_all(
     started = time.monotonic()
     ctx = _context(project, dist, build_dir, jobs, lint, force)
     todo, skipped = [], {}
-    for name in targets.names():
-        t = targets.get(name)
+    found = targets.available(ctx.project)
+    for name in targets.build_order(found.values()):
+        t = found[name]
         reason = t.skip_reason(ctx)
         if reason:
             skipped[name] = reason
@@ -135,7 +140,7 @@ def build(
     started = time.monotonic()
     sources = {n: source.resolve() for n in names} if source else {}
     ctx = _context(project, dist, build_dir, jobs, lint, force, sources)
-    chosen = [targets.get(n) for n in names]
+    chosen = [targets.get(n, ctx.project) for n in names]
     _summary(builder.build_many(ctx, chosen), started)
 
 
@@ -226,16 +231,11 @@ def doctor(areas: tuple[str, ...], as_json: bool, project: Path | None) -> None:
     """What this machine has and lacks for building and running ESCA, with fixes.
 
     Exits 1 when something fails (a package cannot be built, no backend runs)."""
-    import json
-
-    from esca_pkg import doctor as doc
-    from esca_pkg.log import EscaError
-
     try:
         ctx: BuildContext | None = _context(project, None, None, None, True, False)
     except EscaError:
         ctx = None
-    checks = doc.all_checks(ctx, set(areas or ("build", "kernel", "run")))
+    checks = doc.all_checks(ctx, set(areas or ("build", "kernel", "run")), doc.System())
     if as_json:
         click.echo(json.dumps(doc.as_dicts(checks), indent=1))
     else:
@@ -260,10 +260,8 @@ def doctor(areas: tuple[str, ...], as_json: bool, project: Path | None) -> None:
 )
 def symbols_cmd(project: Path | None) -> None:
     """Regenerate libesca0's symbols file from the built library."""
-    from esca_pkg import symbols
-
     ctx = _context(project, None, None, None, False, True)
-    path, added, removed = symbols.regenerate(ctx)
+    path, added, removed = symbols_mod.regenerate(ctx)
     info(f"wrote {path}")
     for s in added:
         info(f"  added   {s}")
@@ -274,10 +272,20 @@ def symbols_cmd(project: Path | None) -> None:
 
 
 @cli.command("targets")
-def list_targets() -> None:
+@click.option(
+    "--project",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="ESCA source tree (default: the one containing the current directory)",
+)
+def list_targets(project: Path | None) -> None:
     """List the build targets in build order."""
-    for name in targets.names():
-        click.echo(f"{name:<10} {targets.get(name).summary}")
+    try:
+        proj = find_project(project)
+    except EscaError:
+        proj = None  # no source tree: no server recipes
+    found = targets.available(proj)
+    for name in targets.build_order(found.values()):
+        click.echo(f"{name:<10} {found[name].summary}")
 
 
 def main() -> None:
