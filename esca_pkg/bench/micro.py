@@ -7,13 +7,17 @@ overhead reduction against the direct baseline (backend off).
 
 from __future__ import annotations
 
-import os
 import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from esca_pkg.log import die
 from esca_pkg.proc import run
+from esca_pkg.runtime import backends
+from esca_pkg.runtime.backends import Backend
+
+#: esca-microbench of the esca-microbench package
+PACKAGED = Path("/usr/lib/esca/esca-microbench")
 
 BATCH_SIZES = (1, 8, 32, 64)
 OPS = ("write", "close")
@@ -37,29 +41,21 @@ class MicroResult:
         return statistics.median(self.samples[(op, backend, batch)])
 
 
-def find_artifacts(top: Path | None) -> tuple[Path, Path]:
-    """libesca and esca-microbench: from a source tree, else the installed ones."""
-    candidates = []
-    if top is not None:
-        build = top / "libesca" / "build"
-        candidates.append((build / "libesca.so.0", build / "esca-microbench"))
-    candidates.append(
-        (Path("/usr/lib/x86_64-linux-gnu/libesca.so.0"), Path("/usr/lib/esca/esca-microbench"))
-    )
-    for lib, prog in candidates:
-        if lib.exists() and prog.exists():
-            return lib, prog
+def find_program(top: Path) -> Path:
+    """esca-microbench: top's build (make -C libesca), else the installed one."""
+    for prog in (top / "libesca" / "build" / "esca-microbench", PACKAGED):
+        if prog.is_file():
+            return prog
     die(
-        "libesca and esca-microbench were not found",
-        hint="run 'make -C libesca' in the source tree, or install the libesca package",
+        "esca-microbench was not found",
+        hint="run 'make -C libesca' in the source tree, or apt install esca-microbench",
     )
 
 
 def usable_backends() -> tuple[str, ...]:
-    backends = ["off", "uring"]
-    if os.access("/dev/esca", os.R_OK | os.W_OK):
-        backends.append("module")
-    return tuple(backends)
+    """off and every ESCA backend this process can use."""
+    usable = [b.value for b, c in backends.usable().items() if c.usable]
+    return ("off", *(b for b in (Backend.URING.value, Backend.MODULE.value) if b in usable))
 
 
 def run_micro(
