@@ -13,8 +13,8 @@ def test_micro_table_for_off_and_uring(libesca):
     proc = subprocess.run(
         [
             sys.executable,
-            "-c",
-            "from esca_pkg.bench_cli import main; main()",
+            "-m",
+            "esca_pkg.bench",
             "micro",
             "--repeats",
             "1",
@@ -36,3 +36,45 @@ def test_micro_table_for_off_and_uring(libesca):
         direct, uring, reduction = float(cells[2]), float(cells[3]), cells[4]
         assert direct > 0 and uring > 0
         assert re.fullmatch(r"[+-]\d+%", reduction)
+
+
+def test_micro_preloads_the_library_it_is_given(libesca, tmp_path):
+    """--library is honoured: a file that is not libesca is refused by name."""
+    bogus = tmp_path / "libesca.so.0"
+    bogus.write_bytes(b"not a library")
+    proc = subprocess.run(
+        [sys.executable, "-m", "esca_pkg.bench", "micro", "--library", str(bogus)],
+        cwd=TOP,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 1
+    assert str(bogus) in proc.stderr and "fix:" in proc.stderr
+    copy = tmp_path / "copy" / "libesca.so.0"
+    copy.parent.mkdir()
+    copy.write_bytes(libesca.read_bytes())
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "esca_pkg.bench",
+            "micro",
+            "--library",
+            str(copy),
+            "--repeats",
+            "1",
+            "--rounds",
+            "20",
+            "--backend",
+            "uring",
+        ],
+        cwd=TOP,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert f"esca-bench micro: {copy.resolve()}" in proc.stderr

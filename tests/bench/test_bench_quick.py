@@ -13,7 +13,8 @@ from typing import Any
 
 import pytest
 
-from esca_pkg.bench import servers
+from esca_pkg.bench.cli import hooked
+from esca_pkg.servers import recipe
 
 ROOT = Path(__file__).resolve().parents[2]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -25,7 +26,7 @@ def esca_bench(
     *args: str | os.PathLike[str], timeout: float = 300
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-c", "from esca_pkg.bench_cli import main; main()", *map(str, args)],
+        [sys.executable, "-c", "from esca_pkg.bench.cli import main; main()", *map(str, args)],
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -36,7 +37,7 @@ def esca_bench(
 
 
 def installed() -> list[str]:
-    return [k for k in servers.KINDS if servers.hooked(k)]
+    return [name for name, r in recipe.registry().items() if hooked(r)]
 
 
 needs_server = pytest.mark.skipif(

@@ -37,6 +37,7 @@ full)
 	if [ -n "${LIBESCA_TESTS:-}" ]; then
 		# The module-backend variants of libesca's tests (the other
 		# backends run on the host).
+		# shellcheck disable=SC2086  # LIBESCA_TESTS is a list of paths
 		step libesca_pytest 900 env ESCA_BACKEND=module \
 			"$REPO/.venv/bin/python" -m pytest -p no:cacheprovider -q -rs \
 			--rootdir "$REPO" -k "$LIBESCA_SELECT" $LIBESCA_TESTS
@@ -60,4 +61,4 @@ kaslr)
 	;;
 esac
 dmesg > "$run/dmesg.txt"
-echo done > "$run/finished"
+echo "done" > "$run/finished"

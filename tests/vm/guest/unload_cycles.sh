@@ -7,8 +7,8 @@ ko=$1 bin=$2
 d=/sys/kernel/debug/esca
 fail() { echo "unload_cycles: $*"; exit 1; }
 expect() {
-	local i
-	for i in $(seq 100); do
+	local _i
+	for _i in $(seq 100); do
 		[ "$(cat "$d/$1")" = "$2" ] && return 0
 		sleep 0.05
 	done
