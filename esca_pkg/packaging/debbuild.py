@@ -194,14 +194,21 @@ class BuildResult:
 
 
 def dpkg_buildpackage(
-    tree: Path, log: Path, jobs: int, extra_env: Mapping[str, str] | None = None
+    tree: Path,
+    log: Path,
+    jobs: int,
+    extra_env: Mapping[str, str] | None = None,
+    options: tuple[str, ...] = ("-b", "--no-pre-clean"),
+    nocheck: bool = False,
 ) -> BuildResult:
-    """Binary-only build of the source tree; the outputs land in tree's parent."""
-    env = {"DEB_BUILD_OPTIONS": f"parallel={jobs}", **(extra_env or {})}
+    """Unsigned binary build of the source tree (options: -b or -B, ...); the
+    outputs land in tree's parent.  nocheck: the package's tests do not run."""
+    opts = f"{'nocheck ' if nocheck else ''}parallel={jobs}"
+    env = {"DEB_BUILD_OPTIONS": opts, **(extra_env or {})}
     for old in tree.parent.glob("*.changes"):
         old.unlink()
     proc.run(
-        ["dpkg-buildpackage", "-b", "-us", "-uc", "--no-pre-clean"],
+        ["dpkg-buildpackage", *options, "-us", "-uc"],
         cwd=tree,
         env=env,
         log=log,

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from esca_pkg.log import die
+from esca_pkg.runtime.backends import group_name
 
 RUN_DIR = Path("/run/esca")
 #: mode of a directory esca-run makes for a server's workers (root:<their group>)
@@ -94,13 +95,6 @@ def _user(uid: int) -> str:
         return str(uid)
 
 
-def _group(gid: int) -> str:
-    try:
-        return grp.getgrgid(gid).gr_name
-    except KeyError:
-        return str(gid)
-
-
 def refusal(st: os.stat_result, euid: int) -> str | None:
     """Why libesca, running with euid, would refuse a directory (None: accepted)."""
     if not stat.S_ISDIR(st.st_mode):
@@ -129,7 +123,7 @@ def may_create(st: os.stat_result, writers: Writers) -> bool:
 
 
 def describe(st: os.stat_result) -> str:
-    return f"{_user(st.st_uid)}:{_group(st.st_gid)} {stat.S_IMODE(st.st_mode):04o}"
+    return f"{_user(st.st_uid)}:{group_name(st.st_gid)} {stat.S_IMODE(st.st_mode):04o}"
 
 
 def _check(path: Path, st: os.stat_result, writers: Writers) -> None:
