@@ -42,7 +42,7 @@ QUICK: dict[str, Any] = {
 }
 
 
-def _ints(text: str, what: str) -> tuple[int, ...]:
+def parse_ints(text: str, what: str) -> tuple[int, ...]:
     try:
         vals = tuple(int(x) for x in text.split(",") if x.strip())
     except ValueError:
@@ -58,7 +58,7 @@ def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
-def _esca_env(pairs: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
+def parse_esca_env(pairs: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
     out = []
     for p in pairs:
         name, sep, value = p.partition("=")
@@ -342,7 +342,7 @@ def servers_command(
         count_duration = count_duration if "count_duration" in given else QUICK["count_duration"]
         quiet_wait = quiet_wait if "quiet_wait" in given else QUICK["quiet_wait"]
         micro_rounds, micro_repeats = QUICK["micro_rounds"], QUICK["micro_repeats"]
-    size_list, conn_list = _ints(sizes, "--sizes"), _ints(connections, "--connections")
+    size_list, conn_list = parse_ints(sizes, "--sizes"), parse_ints(connections, "--connections")
     if draw:
         plots.require()  # fail before the runs, not after them
     chosen = _servers(server_names, quick)
@@ -358,7 +358,7 @@ def servers_command(
         library=_library(library),
         placement=machine.placement(),
         quiet_wait=quiet_wait,
-        esca_env=_esca_env(esca_env),
+        esca_env=parse_esca_env(esca_env),
     )
     info(
         f"esca-bench: {', '.join(plan.servers)} x backend {', '.join(plan.backends)} "

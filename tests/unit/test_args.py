@@ -110,14 +110,14 @@ def test_esca_run_creates_the_stats_dir_and_the_program_writes_there(
 
 
 def test_esca_bench_option_parsing() -> None:
-    assert bench._ints("1, 5,20", "--sizes") == (1, 5, 20)
+    assert bench.parse_ints("1, 5,20", "--sizes") == (1, 5, 20)
     for bad in ("1,x", "0", ""):
         with pytest.raises(click.BadParameter):
-            bench._ints(bad, "--sizes")
-    assert bench._esca_env(("ESCA_ADAPT=0",)) == (("ESCA_ADAPT", "0"),)
+            bench.parse_ints(bad, "--sizes")
+    assert bench.parse_esca_env(("ESCA_ADAPT=0",)) == (("ESCA_ADAPT", "0"),)
     for bad in ("ESCA_BACKEND=uring", "PATH=/x", "ESCA_ADAPT"):
         with pytest.raises(click.BadParameter):
-            bench._esca_env((bad,))
+            bench.parse_esca_env((bad,))
     res = command("esca_pkg.bench", "--quick", "micro")
     assert res.returncode == 2 and "esca-bench servers --quick" in res.stderr
 
