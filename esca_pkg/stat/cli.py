@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -45,7 +45,7 @@ class Row:
     command: str
     backend: str
     segments: float
-    deferred: dict[str, float]
+    deferred: Mapping[str, float]
     flushes: float
     entries_saved: float
     errors: float
@@ -62,7 +62,7 @@ class Row:
             "command": self.command,
             "backend": self.backend,
             "segments": self.segments,
-            "deferred": self.deferred,
+            "deferred": dict(self.deferred),
             "deferred_total": self.deferred_total,
             "flushes": self.flushes,
             "kernel_entries_saved": self.entries_saved,
@@ -79,7 +79,7 @@ def row(s: ProcessStats, command: str) -> Row:
         command=command,
         backend=s.backend,
         segments=s.segments,
-        deferred={k: float(v) for k, v in s.deferred.items()},
+        deferred=dict(s.deferred),  # counts stay integers in --json
         flushes=c["flushes"],
         entries_saved=s.entries_saved,
         errors=c["errors_other"],
