@@ -23,10 +23,6 @@ def set_debug(enabled: bool) -> None:
     _debug = enabled
 
 
-def debug_enabled() -> bool:
-    return _debug
-
-
 def die(message: str, hint: str | None = None) -> NoReturn:
     raise EscaError(message, hint)
 

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Sourced by scripts/test and scripts/demo: makes a fresh Debian 12 machine
 # ready.  Installs the Debian packages listed in scripts/deps/*.txt that are
 # missing, creates .venv with the tool (Debian's Python: Debian's build tools

@@ -1,4 +1,9 @@
-"""`esca-bench servers`: the command line of the server A/B benchmark."""
+"""esca-bench: benchmarks that print numbers (A/B, interleaved).
+
+esca-bench servers   the server A/B (runner.py), esca-bench --quick its smoke run
+esca-bench micro     per-call cost, direct vs batched (micro.py)
+esca-bench report    results.md and the plots again from a results.json
+"""
 
 from __future__ import annotations
 
@@ -15,14 +20,17 @@ import click
 from click.core import ParameterSource
 
 from esca_pkg import log
-from esca_pkg.bench import machine, plots, report, runner, servers
+from esca_pkg.bench import machine, micro, plots, report, runner
 from esca_pkg.bench.runner import CONNECTIONS, SIZES_KB, Plan
 from esca_pkg.log import die, info, warn
-from esca_pkg.microbench import MicroSetup, find_artifacts, format_table, run_micro
-from esca_pkg.run_cli import find_library
-from esca_pkg.servers import backends, runtime
+from esca_pkg.runtime import backends, hooks
+from esca_pkg.runtime import library as libesca
+from esca_pkg.servers import recipe, serve
+from esca_pkg.servers.recipe import Recipe
 
 TOP = Path(__file__).resolve().parent.parent.parent
+#: the server --quick measures when it is installed (the reference workload's)
+QUICK_SERVER = "nginx"
 QUICK: dict[str, Any] = {
     "sizes": (1,),
     "connections": (50,),
@@ -36,7 +44,7 @@ QUICK: dict[str, Any] = {
 }
 
 
-def _ints(text: str, what: str) -> tuple[int, ...]:
+def parse_ints(text: str, what: str) -> tuple[int, ...]:
     try:
         vals = tuple(int(x) for x in text.split(",") if x.strip())
     except ValueError:
@@ -52,7 +60,7 @@ def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
-def _esca_env(pairs: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
+def parse_esca_env(pairs: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
     out = []
     for p in pairs:
         name, sep, value = p.partition("=")
@@ -67,43 +75,71 @@ def _esca_env(pairs: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
 
 def _library(option: Path | None) -> Path:
     """--library, else $ESCA_LIBRARY, else this source tree's build, else libesca0's."""
-    tree = TOP / "libesca" / "build" / "libesca.so.0"
-    if option is None and not os.environ.get("ESCA_LIBRARY") and tree.is_file():
+    tree = libesca.tree_build(TOP)
+    if option is None and not os.environ.get(libesca.LIBRARY_ENV) and tree.is_file():
         option = tree
-    return find_library(option)
+    return libesca.find(option)
 
 
-def _backends(wanted: tuple[str, ...]) -> tuple[str, ...]:
+def _backends(wanted: tuple[str, ...], servers: list[Recipe]) -> tuple[str, ...]:
     """The ESCA backends to compare with off: the given ones (each must be usable
-    by the servers' user), else every usable one."""
-    checks = {"module": backends.check_module, "uring": backends.check_uring}
-    run_as = "www-data" if os.geteuid() == 0 else None
+    by every server's workers), else every usable one."""
+    users = {s.run.worker_user for s in servers} if os.geteuid() == 0 else {None}
+    checks: dict[str, list[backends.Check]] = {"module": [], "uring": []}
+    for user in users:
+        for backend, c in backends.usable(user).items():
+            checks[backend.value].append(c)
     if wanted:
         for b in wanted:
-            c = checks[b](run_as)
-            if not c.usable:
-                die(f"the {b} backend cannot run here: {c.reason}", hint=c.fix or None)
+            for c in checks[b]:
+                if not c.usable:
+                    die(f"the {b} backend cannot run here: {c.reason}", hint=c.fix or None)
         return wanted
-    usable = tuple(b for b in ("module", "uring") if checks[b](run_as).usable)
+    usable = tuple(b for b in ("module", "uring") if all(c.usable for c in checks[b]))
     if not usable:
         die(
             "no ESCA backend can run here: "
-            + "; ".join(f"{b}: {checks[b](run_as).reason}" for b in checks),
-            hint=backends.check_uring(run_as).fix,
+            + "; ".join(f"{b}: {c.reason}" for b in checks for c in checks[b] if not c.usable),
+            hint=next(c.fix for c in checks["uring"] if not c.usable),
         )
     return usable
 
 
-def _servers(wanted: tuple[str, ...], quick: bool) -> tuple[str, ...]:
+def hooked(server: Recipe) -> bool:
+    """The server is installed and its binary references the three hooks."""
+    binary = server.run.binary
+    if not binary.is_file():
+        return False
+    try:
+        return hooks.hook_state(binary)[0] is hooks.HookState.HOOKED
+    except hooks.ElfError:
+        return False
+
+
+def _servers(wanted: tuple[str, ...], quick: bool) -> list[Recipe]:
+    known = recipe.registry()
     if wanted:
-        return wanted
-    found = tuple(k for k in servers.KINDS if servers.hooked(k))
+        chosen = [known[n] for n in wanted]
+        for s in chosen:
+            if not s.run.binary.is_file():
+                die(
+                    f"{s.name} is not installed ({s.run.binary} is missing)",
+                    hint=s.run.install_hint(s.name),
+                )
+            if not hooked(s):
+                die(
+                    f"{s.run.binary} has no ESCA hooks: the A/B would compare libesca with itself",
+                    hint=s.run.install_hint(s.name),
+                )
+        return chosen
+    found = [s for s in known.values() if hooked(s)]
     if not found:
         die(
-            "no patched server is installed (nginx, lighttpd or lwan with the ESCA hooks)",
-            hint="esca-pkg build nginx && apt install ./dist/nginx_*+esca1_*.deb "
-            "./dist/nginx-common_*+esca1_all.deb",
+            f"no patched server is installed ({', '.join(known)} with the ESCA hooks)",
+            hint=known["nginx"].run.install_hint("nginx") if "nginx" in known else None,
         )
+    # the quick run measures the reference workload's server when it is there
+    found.sort(key=lambda s: s.name != QUICK_SERVER)
     return found[:1] if quick else found
 
 
@@ -111,27 +147,49 @@ def _micro(
     library: Path, esca_backends: tuple[str, ...], rounds: int, repeats: int
 ) -> dict[str, Any]:
     try:
-        lib, prog = find_artifacts(TOP)
+        program = micro.find_program(TOP)
     except log.EscaError as e:
         warn(f"micro-benchmark skipped: {e}")
         return {"skipped": str(e)}
-    setup = MicroSetup(
-        library=lib, program=prog, backends=("off", *esca_backends), rounds=rounds, repeats=repeats
+    setup = micro.MicroSetup(
+        library=library,
+        program=program,
+        backends=("off", *esca_backends),
+        rounds=rounds,
+        repeats=repeats,
     )
-    res = run_micro(setup)
+    res = micro.run_micro(setup)
     return {
-        "library": str(lib),
+        "library": str(library),
         "rounds": rounds,
         "repeats": repeats,
         "samples": [
             {"op": op, "backend": b, "batch": n, "ns_per_call": v}
             for (op, b, n), v in sorted(res.samples.items())
         ],
-        "table": format_table(setup, res),
+        "table": micro.format_table(setup, res),
     }
 
 
-@click.command("servers")
+@click.group(invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--debug", is_flag=True, help="Show commands and tracebacks.")
+@click.option(
+    "--quick", is_flag=True, help="Without a command: the smoke run 'esca-bench servers --quick'."
+)
+@click.pass_context
+def cli(ctx: click.Context, debug: bool, quick: bool) -> None:
+    """Measure what ESCA buys on this machine.
+
+    Without a command, runs the server A/B benchmark (esca-bench servers).
+    """
+    log.set_debug(debug)
+    if ctx.invoked_subcommand is None:
+        ctx.invoke(servers_command, quick=quick)
+    elif quick:
+        raise click.UsageError("--quick goes after the command: esca-bench servers --quick")
+
+
+@cli.command("servers")
 @click.option(
     "--quick",
     is_flag=True,
@@ -142,7 +200,7 @@ def _micro(
     "--server",
     "server_names",
     multiple=True,
-    type=click.Choice(servers.KINDS),
+    type=click.Choice(recipe.names(recipe.installed_dir())),
     help="Server to measure (repeatable; default: every installed patched one).",
 )
 @click.option(
@@ -288,15 +346,13 @@ def servers_command(
         count_duration = count_duration if "count_duration" in given else QUICK["count_duration"]
         quiet_wait = quiet_wait if "quiet_wait" in given else QUICK["quiet_wait"]
         micro_rounds, micro_repeats = QUICK["micro_rounds"], QUICK["micro_repeats"]
-    size_list, conn_list = _ints(sizes, "--sizes"), _ints(connections, "--connections")
+    size_list, conn_list = parse_ints(sizes, "--sizes"), parse_ints(connections, "--connections")
     if draw:
         plots.require()  # fail before the runs, not after them
-    names = _servers(server_names, quick)
-    for kind in names:
-        servers.require_server(kind)
+    chosen = _servers(server_names, quick)
     plan = Plan(
-        servers=names,
-        backends=_backends(backend_names),
+        servers=tuple(s.name for s in chosen),
+        backends=_backends(backend_names, chosen),
         sizes_kb=size_list,
         connections=conn_list,
         duration=duration,
@@ -306,7 +362,7 @@ def servers_command(
         library=_library(library),
         placement=machine.placement(),
         quiet_wait=quiet_wait,
-        esca_env=_esca_env(esca_env),
+        esca_env=parse_esca_env(esca_env),
     )
     info(
         f"esca-bench: {', '.join(plan.servers)} x backend {', '.join(plan.backends)} "
@@ -317,7 +373,7 @@ def servers_command(
     # SIGTERM (kill, systemd, CI timeouts) stops like Ctrl-C: the servers of
     # the round are stopped and the run directory removed
     signal.signal(signal.SIGTERM, _interrupt)
-    work = runtime.new_base("esca-bench-")
+    work = serve.new_base("esca-bench-")
     t0 = time.monotonic()
     try:
         doc = runner.run(plan, work, ["esca-bench", *sys.argv[1:]])
@@ -346,7 +402,7 @@ def _outputs(doc: dict[str, Any], out_dir: Path, draw: bool) -> None:
     click.echo(text)
 
 
-@click.command("report")
+@cli.command("report")
 @click.argument("results", type=click.Path(path_type=Path, dir_okay=False, exists=True))
 @click.option(
     "--out",
@@ -376,3 +432,67 @@ def report_command(results: Path, out_dir: Path | None, draw: bool) -> None:
     out = out_dir or results.parent
     out.mkdir(parents=True, exist_ok=True)
     _outputs(doc, out, draw)
+
+
+@cli.command("micro")
+@click.option("--rounds", default=2000, show_default=True, help="Segments timed per run.")
+@click.option("--repeats", default=5, show_default=True, help="Interleaved runs per cell.")
+@click.option(
+    "--sockets",
+    default=1,
+    show_default=True,
+    help="Spread the writes over this many sockets (1: all on one).",
+)
+@click.option(
+    "--backend",
+    "backend_names",
+    multiple=True,
+    type=click.Choice(["uring", "module"]),
+    help="Backends to compare (default: the usable ones).",
+)
+@click.option(
+    "--library",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="libesca to preload (default: $ESCA_LIBRARY, this tree's build, libesca0's).",
+)
+@click.option(
+    "--source",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Source tree whose libesca/build/esca-microbench to run (default: this tree, "
+    "else esca-microbench's).",
+)
+def micro_command(
+    rounds: int,
+    repeats: int,
+    sockets: int,
+    backend_names: tuple[str, ...],
+    library: Path | None,
+    source: Path | None,
+) -> None:
+    """Per-call cost of 64-byte writes and closes, direct vs batched.
+
+    Batch sizes 1, 8, 32, 64; medians over interleaved repeats.
+    """
+    top = source or TOP
+    program = micro.find_program(top)
+    if library is None and source is not None and libesca.tree_build(source).is_file():
+        library = libesca.tree_build(source)
+    lib = _library(library)
+    chosen = ("off", *backend_names) if backend_names else micro.usable_backends()
+    setup = micro.MicroSetup(
+        library=lib,
+        program=program,
+        backends=chosen,
+        rounds=rounds,
+        repeats=repeats,
+        sockets=sockets,
+    )
+    info(
+        f"esca-bench micro: {lib}, backends {', '.join(chosen)}, "
+        f"{repeats} interleaved repeats of {rounds} segments"
+    )
+    click.echo(micro.format_table(setup, micro.run_micro(setup)))
+
+
+def main() -> None:
+    log.run_main(cli)

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from esca_pkg import __version__, proc
-from esca_pkg.servers import backends
+from esca_pkg.runtime import backends
 
 PACKAGES = ("nginx", "lighttpd", "lwan", "libesca0", "esca-dkms", "wrk", "linux-perf")
 

@@ -15,7 +15,6 @@ import datetime as dt
 import http.client
 import os
 import shutil
-import signal
 import sys
 import time
 from collections.abc import Callable
@@ -26,13 +25,15 @@ from typing import Any
 import click
 
 from esca_pkg import log
-from esca_pkg.bench import machine, measure, servers, summary
+from esca_pkg.bench import machine, summary
 from esca_pkg.bench.machine import Placement
 from esca_pkg.log import EscaError, die
-from esca_pkg.servers import runtime, stats
+from esca_pkg.runtime import stats
+from esca_pkg.servers import measure, recipe, serve
+from esca_pkg.servers.serve import ServerRun
 
 SCHEMA = "esca-bench/servers/1"
-SIZES_KB = runtime.FILE_SIZES_KB
+SIZES_KB = serve.FILE_SIZES_KB
 CONNECTIONS = (10, 50, 200)
 #: a pair starts when the benchmark's CPUs are less busy than this (ours idle),
 #: or after Plan.quiet_wait seconds of waiting
@@ -78,7 +79,7 @@ class Plan:
         return self.cells() * per_cell + 0.35 * self.steps() + starts * (1 + self.warmup)
 
 
-def _libesca(run: runtime.ServerRun) -> dict[str, int]:
+def _libesca(run: ServerRun) -> dict[str, int]:
     """libesca's counters summed over the serving processes (live stats files)."""
     assert run.stats_dir is not None
     pids = set(run.serving_pids())
@@ -86,14 +87,14 @@ def _libesca(run: runtime.ServerRun) -> dict[str, int]:
     for s in stats.read_dir(run.stats_dir):
         if s.pid not in pids:
             continue
-        total["segments"] += s.segments
         total["deferred"] += s.deferred_total
-        for k in LIBESCA_COUNTERS[2:]:
-            total[k] += s.counters[k]
+        for k in LIBESCA_COUNTERS:
+            if k != "deferred":
+                total[k] += s.counters[k]
     return total
 
 
-def _probe(run: runtime.ServerRun, path: str, size: int) -> str:
+def _probe(run: ServerRun, path: str, size: int) -> str:
     """'' when one GET of path returns 200 with size bytes, else what went wrong.
 
     The request is wrk's (no Accept-Encoding: lwan master never answers one
@@ -145,7 +146,7 @@ class Runner:
                 break
         self.contention["waited_seconds"] += time.monotonic() - t0
 
-    def sample(self, run: runtime.ServerRun, path: str, conns: int, seconds: int) -> dict[str, Any]:
+    def sample(self, run: ServerRun, path: str, conns: int, seconds: int) -> dict[str, Any]:
         pids = run.serving_pids()
         server_cpus = self.pl.cpu_list("server")
         before, busy0, t0 = measure.cpu_ns(pids), measure.cpu_busy_ns(server_cpus), time.monotonic()
@@ -173,7 +174,7 @@ class Runner:
             "foreign_cpu_pct": 100.0 * foreign,
         }
 
-    def counted(self, run: runtime.ServerRun, path: str, conns: int) -> dict[str, Any]:
+    def counted(self, run: ServerRun, path: str, conns: int) -> dict[str, Any]:
         pids = run.serving_pids()
         with measure.SyscallCounter(pids, self.events, self.pl.client_cpus) as counter:
             lib0 = _libesca(run)
@@ -266,8 +267,8 @@ class Runner:
     def _pair(
         self,
         cell: dict[str, Any],
-        a: runtime.ServerRun,
-        b: runtime.ServerRun,
+        a: ServerRun,
+        b: ServerRun,
         backend: str,
         rnd: int,
     ) -> None:
@@ -326,10 +327,10 @@ class _Pair:
     def __init__(self, runner: Runner, kind: str, backend: str, www: Path, rnd: int) -> None:
         self.runner, self.kind, self.backend, self.www = runner, kind, backend, www
         self.base = runner.workdir / f"{kind}-{backend}-round{rnd + 1}"
-        self.runs: dict[str, runtime.ServerRun] = {}
+        self.runs: dict[str, ServerRun] = {}
         self.starts = 0
 
-    def ensure(self) -> tuple[runtime.ServerRun, runtime.ServerRun]:
+    def ensure(self) -> tuple[ServerRun, ServerRun]:
         """Both running: (re)started when not yet started or dead."""
         plan, pl = self.runner.plan, self.runner.pl
         for variant in ("off", self.backend):
@@ -337,22 +338,28 @@ class _Pair:
             if run is None or run.process.poll() is not None:
                 self.starts += 1
                 where = self.base / f"{variant}-{self.starts}"
-                self.runs[variant] = servers.start(
-                    self.kind,
+                esca = serve.Esca(
+                    backend=variant,
+                    library=self.runner.library,
+                    stats_dir=where.with_name(where.name + "-stats"),
+                    env=dict(plan.esca_env),
+                )
+                # access_log off, as in the reference workload: a log line per
+                # request is a write() that would dominate small-file runs
+                self.runs[variant] = serve.start(
+                    recipe.get(self.kind),
                     where,
                     self.www,
-                    variant,
-                    self.runner.library,
                     pl.workers,
-                    pl.server_cpus,
-                    where.with_name(where.name + "-stats"),
-                    dict(plan.esca_env),
+                    esca,
+                    cpus=pl.server_cpus,
+                    access_log=False,
                 )
         return self.runs["off"], self.runs[self.backend]
 
     def dead(self) -> str:
         return ", ".join(
-            f"{v} {_exit(r)}" for v, r in self.runs.items() if r.process.poll() is not None
+            f"{v} {r.describe_exit()}" for v, r in self.runs.items() if r.process.poll() is not None
         )
 
     def stop(self) -> None:
@@ -360,21 +367,9 @@ class _Pair:
             run.stop()
 
 
-def _exit(run: runtime.ServerRun) -> str:
-    code = run.process.returncode
-    if code is not None and code < 0:
-        try:
-            return f"killed by {signal.Signals(-code).name}"
-        except ValueError:
-            return f"killed by signal {-code}"
-    return f"exit code {code}"
-
-
 def run(plan: Plan, workdir: Path, argv: list[str]) -> dict[str, Any]:
     """Run the plan with a progress bar; return the result document (JSON-able)."""
     measure.require_tools()
-    for kind in plan.servers:
-        servers.require_server(kind)
     workdir.mkdir(parents=True, exist_ok=True)
     # one copy of libesca for the whole run: a rebuild of the tree's library
     # during the run must not change what B runs
@@ -382,7 +377,7 @@ def run(plan: Plan, workdir: Path, argv: list[str]) -> dict[str, Any]:
     shutil.copyfile(plan.library, library)
     os.chmod(library, 0o644)
     www = workdir / "www"
-    files = runtime.make_site(www, plan.sizes_kb)
+    files = serve.make_site(www, plan.sizes_kb)
     sizes = {kb: len(files[f"f{kb}k.bin"]) for kb in plan.sizes_kb}
     started = dt.datetime.now(dt.UTC)
     doc: dict[str, Any] = {

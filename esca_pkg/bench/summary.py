@@ -9,7 +9,7 @@ import statistics
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from esca_pkg.bench.measure import DEFERRABLE
+from esca_pkg.servers.measure import DEFERRABLE
 
 NO_CHANGE = "no change"
 FASTER = "faster"
@@ -39,12 +39,6 @@ def verdict(ratios: Sequence[float]) -> str:
     if max(ratios) < 1.0:
         return SLOWER
     return NO_CHANGE
-
-
-def per_request(counted: Mapping[str, Any]) -> dict[str, float]:
-    """Syscalls per request of one counted run, by name and in total."""
-    n = counted["requests"]
-    return {k: v / n for k, v in counted["syscalls"].items()}
 
 
 def minimum(counted: Mapping[str, Any]) -> dict[str, float]:

@@ -86,7 +86,8 @@ struct esca_stats {
 	uint64_t batched_flushes;	/* ESCA_ADAPT: flushes through the backend */
 	uint64_t direct_flushes;	/* ESCA_ADAPT: flushes run as direct calls */
 	uint64_t segments_passthrough;	/* segments not batched (ESCA_ADAPT: would not pay) */
-	uint64_t reserved[5];
+	uint64_t direct_calls;		/* calls flushes ran as plain system calls */
+	uint64_t reserved[4];
 };
 
 #ifdef __cplusplus

@@ -76,6 +76,7 @@ void esca_run_direct(struct esca_thread *t, unsigned i)
 	while (r < 0 && errno == EINTR && e->nr != SYS_close);
 	e->result = r < 0 ? -errno : r;
 	e->status = ESCA_ST_DONE;
+	t->st.direct_calls++;
 	esca_finish_entry(t, i);
 }
 

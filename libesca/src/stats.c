@@ -110,6 +110,7 @@ void esca_stats_publish(struct esca_thread *t)
 	add(&global->batched_flushes, &s->batched_flushes);
 	add(&global->direct_flushes, &s->direct_flushes);
 	add(&global->segments_passthrough, &s->segments_passthrough);
+	add(&global->direct_calls, &s->direct_calls);
 }
 
 static const char *backend_name(uint32_t b)

@@ -13,7 +13,8 @@ from typing import Any
 
 import pytest
 
-from esca_pkg.bench import servers
+from esca_pkg.bench.cli import hooked
+from esca_pkg.servers import recipe
 
 ROOT = Path(__file__).resolve().parents[2]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -25,7 +26,7 @@ def esca_bench(
     *args: str | os.PathLike[str], timeout: float = 300
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-c", "from esca_pkg.bench_cli import main; main()", *map(str, args)],
+        [sys.executable, "-c", "from esca_pkg.bench.cli import main; main()", *map(str, args)],
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -36,15 +37,23 @@ def esca_bench(
 
 
 def installed() -> list[str]:
-    return [k for k in servers.KINDS if servers.hooked(k)]
+    """The installed patched servers, the one --quick measures first."""
+    found = [name for name, r in recipe.registry().items() if hooked(r)]
+    return sorted(found, key=lambda n: n != "nginx")
 
 
-needs_server = pytest.mark.skipif(
-    not installed(),
-    reason="no patched server is installed (nginx, lighttpd or lwan with the "
-    "ESCA hooks: esca-pkg build nginx && apt install ./dist/nginx*_+esca1_*.deb; the servers "
-    "suite does it)",
-)
+@pytest.fixture
+def needs_server() -> None:
+    """Decided when the test runs, not at collection: in one session the servers
+    suite (run first, tests/bench/conftest.py) installs them."""
+    if not installed():
+        pytest.skip(
+            "no patched server is installed (nginx, lighttpd or lwan with the ESCA hooks: "
+            "esca-pkg build nginx && apt install ./dist/nginx*_+esca1_*.deb; the servers "
+            "suite does it)"
+        )
+
+
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="esca-bench servers runs as root")
 
 
@@ -68,6 +77,8 @@ def numbers(obj: Any, path: str = "") -> list[tuple[str, float]]:
 def quick(
     libesca: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> tuple[subprocess.CompletedProcess[str], Path]:
+    if not installed():
+        pytest.skip("no patched server is installed (see needs_server)")
     out = tmp_path_factory.mktemp("bench")
     res = esca_bench("servers", "--quick", "--out", out, "--library", libesca)
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-3000:]
@@ -75,7 +86,7 @@ def quick(
 
 
 @needs_root
-@needs_server
+@pytest.mark.usefixtures("needs_server")
 def test_quick_writes_json_markdown_and_plots(quick):
     res, out = quick
     for name in ("results.json", "results.md", "throughput.png", "syscalls.png"):
@@ -88,7 +99,7 @@ def test_quick_writes_json_markdown_and_plots(quick):
 
 
 @needs_root
-@needs_server
+@pytest.mark.usefixtures("needs_server")
 def test_quick_json_shape_and_every_number_measured(quick):
     _, out = quick
     doc = json.loads((out / "results.json").read_text(), parse_constant=no_constant)
@@ -155,7 +166,7 @@ def test_bad_arguments_are_refused_with_the_fix(tmp_path):
 
 
 @needs_root
-@needs_server
+@pytest.mark.usefixtures("needs_server")
 def test_unusable_backend_is_refused_with_the_fix(tmp_path):
     if Path("/dev/esca").exists():
         pytest.skip("the esca module is loaded here")
@@ -166,7 +177,7 @@ def test_unusable_backend_is_refused_with_the_fix(tmp_path):
 
 
 @needs_root
-@needs_server
+@pytest.mark.usefixtures("needs_server")
 def test_report_draws_again_from_the_json(quick, tmp_path):
     _, out = quick
     res = esca_bench("report", out / "results.json", "--out", tmp_path)

@@ -6,8 +6,11 @@ import math
 
 import pytest
 
-from esca_pkg.bench import measure, summary
+from esca_pkg.bench import summary
 from esca_pkg.log import EscaError
+from esca_pkg.servers import measure
+
+pytestmark = pytest.mark.fast
 
 WRK_OUTPUT = """Running 2s test @ http://127.0.0.1:40123/f1k.bin
   1 threads and 50 connections

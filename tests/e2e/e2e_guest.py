@@ -69,7 +69,7 @@ def log(msg: str) -> None:
 
 def _esca_pkg() -> list[str]:
     esca_pkg = Path(sys.executable).parent / "esca-pkg"
-    return [str(esca_pkg)] if esca_pkg.exists() else [sys.executable, "-m", "esca_pkg.cli"]
+    return [str(esca_pkg)] if esca_pkg.exists() else [sys.executable, "-m", "esca_pkg.packaging"]
 
 
 def build_packages(dist: Path, build_dir: Path) -> float:

@@ -19,9 +19,9 @@ SYSTEM_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
 def esca_pkg(
     *args: str | os.PathLike[str], check: bool = True, cwd: Path = ROOT, timeout: float = 1800
 ) -> subprocess.CompletedProcess[str]:
-    """Run the tool from this tree (python -m esca_pkg.cli), output captured."""
+    """Run the tool from this tree (python -m esca_pkg.packaging), output captured."""
     res = subprocess.run(
-        [sys.executable, "-m", "esca_pkg.cli", *map(str, args)],
+        [sys.executable, "-m", "esca_pkg.packaging", *map(str, args)],
         cwd=cwd,
         capture_output=True,
         text=True,

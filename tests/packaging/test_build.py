@@ -123,9 +123,24 @@ def test_libesca_package_contents(built: Built) -> None:
 def test_tool_package_contents(built: Built) -> None:
     deb = built.deb("esca-tools")
     names = _names(deb)
-    assert "/usr/bin/esca-pkg" in names
-    assert "/usr/share/man/man1/esca-pkg.1.gz" in names
-    assert "/usr/lib/python3/dist-packages/esca_pkg/cli.py" in names
+    for command in ("esca-pkg", "esca-run", "esca-bench", "esca-stat"):
+        assert f"/usr/bin/{command}" in names
+        assert f"/usr/share/man/man1/{command}.1.gz" in names
+    pkg = "/usr/lib/python3/dist-packages/esca_pkg"
+    assert f"{pkg}/packaging/cli.py" in names
+    # esca-run knows the servers from the recipes shipped with it (not their patches)
+    for server in ("nginx", "lighttpd", "lwan"):
+        assert f"{pkg}/recipes/{server}/recipe.toml" in names
+    assert f"{pkg}/recipes/nginx/serve.conf.j2" in names
+    assert not [n for n in names if n.startswith(f"{pkg}/recipes/") and n.endswith(".patch")]
+    # /run/esca, the live counters' place, made at boot and at installation
+    assert "/usr/lib/tmpfiles.d/esca-tools.conf" in names
+    tmpfiles = DebFile(str(deb)).data.get_content(
+        "./usr/lib/tmpfiles.d/esca-tools.conf", encoding="utf-8"
+    )
+    assert "d /run/esca 0755 root root" in tmpfiles
+    postinst = DebFile(str(deb)).control.get_content("postinst", encoding="utf-8")
+    assert "systemd-tmpfiles" in postinst and "esca-tools.conf" in postinst
     assert any(
         n.startswith("/usr/lib/python3/dist-packages/esca_pkg/templates/dkms/") for n in names
     )

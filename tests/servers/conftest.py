@@ -24,7 +24,7 @@ from servers_support import (
     sh,
 )
 
-from esca_pkg.servers import runtime
+from esca_pkg.servers import serve
 
 
 @pytest.fixture(scope="session")
@@ -54,15 +54,15 @@ def library(libesca: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def site() -> Iterator[Site]:
-    base = runtime.new_base("esca-site-")
-    files = runtime.make_site(base / "www")
+    base = serve.new_base("esca-site-")
+    files = serve.make_site(base / "www")
     yield Site(base / "www", files)
     subprocess.run(["rm", "-rf", str(base)], check=False)
 
 
 @pytest.fixture
 def workdir() -> Iterator[Path]:
-    base = runtime.new_base("esca-srv-")
+    base = serve.new_base("esca-srv-")
     yield base
     subprocess.run(["rm", "-rf", str(base)], check=False)
 

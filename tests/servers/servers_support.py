@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from esca_pkg.servers.runtime import Measurement
+from esca_pkg.servers.measure import Measurement
 
 ROOT = Path(__file__).resolve().parents[2]
 SYSTEM_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
@@ -56,14 +56,16 @@ def sh(
 def esca_pkg(
     *args: str | os.PathLike[str], check: bool = True, timeout: float = 1800
 ) -> subprocess.CompletedProcess[str]:
-    return sh(sys.executable, "-m", "esca_pkg.cli", *args, check=check, timeout=timeout, cwd=ROOT)
+    return sh(
+        sys.executable, "-m", "esca_pkg.packaging", *args, check=check, timeout=timeout, cwd=ROOT
+    )
 
 
 def esca_run(
     *args: str | os.PathLike[str], env: dict[str, str] | None = None, check: bool = False
 ) -> subprocess.CompletedProcess[str]:
     return sh(
-        sys.executable, "-m", "esca_pkg.run_cli", *args, check=check, cwd=ROOT, env=env, timeout=60
+        sys.executable, "-m", "esca_pkg.run", *args, check=check, cwd=ROOT, env=env, timeout=60
     )
 
 

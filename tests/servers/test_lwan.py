@@ -4,10 +4,6 @@ built with a generated debian/, installed, serving under esca-run."""
 from __future__ import annotations
 
 import os
-import socket
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -15,7 +11,9 @@ from debian.debfile import DebFile
 from httpcheck import Expected, concurrent_load, fetch_all
 from servers_support import TEST_BUILD, Site, apt_install, esca_pkg, require_root
 
-from esca_pkg.servers import hooks, runtime, stats
+from esca_pkg.runtime import hooks, stats
+from esca_pkg.servers import recipe, serve
+from esca_pkg.servers.serve import Esca, ServerRun
 
 pytestmark = pytest.mark.servers
 
@@ -53,44 +51,9 @@ def test_lwan_package_carries_the_hooks(lwan_deb: Path, tmp_path: Path) -> None:
     assert hooks.hook_state(exe)[0] is hooks.HookState.HOOKED
 
 
-def start_lwan(
-    www: Path, esca: bool, library: Path, stats_dir: Path
-) -> tuple[subprocess.Popen[bytes], int]:
-    port = runtime.free_port()
-    serve = ["-r", str(www), "-l", f"127.0.0.1:{port}"]
-    argv = (
-        [
-            sys.executable,
-            "-m",
-            "esca_pkg.run_cli",
-            "lwan",
-            "--backend",
-            "uring",
-            "--stats",
-            "--stats-dir",
-            str(stats_dir),
-            "--library",
-            str(library),
-            "--",
-            *serve,
-        ]
-        if esca
-        else ["/usr/bin/lwan", *serve]
-    )
-    log = stats_dir / f"lwan-{'esca' if esca else 'vanilla'}.out"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, cwd=stats_dir
-        )
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return proc, port
-        assert proc.poll() is None, log.read_text()
-        time.sleep(0.05)
-    proc.kill()
-    pytest.fail(f"lwan did not listen on 127.0.0.1:{port}: {log.read_text()}")
+def start_lwan(www: Path, base: Path, esca: bool, library: Path) -> ServerRun:
+    variant = Esca(backend="uring", library=library, stats_dir=base / "stats") if esca else None
+    return serve.start(recipe.get("lwan"), base / ("esca" if esca else "vanilla"), www, 1, variant)
 
 
 @needs_source
@@ -98,9 +61,9 @@ def test_lwan_serves_byte_exact_under_esca(lwan_deb: Path, library: Path, site: 
     """Whatever this lwan serves correctly on its own (upstream master has answered
     500 for files above ~16 KB on some kernels), it serves byte for byte under ESCA."""
     apt_install(lwan_deb)
-    stats_dir = runtime.new_base("esca-lwan-")
-    stats_dir.chmod(0o1777)
-    proc, port = start_lwan(site.www, False, library, stats_dir)
+    base = serve.new_base("esca-lwan-")
+    run = start_lwan(site.www, base, False, library)
+    port = run.port
     try:
         working = {
             n: d
@@ -109,21 +72,21 @@ def test_lwan_serves_byte_exact_under_esca(lwan_deb: Path, library: Path, site: 
         }
         ranges = not fetch_all(port, Expected(working), keepalive=True, ranges=True)
     finally:
-        proc.terminate()
-        proc.wait(10)
+        run.stop()
     assert "f1k.bin" in working and "f5k.bin" in working, sorted(working)
     expected = Expected(working)
 
-    proc, port = start_lwan(site.www, True, library, stats_dir)
+    run = start_lwan(site.www, base, True, library)
+    port = run.port
     try:
         for keepalive in (True, False):
             problems = fetch_all(port, expected, keepalive=keepalive, ranges=ranges)
             assert not problems, problems[:10]
         requests, problems = concurrent_load(port, expected, clients=16, rounds=2, ranges=ranges)
         assert not problems, f"{len(problems)} of {requests}: {problems[:10]}"
-        live = stats.read_dir(stats_dir)
+        assert run.stats_dir is not None
+        live = stats.read_dir(run.stats_dir)
         assert live and sum(s.deferred_total for s in live) > 0, [s.line() for s in live]
         assert all(s.counters["bytes_lost"] == 0 for s in live)
     finally:
-        proc.terminate()
-        proc.wait(10)
+        run.stop()

@@ -11,7 +11,7 @@ from debian.debfile import DebFile
 from debian.debian_support import Version
 from servers_support import Built, esca_pkg, sh
 
-from esca_pkg.servers import hooks
+from esca_pkg.runtime import hooks
 
 pytestmark = pytest.mark.servers
 
@@ -81,7 +81,7 @@ def test_second_build_reuses_the_packages(built_servers: Built) -> None:
 def test_source_is_the_newest_the_archive_serves(built_servers: Built, tmp_path: Path) -> None:
     """The rebuilt version is <the newest downloadable source version>+esca1, and no
     newer version the lists name can be downloaded."""
-    from esca_pkg.servers.apt_source import SourceArchive
+    from esca_pkg.packaging.debian_source import SourceArchive
 
     archive = SourceArchive.for_build_dir(built_servers.build_dir)
     for kind in BINARIES:

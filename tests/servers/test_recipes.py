@@ -1,5 +1,5 @@
 """Fast checks of the recipes, patches, hook detection and esca-run's refusals
-(no server build needed)."""
+(no server build, no root)."""
 
 from __future__ import annotations
 
@@ -13,9 +13,12 @@ from debian.debian_support import Version
 from servers_support import ROOT, esca_run, sh
 
 from esca_pkg.log import EscaError
-from esca_pkg.servers import apt_source, backends, hooks, recipe
+from esca_pkg.packaging import debian_source
+from esca_pkg.runtime import backends, hooks
+from esca_pkg.servers import recipe
 
-pytestmark = pytest.mark.servers
+pytestmark = pytest.mark.fast
+SERVERS = recipe.source_dir(ROOT)
 
 HEADER = ROOT / "libesca" / "include" / "esca.h"
 _PROTO = re.compile(
@@ -27,9 +30,10 @@ def prototypes(text: str) -> dict[str, tuple[str, str]]:
     return {m.group(2): (m.group(1), m.group(3)) for m in _PROTO.finditer(text)}
 
 
-@pytest.mark.parametrize("name", recipe.SERVERS)
+@pytest.mark.parametrize("name", recipe.names(SERVERS))
 def test_recipe_loads_and_patch_has_dep3_header(name: str) -> None:
-    r = recipe.load(ROOT, name)
+    r = recipe.load(SERVERS, name)
+    r.check_build_files()
     assert r.patches[-1] == r.patch
     for patch in r.patches:
         header = patch.read_text().split("\n---\n", 1)[0]
@@ -38,7 +42,7 @@ def test_recipe_loads_and_patch_has_dep3_header(name: str) -> None:
     assert r.suffix == "+esca1"
 
 
-@pytest.mark.parametrize("name", recipe.SERVERS)
+@pytest.mark.parametrize("name", recipe.names(SERVERS))
 def test_patch_declares_the_hooks_weak_as_esca_h_does(name: str) -> None:
     """The patches declare the hooks themselves (no Build-Depends on libesca-dev):
     the prototypes must stay those of libesca's header, and weak."""
@@ -46,7 +50,7 @@ def test_patch_declares_the_hooks_weak_as_esca_h_does(name: str) -> None:
     assert set(want) == {"esca_init", "batch_start", "batch_flush"}
     added = "\n".join(
         ln[1:]
-        for ln in recipe.load(ROOT, name).patch.read_text().splitlines()
+        for ln in recipe.load(SERVERS, name).patch.read_text().splitlines()
         if ln.startswith("+") and not ln.startswith("+++")
     )
     assert prototypes(added) == want
@@ -60,11 +64,11 @@ def test_patch_declares_the_hooks_weak_as_esca_h_does(name: str) -> None:
 
 def test_unknown_server_and_bad_recipe_are_named(tmp_path: Path) -> None:
     with pytest.raises(EscaError, match="unknown server 'apache'"):
-        recipe.load(ROOT, "apache")
+        recipe.load(SERVERS, "apache")
     (tmp_path / "servers" / "nginx").mkdir(parents=True)
     (tmp_path / "servers" / "nginx" / "recipe.toml").write_text('name = "nginx"\nkind = "x"\n')
     with pytest.raises(EscaError) as e:
-        recipe.load(tmp_path, "nginx")
+        recipe.load(tmp_path / "servers", "nginx")
     assert "recipe.toml" in str(e.value)
 
 
@@ -79,7 +83,7 @@ def test_local_version_sorts_between_debian_versions() -> None:
 
 
 def test_private_apt_config_never_touches_etc_apt(tmp_path: Path) -> None:
-    archive = apt_source.SourceArchive(tmp_path / "apt", "bookworm")
+    archive = debian_source.SourceArchive(tmp_path / "apt", "bookworm")
     lines = archive.sources_lines()
     assert all(ln.startswith("deb-src ") for ln in lines)
     assert [ln.split()[3] for ln in lines] == ["bookworm", "bookworm-updates", "bookworm-security"]
@@ -118,7 +122,7 @@ def test_hook_detection_on_a_hooked_and_a_plain_program(tmp_path: Path, libesca:
     assert hooks.defines_hooks(libesca.resolve())
     # Runs unchanged without libesca (weak hooks), and under esca-run with it.
     sh(exe)
-    res = esca_run("--library", libesca, "--backend", "off", "--", exe)
+    res = esca_run("--library", libesca, "--backend", "off", "--no-stats-dir", "--", exe)
     assert res.returncode == 0, res.stderr
     assert "backend off" in res.stderr
 
@@ -172,20 +176,24 @@ def test_print_env_for_a_systemd_drop_in(tmp_path: Path, libesca: Path) -> None:
 
 
 def test_nginx_foreground_arguments_keep_the_esca_environment() -> None:
-    from esca_pkg.run_cli import SERVERS
-
+    nginx, lighttpd = recipe.load(SERVERS, "nginx").run, recipe.load(SERVERS, "lighttpd").run
     env = ["LD_PRELOAD", "ESCA_BACKEND", "ESCA_STATS"]
-    assert SERVERS["nginx"].foreground_args([], env) == [
+    assert nginx.foreground_args([], env) == [
         "-g",
         "daemon off; env ESCA_BACKEND; env ESCA_STATS;",
     ]
-    assert SERVERS["nginx"].foreground_args(["-g", "worker_processes 3;"], env) == [
+    assert nginx.foreground_args(["-g", "worker_processes 3;"], env) == [
         "-g",
         "daemon off; env ESCA_BACKEND; env ESCA_STATS; worker_processes 3;",
     ]
-    assert SERVERS["lighttpd"].foreground_args([], env) == [
+    assert nginx.foreground_args(["-g", "daemon off; env ESCA_STATS;"], env) == [
+        "-g",
+        "env ESCA_BACKEND; daemon off; env ESCA_STATS;",
+    ]
+    assert lighttpd.foreground_args([], env) == [
         "-D",
         "-f",
         "/etc/lighttpd/lighttpd.conf",
     ]
-    assert SERVERS["lighttpd"].foreground_args(["-f", "x.conf"], env) == ["-D", "-f", "x.conf"]
+    assert lighttpd.foreground_args(["-f", "x.conf"], env) == ["-D", "-f", "x.conf"]
+    assert recipe.load(SERVERS, "lwan").run.foreground_args(["-r", "/w"], env) == ["-r", "/w"]

@@ -12,7 +12,9 @@ import pytest
 from httpcheck import Expected, concurrent_load, fetch_all, reset_mid_response, wait_until
 from servers_support import AB_RESULTS, Built, Site
 
-from esca_pkg.servers import runtime, stats
+from esca_pkg.runtime import stats
+from esca_pkg.servers import measure, recipe, serve
+from esca_pkg.servers.serve import Esca, ServerRun
 
 pytestmark = pytest.mark.servers
 
@@ -22,19 +24,19 @@ _NGINX_ERROR = re.compile(r"\[(error|crit|alert|emerg)\]")
 _LIGHTTPD_ERROR = re.compile(r"error|fail|assert|abort|segfault", re.IGNORECASE)
 
 
-def log_errors(run: runtime.ServerRun) -> list[str]:
+def log_errors(run: ServerRun) -> list[str]:
     text = run.error_log.read_text(errors="replace") if run.error_log.is_file() else ""
     pattern = _NGINX_ERROR if run.kind == "nginx" else _LIGHTTPD_ERROR
     return [ln for ln in text.splitlines() if pattern.search(ln) and not ln.startswith("esca: ")]
 
 
-def live_stats(run: runtime.ServerRun) -> list[stats.ProcessStats]:
+def live_stats(run: ServerRun) -> list[stats.ProcessStats]:
     assert run.stats_dir is not None
     pids = set(run.serving_pids())
     return [s for s in stats.read_dir(run.stats_dir) if s.pid in pids]
 
 
-def exit_lines(run: runtime.ServerRun, output: str) -> list[str]:
+def exit_lines(run: ServerRun, output: str) -> list[str]:
     log = run.error_log.read_text(errors="replace") if run.error_log.is_file() else ""
     return [ln for ln in (log + output).splitlines() if ln.startswith("esca: pid=")]
 
@@ -51,22 +53,19 @@ def esca_server(
     workdir: Path,
 ):
     kind, workers = request.param
-    run = runtime.start_server(
-        kind,
+    run = serve.start(
+        recipe.get(kind),
         workdir / kind,
         site.www,
         workers,
-        esca=True,
-        backend="uring",
-        library=library,
-        stats_dir=workdir / "stats",
+        Esca(backend="uring", library=library, stats_dir=workdir / "stats"),
     )
     yield run
     run.stop()
 
 
 def test_byte_exact_with_and_without_keepalive_under_load(
-    esca_server: runtime.ServerRun, site: Site
+    esca_server: ServerRun, site: Site
 ) -> None:
     run = esca_server
     expected = Expected(site.files)
@@ -98,9 +97,7 @@ def test_byte_exact_with_and_without_keepalive_under_load(
     assert not errors, "error log:\n" + "\n".join(errors[:20])
 
 
-def test_resets_mid_response_leave_fd_count_stable(
-    esca_server: runtime.ServerRun, site: Site
-) -> None:
+def test_resets_mid_response_leave_fd_count_stable(esca_server: ServerRun, site: Site) -> None:
     run = esca_server
     expected = Expected({"f500k.bin": site.files["f500k.bin"]})
     assert not fetch_all(run.port, expected, keepalive=True, ranges=False)
@@ -135,17 +132,15 @@ def test_syscalls_per_request_vanilla_vs_esca(
     assertions are about serving correctly under wrk, and perf seeing syscalls)."""
     results = {}
     for esca in (False, True):
-        run = runtime.start_server(
-            kind,
+        run = serve.start(
+            recipe.get(kind),
             workdir / f"{kind}-{'esca' if esca else 'vanilla'}",
             site.www,
             1,
-            esca=esca,
-            backend="uring",
-            library=library,
+            Esca(backend="uring", library=library) if esca else None,
         )
         try:
-            results[esca] = runtime.measure(run, "/f20k.bin", seconds=3, connections=50)
+            results[esca] = measure.measure(run, "/f20k.bin", seconds=3, connections=50)
         finally:
             run.stop()
         assert not log_errors(run), log_errors(run)[:10]

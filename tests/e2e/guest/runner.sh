@@ -1,4 +1,5 @@
 #!/bin/bash
+# shellcheck disable=SC2317  # the checks are functions called through step/must
 # The operator's session, inside the guest (root of the overlay).  $1 is the
 # run directory shared with the host; plan.env there says which phase runs.
 # Each step: mark /dev/kmsg, run with a timeout, keep its output, exit code
@@ -44,7 +45,7 @@ must() {
 finish() {
 	pkill -TERM -x nginx 2>/dev/null
 	dmesg > "$run/dmesg.txt"
-	echo done > "$run/finished"
+	echo "done" > "$run/finished"
 	exit 0
 }
 
@@ -66,7 +67,7 @@ check_module() {
 	ls /lib/modules/"$kver"/updates/dkms/esca.ko* >/dev/null 2>&1 ||
 		{ echo "FAIL: no esca.ko under /lib/modules/$kver/updates/dkms"; ok=1; }
 	modinfo -k "$kver" esca | grep -E '^(filename|version|vermagic)' || ok=1
-	return $ok
+	return "$ok"
 }
 
 check_loaded() {
@@ -78,7 +79,7 @@ check_loaded() {
 	echo "/dev/esca: $got"
 	[ "$got" = "$want" ] || { echo "FAIL: /dev/esca is '$got', the udev rule gives '$want'"; ok=1; }
 	cat /sys/kernel/debug/esca/symbols 2>/dev/null
-	return $ok
+	return "$ok"
 }
 
 check_gone() {
@@ -97,7 +98,7 @@ check_gone() {
 	fi
 	[ ! -d /sys/module/esca ] || { echo "FAIL: module still loaded"; ok=1; }
 	echo "remove check: $ok"
-	return $ok
+	return "$ok"
 }
 
 check_purged() {
@@ -106,6 +107,7 @@ check_purged() {
 		awk '$2 != "un" && $2 != "pn"')
 	[ -z "$left" ] || { echo "FAIL: packages left: $left"; ok=1; }
 	if getent group esca; then echo "FAIL: group esca left"; ok=1; fi
+	# shellcheck disable=SC2013  # package file lists: one path per line, no spaces
 	for f in $(cat "$state"/*.files); do
 		if [ -e "$f" ] && [ ! -d "$f" ]; then echo "FAIL: file left: $f"; ok=1; fi
 	done
@@ -117,7 +119,7 @@ check_purged() {
 		! -path ./etc/apt/preferences.d/esca)
 	[ -z "$left" ] || { echo "FAIL: left in the writable layer: $left"; ok=1; }
 	echo "purge check: $ok ($(wc -l < <(cat "$state"/*.files)) package paths checked)"
-	return $ok
+	return "$ok"
 }
 
 prepare() {
@@ -179,6 +181,7 @@ install_kernel2() {
 	# INITRD=No (the kernel packages' convention for "needs no initramfs"):
 	# the guest boots with the test's own initramfs, and mkinitramfs takes
 	# over ten minutes under TCG.  The dkms hook runs either way.
+	# shellcheck disable=SC2086  # a list of package names
 	INITRD=No apt-get install -y -q $KERNEL2_PKGS || return 1
 	cp "/boot/vmlinuz-$KREL2" "$run/vmlinuz-$KREL2"
 	check_module "$KREL2"

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
 import shutil
 import signal
@@ -25,7 +24,10 @@ import time
 from pathlib import Path
 
 from esca_pkg.log import EscaError
-from esca_pkg.servers import runtime, stats
+from esca_pkg.runtime import stats
+from esca_pkg.servers import measure as measurer
+from esca_pkg.servers import recipe, serve
+from esca_pkg.servers.serve import Esca, ServerRun
 
 LOG_ERRORS = re.compile(r"\[(error|crit|alert|emerg)\]")
 MEASURE_FILE = "f20k.bin"
@@ -33,73 +35,24 @@ MEASURE_FILE = "f20k.bin"
 
 def start(
     base: Path, www: Path, workers: int, backend: str | None, esca_env: dict[str, str] | None = None
-) -> runtime.ServerRun:
-    """nginx on 127.0.0.1 with workers as www-data (the packaged configuration's
-    user); backend None runs /usr/sbin/nginx itself, without libesca.  esca_env:
-    libesca tuning variables, passed to the workers with nginx's env directive."""
-    base.mkdir(parents=True, exist_ok=True)
-    port = runtime.free_port()
-    conf = base / "nginx.conf"
-    env_lines = "".join(f"env {k};\n" for k in esca_env or {})
-    conf.write_text("user www-data;\n" + env_lines + runtime.nginx_config(base, www, port, workers))
-    stats_dir = base / "stats"
-    stats_dir.mkdir(mode=0o1777, exist_ok=True)
-    os.chmod(stats_dir, 0o1777)
-    if backend is None:
-        argv = ["/usr/sbin/nginx", "-g", "daemon off;", "-c", str(conf)]
-    else:
-        argv = [
-            "esca-run",
-            "nginx",
-            "--backend",
-            backend,
-            "--stats",
-            "--stats-dir",
-            str(stats_dir),
-            "--",
-            "-c",
-            str(conf),
-        ]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ESCA_") and k != "LD_PRELOAD"}
-    env.update(esca_env or {})
-    output = base / "server.out"
-    with output.open("wb") as out:
-        process = subprocess.Popen(
-            argv,
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env=env,
-            start_new_session=True,
-        )
-    run = runtime.ServerRun(
-        "nginx", base, port, workers, backend is not None, process, stats_dir, output
-    )
-    deadline = time.monotonic() + 120  # TCG: nginx and Python start slowly
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise EscaError(
-                f"nginx exited at start (code {process.returncode}): "
-                + output.read_text(errors="replace")[-1500:]
-            )
-        if len(run.serving_pids()) >= workers and runtime._port_open(port):
-            return run
-        time.sleep(0.2)
-    run.stop()
-    raise EscaError(
-        f"nginx did not serve on 127.0.0.1:{port} within 120 s: "
-        + output.read_text(errors="replace")[-1500:]
-    )
+) -> ServerRun:
+    """nginx on 127.0.0.1 with workers as www-data (the recipe's user), under the
+    installed esca-run with its default live-counters place (/run/esca/nginx);
+    backend None runs /usr/sbin/nginx itself, without libesca.  esca_env:
+    libesca tuning variables (esca-run names them for the workers)."""
+    esca = Esca(backend=backend, env=esca_env or {}) if backend is not None else None
+    # TCG: nginx and Python start slowly
+    return serve.start(recipe.get("nginx"), base, www, workers, esca, wait=120)
 
 
-def error_lines(run: runtime.ServerRun) -> list[str]:
+def error_lines(run: ServerRun) -> list[str]:
     text = run.error_log.read_text(errors="replace") if run.error_log.exists() else ""
     return [ln for ln in text.splitlines() if LOG_ERRORS.search(ln)]
 
 
-def serve(args: argparse.Namespace, httpcheck: object) -> dict:
-    base = runtime.new_base(f"e2e-{args.workers}w-")
-    files = runtime.make_site(base / "www")
+def serve_and_check(args: argparse.Namespace, httpcheck: object) -> dict:
+    base = serve.new_base(f"e2e-{args.workers}w-")
+    files = serve.make_site(base / "www")
     expected = httpcheck.Expected(files)
     report: dict = {"workers": args.workers, "backend": args.backend, "problems": []}
     run = start(base, base / "www", args.workers, args.backend)
@@ -119,6 +72,8 @@ def serve(args: argparse.Namespace, httpcheck: object) -> dict:
         report["client_seconds"] = round(time.monotonic() - t0, 1)
         report["problems"] = problems
         # Counters are live files: read them while the workers run.
+        assert run.stats_dir is not None
+        report["stats_dir"] = str(run.stats_dir)
         procs = [s for s in stats.read_dir(run.stats_dir) if s.pid in pids]
         report["stats"] = [s.line() for s in procs]
         report["stats_backends"] = sorted({s.backend for s in procs})
@@ -127,6 +82,13 @@ def serve(args: argparse.Namespace, httpcheck: object) -> dict:
         report["kernel_entries"] = sum(s.counters["kernel_entries"] for s in procs)
         report["bytes_lost"] = sum(s.counters["bytes_lost"] for s in procs)
         report["stats_workers"] = len(procs)
+        # ... and the installed esca-stat shows the same workers
+        shown = subprocess.run(
+            ["esca-stat", "--json"], capture_output=True, text=True, timeout=120, check=False
+        )
+        seen = json.loads(shown.stdout)["processes"] if shown.returncode == 0 else []
+        report["esca_stat_pids"] = sorted(p["pid"] for p in seen if p["pid"] in pids)
+        report["esca_stat_error"] = shown.stderr.strip()[-500:]
         report["alive"] = run.process.poll() is None and len(run.serving_pids()) == args.workers
     finally:
         out = run.stop(timeout=30)
@@ -139,6 +101,8 @@ def serve(args: argparse.Namespace, httpcheck: object) -> dict:
         failures.append("libesca is not mapped in every worker")
     if report["stats_workers"] != args.workers:
         failures.append(f"counters of {report['stats_workers']} workers, expected {args.workers}")
+    if report["esca_stat_pids"] != sorted(pids):
+        failures.append(f"esca-stat showed workers {report['esca_stat_pids']}, not {sorted(pids)}")
     if report["stats_backends"] != [args.backend]:
         failures.append(f"workers ran backend(s) {report['stats_backends']}, not {args.backend}")
     if args.backend != "off" and report["deferred"] <= 0:
@@ -153,9 +117,7 @@ def serve(args: argparse.Namespace, httpcheck: object) -> dict:
     return report
 
 
-def count_with_strace(
-    run: runtime.ServerRun, seconds: int, connections: int
-) -> runtime.Measurement:
+def count_with_strace(run: ServerRun, seconds: int, connections: int) -> measurer.Measurement:
     """Fallback when perf cannot attach: strace -c -f on the worker."""
     pid = run.serving_pids()[0]
     out = run.base / "strace.txt"
@@ -166,30 +128,13 @@ def count_with_strace(
         stderr=subprocess.DEVNULL,
     )
     time.sleep(1.0)
-    wrk = subprocess.run(
-        [
-            "wrk",
-            "-c",
-            str(connections),
-            "-t",
-            "1",
-            "-d",
-            f"{seconds}s",
-            f"{run.url}/{MEASURE_FILE}",
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=seconds + 60,
-    )
+    w = measurer.run_wrk(f"{run.url}/{MEASURE_FILE}", connections, 1, seconds, None)
     st.send_signal(signal.SIGINT)
     st.wait(30)
     total = re.search(r"^100\.00\s+\S+\s+\S+\s+(\d+)", out.read_text(), re.M)
-    m = re.search(r"(\d+) requests in ([\d.]+)(m?s)", wrk.stdout)
-    if not (total and m):
-        raise EscaError("cannot read strace -c or wrk output")
-    secs = float(m.group(2)) / (1000.0 if m.group(3) == "ms" else 1.0)
-    return runtime.Measurement(int(m.group(1)), secs, int(total.group(1)), 0)
+    if not total:
+        raise EscaError("cannot read strace -c output")
+    return measurer.Measurement(w.requests, w.seconds, int(total.group(1)), 0)
 
 
 def measure(args: argparse.Namespace) -> dict:
@@ -198,8 +143,8 @@ def measure(args: argparse.Namespace) -> dict:
     --backend module as shipped (libesca's adaptive batching passes segments
     with too few calls through) and --backend module with ESCA_ADAPT=0 (every
     segment batched)."""
-    base = runtime.new_base("e2e-measure-")
-    runtime.make_site(base / "www")
+    base = serve.new_base("e2e-measure-")
+    serve.make_site(base / "www")
     rows = []
     tool = "perf"
     for label, backend, env in (
@@ -219,7 +164,7 @@ def measure(args: argparse.Namespace) -> dict:
             m = None
             if tool == "perf":
                 try:
-                    m = runtime.measure(
+                    m = measurer.measure(
                         run,
                         f"/{MEASURE_FILE}",
                         seconds=args.seconds,
@@ -233,7 +178,7 @@ def measure(args: argparse.Namespace) -> dict:
                     tool = "strace"
             if m is None:
                 m = count_with_strace(run, args.seconds, args.connections)
-            procs = stats.read_dir(run.stats_dir)
+            procs = stats.read_dir(run.stats_dir) if run.stats_dir else []
             rows.append(
                 {
                     "label": label,
@@ -271,7 +216,7 @@ def main() -> int:
     ap.add_argument("--seconds", type=int, default=5)
     ap.add_argument("--connections", type=int, default=16)
     args = ap.parse_args()
-    for tool in ("esca-run", "wrk"):
+    for tool in ("esca-run", "esca-stat", "wrk"):
         if shutil.which(tool) is None:
             print(f"{tool} is not installed in the guest", file=sys.stderr)
             return 2
@@ -279,7 +224,7 @@ def main() -> int:
     import httpcheck  # the repository's verifying client
 
     try:
-        report = measure(args) if args.measure else serve(args, httpcheck)
+        report = measure(args) if args.measure else serve_and_check(args, httpcheck)
     except EscaError as err:
         report = {"failures": [f"error: {err}"]}
     args.out.write_text(json.dumps(report, indent=1))

@@ -1,0 +1,3 @@
+from esca_pkg.bench.cli import main
+
+main()

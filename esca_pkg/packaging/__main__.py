@@ -1,0 +1,3 @@
+from esca_pkg.packaging.cli import main
+
+main()

@@ -1,0 +1,273 @@
+"""Building blocks of a Debian package build, shared by every target.
+
+Debian metadata goes through python-debian (changelog, control, .changes),
+debian/ directories come from jinja2 templates shipped as package data.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from importlib import resources
+from importlib.resources.abc import Traversable
+from pathlib import Path
+
+import jinja2
+from debian.changelog import Changelog
+from debian.deb822 import Changes, Deb822, PkgRelation
+
+from esca_pkg import proc, templating
+from esca_pkg.log import die
+
+DEFAULT_MAINTAINER = "ESCA developers <esca@example.org>"
+DISTRIBUTION = "bookworm"
+
+
+def maintainer() -> str:
+    """Maintainer of the generated packages: DEBFULLNAME/DEBEMAIL as dch uses them,
+    else the project's default."""
+    name, mail = os.environ.get("DEBFULLNAME"), os.environ.get("DEBEMAIL")
+    if name and mail:
+        return f"{name} <{mail}>"
+    return DEFAULT_MAINTAINER
+
+
+def templates_root() -> Traversable:
+    return resources.files("esca_pkg") / "templates"
+
+
+def template_files(name: str) -> list[str]:
+    """Relative paths of the template files of one target (sorted)."""
+    root = templates_root() / name
+    if not root.is_dir():
+        die(
+            f"no templates for '{name}' in the esca_pkg package",
+            hint="reinstall esca-pkg: its templates/ package data is missing",
+        )
+    found: list[str] = []
+
+    def walk(node: Traversable, prefix: str) -> None:
+        for child in node.iterdir():
+            rel = f"{prefix}{child.name}"
+            if child.is_dir():
+                walk(child, rel + "/")
+            elif not child.name.endswith((".pyc", "~")):
+                found.append(rel)
+
+    walk(root, "")
+    return sorted(found)
+
+
+def jinja_env() -> jinja2.Environment:
+    """The templates of esca_pkg/templates/ (package data)."""
+    return templating.environment(jinja2.PackageLoader("esca_pkg", "templates"))
+
+
+_SCRIPT_SUFFIXES = (".preinst", ".postinst", ".prerm", ".postrm", ".config")
+
+
+def _is_script(rel: str) -> bool:
+    """Files of debian/ that must be executable.  Templates are stored without
+    the executable bit and begin with a jinja comment, so that the installed
+    tool does not ship them as scripts."""
+    name = rel.rsplit("/", 1)[-1]
+    return (
+        rel == "debian/rules"
+        or name in {s[1:] for s in _SCRIPT_SUFFIXES}
+        or name.endswith(_SCRIPT_SUFFIXES)
+    )
+
+
+def render_templates(name: str, dest: Path, variables: Mapping[str, object]) -> list[Path]:
+    """Render every file of templates/<name>/ into dest, keeping the executable bit."""
+    env = jinja_env()
+    written = []
+    for rel in template_files(name):
+        out = dest / rel
+        out.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            text = env.get_template(f"{name}/{rel}").render(**variables)
+        except jinja2.TemplateError as e:
+            die(f"template {name}/{rel}: {e}", hint="fix the template in esca_pkg/templates/")
+        out.write_text(text)
+        out.chmod(0o755 if _is_script(rel) else 0o644)
+        written.append(out)
+    return written
+
+
+def write_changelog(
+    path: Path, package: str, version: str, epoch: int, changes: list[str], who: str | None = None
+) -> None:
+    """debian/changelog with one entry for version (python-debian writes the format)."""
+    log = Changelog()
+    log.new_block(
+        package=package,
+        version=version,
+        distributions=DISTRIBUTION,
+        urgency="medium",
+        author=who or maintainer(),
+        date=email.utils.formatdate(epoch, usegmt=False, localtime=False),
+        changes=["", *[f"  * {c}" for c in changes], ""],
+    )
+    path.write_text(str(log))
+
+
+def build_depends_names(source: Deb822) -> list[str]:
+    """Package names in Build-Depends(-Indep/-Arch) of a source paragraph (first alternative)."""
+    names: list[str] = []
+    for fld in ("Build-Depends", "Build-Depends-Indep", "Build-Depends-Arch"):
+        if not source.get(fld, "").strip():
+            continue
+        for alts in PkgRelation.parse_relations(source[fld]):
+            if alts:
+                names.append(alts[0]["name"])
+    return sorted(set(names))
+
+
+def unmet_build_depends(control: Path) -> str:
+    """Build dependencies of control not satisfied here, as dpkg-checkbuilddeps words them
+    ('' when all are met)."""
+    res = proc.run(
+        ["dpkg-checkbuilddeps", control],
+        capture=True,
+        check=False,
+        hint="install dpkg-dev: apt-get install dpkg-dev",
+    )
+    if res.returncode == 0:
+        return ""
+    m = re.search(r"Unmet build dependencies: (.*)", res.stderr)
+    if not m:
+        die(f"dpkg-checkbuilddeps {control} failed: {res.stderr.strip()}")
+    return m.group(1).strip()
+
+
+def relation_names(relations: str) -> list[str]:
+    """Package names of a relation string such as dpkg-checkbuilddeps prints (first
+    alternative of each), for an apt-get install command."""
+    names = []
+    for alts in PkgRelation.parse_relations(", ".join(_split_unmet(relations))):
+        if alts:
+            names.append(alts[0]["name"])
+    return names
+
+
+def _split_unmet(text: str) -> list[str]:
+    # dpkg-checkbuilddeps separates relations by spaces; rejoin version restrictions.
+    return [
+        m.group(0)
+        for m in re.finditer(
+            r"[^\s()|]+(?:\s*\([^)]*\))?(?:\s*\|\s*[^\s()|]+"
+            r"(?:\s*\([^)]*\))?)*",
+            text,
+        )
+    ]
+
+
+def installed_versions(names: list[str]) -> dict[str, str]:
+    """Installed version of each package name ('' when not installed)."""
+    if not names:
+        return {}
+    res = proc.run(
+        ["dpkg-query", "-W", "-f=${Package}\t${Version}\t${db:Status-Abbrev}\n", *names],
+        capture=True,
+        check=False,
+    )
+    found = {n: "" for n in names}
+    for line in res.stdout.splitlines():
+        parts = line.split("\t")
+        if len(parts) == 3 and parts[2].startswith("ii"):
+            found[parts[0].split(":")[0]] = parts[1]
+    return found
+
+
+@dataclass
+class BuildResult:
+    changes: Path
+    files: list[Path] = field(default_factory=list)
+
+    @property
+    def debs(self) -> list[Path]:
+        return [f for f in self.files if f.suffix in (".deb", ".udeb")]
+
+
+def dpkg_buildpackage(
+    tree: Path,
+    log: Path,
+    jobs: int,
+    extra_env: Mapping[str, str] | None = None,
+    options: tuple[str, ...] = ("-b", "--no-pre-clean"),
+    nocheck: bool = False,
+) -> BuildResult:
+    """Unsigned binary build of the source tree (options: -b or -B, ...); the
+    outputs land in tree's parent.  nocheck: the package's tests do not run."""
+    opts = f"{'nocheck ' if nocheck else ''}parallel={jobs}"
+    env = {"DEB_BUILD_OPTIONS": opts, **(extra_env or {})}
+    for old in tree.parent.glob("*.changes"):
+        old.unlink()
+    proc.run(
+        ["dpkg-buildpackage", *options, "-us", "-uc"],
+        cwd=tree,
+        env=env,
+        log=log,
+        hint=f"read the build log: {log}",
+    )
+    changes = sorted(tree.parent.glob("*.changes"))
+    if len(changes) != 1:
+        die(f"dpkg-buildpackage in {tree} left {len(changes)} .changes files, expected one")
+    return BuildResult(changes[0], changes_files(changes[0]))
+
+
+def changes_files(path: Path) -> list[Path]:
+    """The .changes file itself and every file it lists (python-debian Changes)."""
+    with path.open() as fh:
+        ch = Changes(fh)
+    return [path, *(path.parent / f["name"] for f in ch["Files"])]
+
+
+@dataclass(frozen=True)
+class LintReport:
+    errors: int
+    warnings: int
+    others: int
+    text: str
+
+    @property
+    def clean(self) -> bool:
+        return self.errors == 0 and self.warnings == 0
+
+
+_LINT_LINE = re.compile(r"^([EWIPXCNO]): (\S+)")
+
+
+def lintian(changes: Path, log: Path) -> LintReport:
+    """Lintian over every package of a .changes; informational tags shown, not fatal."""
+    res = proc.run(
+        ["lintian", "--display-info", "--tag-display-limit", "0", changes],
+        capture=True,
+        check=False,
+        hint="install lintian: apt-get install lintian",
+    )
+    noise = ("running with root privileges is not recommended!",)
+    text = "\n".join(
+        line
+        for line in (res.stdout + res.stderr).splitlines()
+        if line.strip() and line.strip() not in noise
+    )
+    with log.open("a") as fh:
+        fh.write(f"$ lintian --display-info {changes}\n{text}\n")
+    counts = {"E": 0, "W": 0}
+    others = 0
+    for line in text.splitlines():
+        m = _LINT_LINE.match(line)
+        if not m:
+            continue
+        if m.group(1) in counts:
+            counts[m.group(1)] += 1
+        else:
+            others += 1
+    if res.returncode not in (0, 1, 2):
+        die(f"lintian could not check {changes} (exit code {res.returncode})", hint=f"see {log}")
+    return LintReport(counts["E"], counts["W"], others, text)

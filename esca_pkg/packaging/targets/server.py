@@ -1,0 +1,132 @@
+"""`esca-pkg build <server>`: the build target of a patched server, one per
+recipe folder servers/<name>/ (registered by esca_pkg/packaging/targets).
+
+ServerTarget implements the builder's Target interface:
+the builder decides reuse from inputs() and key_extra(), runs build(), lints
+and publishes.  The inputs are the recipe directory (servers/<name>/) and
+this code; key_extra adds the Debian source versions the archive lists (so
+a new security upload triggers a rebuild) or the lwan source's fingerprint.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import ClassVar
+
+from debian.deb822 import Deb822
+from debian.debian_support import Version
+
+from esca_pkg.log import die, info
+from esca_pkg.packaging import debbuild, debian_source, rebuild, upstream
+from esca_pkg.packaging.context import BuildContext
+from esca_pkg.packaging.targets.base import Target
+from esca_pkg.servers import recipe as recipes
+from esca_pkg.servers.recipe import Kind, Recipe
+
+
+class ServerTarget(Target):
+    """One patched server, described by servers/<name>/recipe.toml."""
+
+    order: ClassVar[int] = 80
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.summary = f"{name}, rebuilt with the ESCA hooks (servers/{name}/recipe.toml)"
+
+    def recipe(self, ctx: BuildContext) -> Recipe:
+        """The recipe, with the build facts of the release the sources come from."""
+        found = recipes.load(recipes.source_dir(ctx.project.root), self.name)
+        if found.kind is Kind.DEBIAN_SOURCE:
+            found = found.for_release(self._archive(ctx).release)
+        found.check_build_files()
+        return found
+
+    def _archive(self, ctx: BuildContext) -> debian_source.SourceArchive:
+        return debian_source.SourceArchive.for_build_dir(ctx.build_dir)
+
+    def skip_reason(self, ctx: BuildContext) -> str | None:
+        if self.recipe(ctx).kind is Kind.UPSTREAM_CMAKE and self.name not in ctx.sources:
+            return (
+                f"{self.name} is in no package registry: esca-pkg build {self.name} --source PATH"
+            )
+        return None
+
+    def inputs(self, ctx: BuildContext) -> list[tuple[str, Path]]:
+        files = [(f"servers/{self.name}/{rel}", p) for rel, p in self.recipe(ctx).input_files()]
+        for mod in (debbuild, debian_source, rebuild, upstream, recipes):
+            files.append((f"esca_pkg:{mod.__name__}", Path(str(mod.__file__))))
+        files.append(("esca_pkg:packaging/targets/server.py", Path(__file__)))
+        return files
+
+    def key_extra(self, ctx: BuildContext) -> dict[str, str]:
+        recipe = self.recipe(ctx)
+        extra = {"maintainer": debbuild.maintainer(), "lint": str(ctx.lint)}
+        if recipe.kind is Kind.DEBIAN_SOURCE:
+            archive = self._archive(ctx)
+            archive.update()
+            extra["release"] = archive.release
+            extra["listed"] = " ".join(str(v) for v in archive.versions(recipe.source_package))
+        else:
+            extra["source"] = self._upstream(ctx).fingerprint()
+        return extra
+
+    def control(self, ctx: BuildContext) -> Path:
+        recipe = self.recipe(ctx)
+        work = ctx.work_dir(self.name)
+        if recipe.kind is Kind.UPSTREAM_CMAKE:
+            out = work / "control.rendered"
+            out.parent.mkdir(parents=True, exist_ok=True)
+            tree = work / "control-tree"
+            (tree / "debian").mkdir(parents=True, exist_ok=True)
+            upstream.render_control(recipe, tree)
+            shutil.copyfile(tree / "debian" / "control", out)
+            return out
+        # The Build-Depends of the newest listed version, from the Sources index
+        # (no download needed).
+        archive = self._archive(ctx)
+        archive.update()
+        paras = archive.paragraphs(recipe.source_package)
+        if not paras:
+            die(
+                f"no source package '{recipe.source_package}' in the lists",
+                hint=f"check {archive.sources_list}",
+            )
+        newest = max(paras, key=lambda p: Version(p["Version"]))
+        control = Deb822()
+        control["Source"] = recipe.source_package
+        for fld in ("Build-Depends", "Build-Depends-Arch", "Build-Depends-Indep"):
+            if newest.get(fld):
+                control[fld] = newest[fld]
+        out = work / "control.sources"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(control.dump())
+        return out
+
+    def build(self, ctx: BuildContext, log: Path) -> debbuild.BuildResult:
+        recipe = self.recipe(ctx)
+        work = ctx.work_dir(self.name)
+        if work.exists():
+            shutil.rmtree(work)
+        work.mkdir(parents=True)
+        if recipe.kind is Kind.DEBIAN_SOURCE:
+            archive = self._archive(ctx)
+            archive.update()
+            version, dsc = archive.download(recipe.source_package, ctx.build_dir / "sources")
+            info(f"{self.name}: Debian source {recipe.source_package} {version}")
+            changes = rebuild.rebuild(
+                recipe, dsc, work, ctx.jobs, log, distribution=archive.release
+            )
+        else:
+            changes = upstream.build(recipe, self._upstream(ctx), work, ctx.jobs, log)
+        debs = rebuild.kept_debs(changes, recipe.keep)
+        return debbuild.BuildResult(changes, debs)
+
+    def _upstream(self, ctx: BuildContext) -> upstream.UpstreamSource:
+        source = ctx.sources.get(self.name)
+        if source is None:
+            die(
+                f"{self.name} is in no package registry: its build needs the upstream source",
+                hint=f"esca-pkg build {self.name} --source PATH (a source tree or a tarball)",
+            )
+        return upstream.UpstreamSource.open(source)

@@ -1,0 +1,1 @@
+"""esca-run: run a patched server (or any hooked program) under ESCA."""

@@ -1,0 +1,3 @@
+from esca_pkg.run.cli import main
+
+main()

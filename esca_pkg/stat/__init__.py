@@ -1,0 +1,1 @@
+"""esca-stat: the live view of what ESCA does in running processes."""

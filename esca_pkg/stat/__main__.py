@@ -1,0 +1,3 @@
+from esca_pkg.stat.cli import main
+
+main()

@@ -1,0 +1,123 @@
+"""doctor's decisions on a faked machine."""
+
+from __future__ import annotations
+
+import os
+import stat
+
+from esca_pkg.packaging import doctor
+from esca_pkg.runtime.backends import Backend, Check
+
+
+class FakeSystem(doctor.System):
+    def __init__(self, **kw: object) -> None:
+        self.kernels_ = ["6.1.0-28-amd64", "6.18.0-custom"]
+        self.running = "6.18.0-custom"
+        self.headers = {"6.1.0-28-amd64"}
+        self.packages = {"linux-headers-6.1.0-28-amd64", "linux-image-6.1.0-28-amd64-dbg"}
+        self.tools = {"dkms", "dpkg-buildpackage", "dh", "lintian", "gpg", "apt-cache"}
+        self.dkms = "esca/0.1.0, 6.1.0-28-amd64, x86_64: installed\n"
+        self.loaded = False
+        self.dev: os.stat_result | None = None
+        self.members: list[str] | None = ["www-data"]
+        self.uring = Check(Backend.URING, True, "io_uring allowed")
+        self.__dict__.update(kw)
+
+    def which(self, tool: str) -> str | None:
+        return f"/usr/bin/{tool}" if tool in self.tools else None
+
+    def running_kernel(self) -> str:
+        return self.running
+
+    def kernels(self) -> list[str]:
+        return self.kernels_
+
+    def has_headers(self, version: str) -> bool:
+        return version in self.headers
+
+    def system_map(self, version: str) -> str | None:
+        return None
+
+    def debian_package(self, name: str) -> bool:
+        return name in self.packages
+
+    def dkms_status(self) -> str:
+        return self.dkms
+
+    def can_load_modules(self) -> bool:
+        return True
+
+    def module_loaded(self) -> bool:
+        return self.loaded
+
+    def device(self) -> os.stat_result | None:
+        return self.dev
+
+    def device_usable(self) -> bool:
+        return True
+
+    def group_members(self, name: str) -> list[str] | None:
+        return self.members
+
+    def io_uring(self) -> Check:
+        return self.uring
+
+    def libesca_installed(self) -> bool:
+        return True
+
+
+def by_name(checks: list[doctor.Check]) -> dict[str, doctor.Check]:
+    return {c.name: c for c in checks}
+
+
+def test_a_kernel_not_from_debian_gets_no_install_hint() -> None:
+    checks = by_name(doctor.kernel_checks(FakeSystem()))
+    custom = checks["6.18.0-custom (running) headers"]
+    assert custom.status == "warn"
+    assert "no Debian headers package for this kernel" in custom.fix
+    assert "apt-get install" not in custom.fix
+    assert "linux-image-6.18.0-custom-dbg" not in checks["6.18.0-custom (running) System.map"].fix
+    assert checks["6.18.0-custom (running) esca module"].fix.startswith("install this kernel's")
+
+
+def test_a_debian_kernel_without_headers_gets_its_package() -> None:
+    system = FakeSystem(headers=set(), dkms="")
+    checks = by_name(doctor.kernel_checks(system))
+    assert checks["6.1.0-28-amd64 headers"].fix == "apt-get install linux-headers-6.1.0-28-amd64"
+    assert (
+        checks["6.1.0-28-amd64 System.map"].fix == "apt-get install linux-image-6.1.0-28-amd64-dbg"
+    )
+    assert checks["headers"].status == "fail"  # no kernel at all has headers
+
+
+def test_dkms_state_per_kernel() -> None:
+    checks = by_name(doctor.kernel_checks(FakeSystem()))
+    assert checks["6.1.0-28-amd64 esca module"].status == "ok"
+    missing = by_name(doctor.kernel_checks(FakeSystem(tools={"apt-cache"})))
+    assert missing["dkms"].status == "fail" and missing["dkms"].fix == "apt-get install dkms"
+
+
+def test_backend_decision() -> None:
+    device = os.stat_result((stat.S_IFCHR | 0o660, 0, 0, 1, 0, 0, 0, 0, 0, 0))
+    loaded = by_name(doctor.run_checks(FakeSystem(loaded=True, dev=device)))
+    assert loaded["backend"].detail == "ESCA_BACKEND=auto selects module"
+    uring = by_name(doctor.run_checks(FakeSystem()))
+    assert (uring["backend"].status, uring["backend"].detail) == (
+        "ok",
+        "ESCA_BACKEND=auto selects uring",
+    )
+    blocked = Check(
+        Backend.URING, False, "io_uring is disabled", "sysctl kernel.io_uring_disabled=0"
+    )
+    none = by_name(doctor.run_checks(FakeSystem(uring=blocked)))
+    assert none["backend"].status == "fail" and "modprobe esca" in none["backend"].fix
+    assert none["io_uring"].fix == "sysctl kernel.io_uring_disabled=0"
+    nogroup = by_name(doctor.run_checks(FakeSystem(members=None)))
+    assert nogroup["group esca"].status == "warn" and "esca-dkms" in nogroup["group esca"].fix
+
+
+def test_build_tools_and_no_source_tree() -> None:
+    checks = by_name(doctor.build_checks(None, FakeSystem(tools={"dh", "gpg"})))
+    assert checks["dpkg-buildpackage"].status == "fail"
+    assert checks["lintian"].fix == "apt-get install lintian"
+    assert checks["source tree"].status == "warn"

@@ -1,0 +1,49 @@
+"""Build targets: the order build-all follows, server targets from recipe folders."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from esca_pkg.log import EscaError
+from esca_pkg.packaging import targets
+from esca_pkg.packaging.project import Project
+from esca_pkg.packaging.targets.server import ServerTarget
+
+
+class Fake(ServerTarget):
+    def __init__(self, name: str, order: int = 50, requires: tuple[str, ...] = ()) -> None:
+        super().__init__(name)
+        self.order = order
+        self.requires = requires
+
+
+def test_requirements_come_first_then_order_then_name() -> None:
+    ts = [Fake("b"), Fake("a"), Fake("late", 90), Fake("first", 90, ("z",)), Fake("z", 99)]
+    assert targets.build_order(ts) == ["a", "b", "late", "z", "first"]
+
+
+def test_unknown_requirements_are_ignored_and_cycles_named() -> None:
+    assert targets.build_order([Fake("a", requires=("gone",))]) == ["a"]
+    with pytest.raises(EscaError, match="cycle: a, b"):
+        targets.build_order([Fake("a", requires=("b",)), Fake("b", requires=("a",))])
+
+
+def test_every_recipe_folder_is_a_target(tmp_path: Path) -> None:
+    (tmp_path / "servers" / "caddy").mkdir(parents=True)
+    (tmp_path / "servers" / "caddy" / "recipe.toml").write_text("")
+    found = targets.available(Project(tmp_path, "1.0"))
+    assert {"dkms", "libesca", "tool", "caddy"} == set(found)
+    assert isinstance(found["caddy"], ServerTarget)
+    assert targets.names(None) == ["dkms", "libesca", "tool"]  # outside a source tree
+    with pytest.raises(EscaError, match="unknown target 'nosuch'") as e:
+        targets.get("nosuch", None)
+    assert e.value.hint == "choose one of: dkms, libesca, tool"
+
+
+def test_a_recipe_may_not_take_a_targets_name(tmp_path: Path) -> None:
+    (tmp_path / "servers" / "tool").mkdir(parents=True)
+    (tmp_path / "servers" / "tool" / "recipe.toml").write_text("")
+    with pytest.raises(EscaError, match="servers/tool has the name of the build target"):
+        targets.available(Project(tmp_path, "1.0"))
