@@ -18,8 +18,10 @@ Oops and protection faults.
 
 from __future__ import annotations
 
+import json
 import os
 import re
+import time
 from pathlib import Path
 
 import esca_vm as vm
@@ -50,6 +52,10 @@ class KernelRuns:
         self.build_logs: dict[str, str] = {}
         self.full: vm.GuestRun | None = None
         self.kaslr: vm.GuestRun | None = None
+        self.seconds: dict[str, float] = {}
+
+    def timed(self, what: str, t0: float) -> None:
+        self.seconds[what] = round(time.monotonic() - t0, 1)
 
 
 def _libesca_tests() -> str:
@@ -61,9 +67,13 @@ def _run_kernel(release: str, base: Path) -> KernelRuns:
     kernel = vm.Kernel(release).check()
     runs = KernelRuns(kernel, base)
     run1 = base / "full"
+    t0 = time.monotonic()
     ko, runs.build_logs["kprobe"] = vm.build_module(kernel, run1 / "kprobe", "none")
+    runs.timed("build kprobe module", t0)
+    t0 = time.monotonic()
     bins = vm.build_cases(run1 / "bin")
     initramfs = vm.initramfs(kernel, base / "initramfs.cpio")
+    runs.timed("build cases and initramfs", t0)
     bench = vm.REPO / "libesca" / "build" / "esca-microbench"
     plan = {
         "MODE": "full",
@@ -75,8 +85,10 @@ def _run_kernel(release: str, base: Path) -> KernelRuns:
         "MICROBENCH": "1" if bench.exists() else "",
     }
     runs.full = vm.boot(kernel, run1, initramfs, plan, kaslr=False, timeout=1500)
+    runs.seconds["boot 1 (nokaslr)"] = round(runs.full.seconds, 1)
 
     run2 = base / "kaslr"
+    t0 = time.monotonic()
     system_map = base / f"System.map-{kernel.release}"
     vm.kallsyms_to_system_map(run1 / "kallsyms", system_map)
     badmap = base / "System.map-other-build"
@@ -85,6 +97,7 @@ def _run_kernel(release: str, base: Path) -> KernelRuns:
     ko_bad, runs.build_logs["badmap"] = vm.build_module(kernel, run2 / "badmap", str(badmap))
     # The guest sees only the run directory of its boot (and the repository).
     bins2 = vm.build_cases(run2 / "bin")
+    runs.timed("build map modules and cases", t0)
     plan2 = {
         "MODE": "kaslr",
         "KO": str(ko_map),
@@ -93,7 +106,30 @@ def _run_kernel(release: str, base: Path) -> KernelRuns:
         "CASEBIN": str(bins2),
     }
     runs.kaslr = vm.boot(kernel, run2, initramfs, plan2, kaslr=True, timeout=600)
+    runs.seconds["boot 2 (kaslr)"] = round(runs.kaslr.seconds, 1)
+    _report_timings(runs)
     return runs
+
+
+def _reports() -> Path:
+    reports = Path(os.environ.get("ESCA_VM_REPORT_DIR", vm.REPO / "tests" / "_build" / "vm"))
+    reports.mkdir(parents=True, exist_ok=True)
+    return reports
+
+
+def _report_timings(runs: KernelRuns) -> None:
+    """Where a kernel's time goes (CI's budget): the host's steps and each
+    guest step, from the step records (results/NAME.seconds)."""
+    steps = {}
+    for guest in (runs.full, runs.kaslr):
+        assert guest is not None
+        for rc in sorted((guest.rundir / "results").glob("*.rc")):
+            res = guest.result(rc.stem)
+            steps[f"{guest.rundir.name}/{rc.stem}"] = res.seconds
+    report = {"kernel": runs.kernel.release, "host": runs.seconds, "guest steps": steps}
+    (_reports() / f"timings-{runs.kernel.release}.json").write_text(
+        json.dumps(report, indent=1) + "\n"
+    )
 
 
 @pytest.fixture(
@@ -168,9 +204,7 @@ def test_microbenchmark_runs(kruns: KernelRuns) -> None:
     _ok(step)
     ratios = microbench_ratios(step.out)
     assert ratios, step.out
-    reports = Path(os.environ.get("ESCA_VM_REPORT_DIR", vm.REPO / "tests" / "_build" / "vm"))
-    reports.mkdir(parents=True, exist_ok=True)
-    report = reports / f"microbench-{kruns.kernel.release}.txt"
+    report = _reports() / f"microbench-{kruns.kernel.release}.txt"
     report.write_text(format_ratios(kruns.kernel, ratios, step.out))
     print(report.read_text())
 
