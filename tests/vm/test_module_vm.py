@@ -126,7 +126,16 @@ def _report_timings(runs: KernelRuns) -> None:
         for rc in sorted((guest.rundir / "results").glob("*.rc")):
             res = guest.result(rc.stem)
             steps[f"{guest.rundir.name}/{rc.stem}"] = res.seconds
-    report = {"kernel": runs.kernel.release, "host": runs.seconds, "guest steps": steps}
+    assert runs.full is not None
+    full = [runs.full.result(f"case-{c}") for c in CASES]
+    libesca = runs.full.result("libesca_pytest").out.strip().splitlines()
+    report = {
+        "kernel": runs.kernel.release,
+        "host": runs.seconds,
+        "guest steps": steps,
+        "cases passed": f"{sum(r.rc == 0 for r in full)}/{len(full)}",
+        "libesca in the guest": libesca[-1] if libesca else "",
+    }
     (_reports() / f"timings-{runs.kernel.release}.json").write_text(
         json.dumps(report, indent=1) + "\n"
     )
