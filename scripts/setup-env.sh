@@ -33,9 +33,14 @@ esca_install_packages() {
     done
     [ "${#missing[@]}" -gt 0 ] || return 0
     echo "$0: installing ${missing[*]}"
-    apt-get update -q
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -q -o DPkg::Lock::Timeout=600 \
-        --no-install-recommends "${opts[@]}" "${missing[@]}"
+    # Two test commands at once (two checkouts sharing a release root):
+    # one apt at a time, apt-get update included.
+    (
+        flock 9
+        apt-get update -q
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -q -o DPkg::Lock::Timeout=600 \
+            --no-install-recommends "${opts[@]}" "${missing[@]}"
+    ) 9> /var/lib/apt/esca-setup-env.lock
 }
 
 esca_setup_env() {

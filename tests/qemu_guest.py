@@ -52,14 +52,6 @@ def log(msg: str) -> None:
     sys.stderr.flush()
 
 
-def codename(root: Path = Path("/")) -> str:
-    """VERSION_CODENAME of the Debian root (bookworm, trixie)."""
-    for line in (root / "etc" / "os-release").read_text().splitlines():
-        if line.startswith("VERSION_CODENAME="):
-            return line.split("=", 1)[1].strip().strip('"')
-    return "unknown"
-
-
 # --- kernels -------------------------------------------------------------------
 
 
