@@ -35,14 +35,13 @@ class E2E:
     krel1: str
     krel2: str
     timings: dict[str, float]
-    first: g.Boot | None = None
-    second: g.Boot | None = None
+    first: g.GuestRun | None = None
+    second: g.GuestRun | None = None
     error: str = ""
 
 
 def _run_all(base: Path) -> E2E:
-    k1 = g.vm.find_kernel(g.FIRST)
-    k2 = g.vm.find_kernel(g.SECOND)
+    k1, k2 = g.kernels()
     e2e = E2E(k1.release, k2.release, {})
     t0 = time.monotonic()
     dist = g.BUILD / "dist"
@@ -52,10 +51,15 @@ def _run_all(base: Path) -> E2E:
     deps = g.local_deps_repo(g.BUILD / "deps", kernel2_pkgs)
     e2e.timings["dependency repository"] = time.monotonic() - t1
     purge = [*LEFTOVER_PATTERNS, *(p.name for p in kernel2_pkgs)]
-    metas = [p.name for p in kernel2_pkgs if p.name.endswith(f"-{k2.series}-amd64")]
+    # What the operator installs: the kernel's metapackages where the release
+    # has them (linux-image-6.12-amd64 on Debian 12), else its own packages.
+    metas = [p.name for p in kernel2_pkgs if p.name.endswith(f"-{k2.series}-amd64")] or [
+        f"linux-image-{k2.release}",
+        f"linux-headers-{k2.release}",
+    ]
     shutil.rmtree(base, ignore_errors=True)
     base.mkdir(parents=True)
-    disk = g.make_disk(base / "disk.img")
+    disk = g.guest.make_disk(base / "disk.img")
     plan = {
         "KREL1": k1.release,
         "KREL2": k2.release,
@@ -67,7 +71,7 @@ def _run_all(base: Path) -> E2E:
     e2e.first = g.boot(
         "first",
         k1.vmlinuz,
-        g.build_initramfs(k1, base / "initramfs-1.cpio"),
+        g.initramfs(k1, base / "initramfs-1.cpio"),
         disk,
         base / "first",
         {**plan, "PHASE": "first"},
@@ -81,7 +85,7 @@ def _run_all(base: Path) -> E2E:
         e2e.second = g.boot(
             "second",
             vmlinuz2,
-            g.build_initramfs(k2, base / "initramfs-2.cpio"),
+            g.initramfs(k2, base / "initramfs-2.cpio"),
             disk,
             base / "second",
             {**plan, "PHASE": "second"},
@@ -103,7 +107,7 @@ def e2e() -> E2E:
         pytest.fail(f"e2e harness: {err}", pytrace=False)
 
 
-def _boot(e2e: E2E, which: str) -> g.Boot:
+def _boot(e2e: E2E, which: str) -> g.GuestRun:
     boot = e2e.first if which == "first" else e2e.second
     if boot is None:
         pytest.fail(
@@ -125,7 +129,7 @@ HOST_CHANGED = (
 )
 
 
-def _context(boot: g.Boot | None) -> str:
+def _context(boot: g.GuestRun | None) -> str:
     if boot is None:
         return ""
     dmesg = boot.rundir / "dmesg.txt"
@@ -136,7 +140,7 @@ def _context(boot: g.Boot | None) -> str:
     )
 
 
-def _step(e2e: E2E, which: str, name: str, expect_rc: int = 0) -> g.vm.StepResult:
+def _step(e2e: E2E, which: str, name: str, expect_rc: int = 0) -> g.StepResult:
     boot = _boot(e2e, which)
     res = boot.result(name)
     if res.rc is None:
@@ -153,7 +157,7 @@ def _step(e2e: E2E, which: str, name: str, expect_rc: int = 0) -> g.vm.StepResul
     return res
 
 
-def _json(boot: g.Boot, name: str) -> dict:
+def _json(boot: g.GuestRun, name: str) -> dict:
     return json.loads((boot.rundir / f"{name}.json").read_text())
 
 
@@ -261,5 +265,5 @@ def test_remove_and_purge_leave_nothing(e2e: E2E) -> None:
 def test_guest_kernel_log_clean(e2e: E2E, which: str) -> None:
     boot = _boot(e2e, which)
     dmesg = boot.rundir / "dmesg.txt"
-    bad = [ln for ln in dmesg.read_text(errors="replace").splitlines() if g.vm.BAD_DMESG.search(ln)]
+    bad = [ln for ln in dmesg.read_text(errors="replace").splitlines() if g.BAD_DMESG.search(ln)]
     assert not bad, f"{dmesg}:\n" + "\n".join(bad)

@@ -90,7 +90,12 @@ def test_dkms_package_contents(built: Built) -> None:
     assert f"{src}/dkms.conf" in names
     assert f"{src}/Kbuild" in names or f"{src}/Makefile" in names
     assert "/usr/lib/modules-load.d/esca.conf" in names
-    assert any(n.startswith("/lib/udev/rules.d/") and n.endswith("esca-dkms.rules") for n in names)
+    # debhelper installs udev rules to /lib (Debian 12) or /usr/lib (Debian 13)
+    assert any(
+        n.startswith(("/lib/udev/rules.d/", "/usr/lib/udev/rules.d/"))
+        and n.endswith("esca-dkms.rules")
+        for n in names
+    )
     conf = DebFile(str(deb)).data.get_content(f"{src}/dkms.conf", encoding="utf-8")
     assert f'PACKAGE_VERSION="{built.version}"' in conf
     assert 'PACKAGE_NAME="esca"' in conf

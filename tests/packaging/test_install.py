@@ -37,6 +37,25 @@ def files_of(deb: Path) -> list[Path]:
     return out
 
 
+def dpkg_residue(package: str) -> list[str]:
+    """What dpkg still keeps of a purged package: a status other than
+    not-installed, its files list, conffiles or maintainer scripts.  (dpkg
+    may keep a "not-installed" record after a purge, so `dpkg-query -W`
+    exiting 0 is no residue.)"""
+    res = sh("dpkg-query", "-W", "-f=${db:Status-Abbrev}", package, check=False)
+    left = [f"status {res.stdout.strip()!r}"] if res.stdout.strip() not in ("", "un", "pn") else []
+    return left + [str(p) for p in Path("/var/lib/dpkg/info").glob(f"{package}.*")]
+
+
+def udev_rules(pattern: str) -> list[Path]:
+    """Rules files in udev's package directory: /lib/udev/rules.d (Debian 12's
+    debhelper) or /usr/lib/udev/rules.d (Debian 13's)."""
+    found = {
+        p.resolve() for d in ("/lib", "/usr/lib") for p in Path(d, "udev/rules.d").glob(pattern)
+    }
+    return sorted(found)
+
+
 def module_files(kver: str) -> list[Path]:
     d = Path(f"/lib/modules/{kver}/updates/dkms")
     return sorted(d.glob("esca.ko*")) if d.is_dir() else []
@@ -71,7 +90,7 @@ def test_dkms_install_remove_purge_reinstall(built: Built, headers_kernels: list
                 assert f"no headers for the running kernel {running}" in out, out
             assert group_exists("esca")
             assert Path("/usr/lib/modules-load.d/esca.conf").read_text().strip().endswith("esca")
-            rules = list(Path("/lib/udev/rules.d").glob("*esca*.rules"))
+            rules = udev_rules("*esca*.rules")
             assert rules and 'GROUP="esca"' in rules[0].read_text()
             checks = doctor()
             for kver in headers_kernels:
@@ -88,7 +107,7 @@ def test_dkms_install_remove_purge_reinstall(built: Built, headers_kernels: list
 
             purge("esca-dkms")
             assert not installed("esca-dkms")
-            assert sh("dpkg-query", "-W", "esca-dkms", check=False).returncode != 0
+            assert not dpkg_residue("esca-dkms"), dpkg_residue("esca-dkms")
             assert not group_exists("esca")
             left = [f for f in files_of(deb) if f.exists() or f.is_symlink()]
             assert not left, f"purge left files behind: {left}"

@@ -6,47 +6,17 @@
 # and the kernel log after the mark in results/NAME.{out,rc,dmesg}.  A failed
 # "must" step stops the phase (results/aborted names it); dmesg is kept.
 run=$1
-self=$(readlink -f "$0")
 # shellcheck source=/dev/null
 . "$run/plan.env"
+# shellcheck source=tests/guest/steps.sh
+. "$run/steps.sh"
 export HOME=/root LANG=C.UTF-8 DEBIAN_FRONTEND=noninteractive PYTHONDONTWRITEBYTECODE=1
 export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
-res=$run/results
 state=/root/e2e-state		# on the guest's disk: survives the reboot
-mkdir -p "$res" "$state"
+mkdir -p "$state"
 
-step() {
-	local name=$1 limit=$2 rc t0
-	shift 2
-	echo "esca-e2e: begin $name" > /dev/kmsg
-	echo "e2e: $name"
-	t0=$(date +%s)
-	# Functions of this script run in a fresh bash (timeout needs a program).
-	if [ "$(type -t "$1")" = function ]; then
-		timeout -k 10 "$limit" bash "$self" "$run" __call "$@" > "$res/$name.out" 2>&1
-	else
-		timeout -k 10 "$limit" "$@" > "$res/$name.out" 2>&1
-	fi
-	rc=$?
-	echo "esca-e2e: end $name" > /dev/kmsg
-	dmesg | awk -v m="esca-e2e: begin $name" 'index($0, m) { p = 1 } p' > "$res/$name.dmesg"
-	echo $(($(date +%s) - t0)) > "$res/$name.seconds"
-	echo "$rc" > "$res/$name.rc"
-	echo "e2e: $name exit $rc ($(cat "$res/$name.seconds") s)"
-	return "$rc"
-}
-
-must() {
-	step "$@" && return 0
-	echo "$1" > "$run/aborted"
-	finish
-}
-
-finish() {
+finish_hook() {
 	pkill -TERM -x nginx 2>/dev/null
-	dmesg > "$run/dmesg.txt"
-	echo "done" > "$run/finished"
-	exit 0
 }
 
 start_udev() {
@@ -113,7 +83,7 @@ check_purged() {
 	done
 	# Everything the guest ever wrote is in the overlay's upper layer: nothing
 	# named esca may remain there (whiteouts, apt's lists and logs aside).
-	left=$(cd /run/e2e-rw/upper && find . ! -type c \( -name esca -o -name 'esca[-_.]*' \
+	left=$(cd /run/guest-rw/upper && find . ! -type c \( -name esca -o -name 'esca[-_.]*' \
 		-o -name '*[-_.]esca' -o -name '*[-_.]esca[-_.]*' -o -name 'libesca*' \) \
 		! -path './var/lib/apt/lists/*' ! -path './var/log/*' ! -path './root/e2e-state*' \
 		! -path ./etc/apt/preferences.d/esca)

@@ -1,29 +1,16 @@
 #!/bin/bash
-# The case runner, inside the guest (chroot of the host's root).  $1 is the
-# run directory shared with the host; plan.env there says what to run.
-# Each step: mark /dev/kmsg, run with a timeout, keep its output, exit code
-# and the kernel log after the mark in results/NAME.{out,rc,dmesg}.
+# The case runner, inside the guest (chroot of the shared root).  $1 is the
+# run directory shared with the host; plan.env there says what to run.  Each
+# step (tests/guest/steps.sh): mark /dev/kmsg, run with a timeout, keep its
+# output, exit code and the kernel log after the mark in results/.
 run=$1
 # shellcheck source=/dev/null
 . "$run/plan.env"
+# shellcheck source=tests/guest/steps.sh
+. "$run/steps.sh"
 export HOME=/tmp LANG=C.UTF-8 PYTHONDONTWRITEBYTECODE=1 PATH=/usr/sbin:/usr/bin:/sbin:/bin
-res=$run/results
-mkdir -p "$res"
 uname -r > "$run/uname"
 cat /proc/cmdline > "$run/cmdline"
-
-step() {
-	local name=$1 limit=$2 rc
-	shift 2
-	echo "esca-test: begin $name" > /dev/kmsg
-	echo "esca-vm: $name"
-	timeout -k 5 "$limit" "$@" > "$res/$name.out" 2>&1
-	rc=$?
-	echo "esca-test: end $name" > /dev/kmsg
-	dmesg | awk -v m="esca-test: begin $name" 'index($0, m) { p = 1 } p' > "$res/$name.dmesg"
-	echo "$rc" > "$res/$name.rc"
-	echo "esca-vm: $name exit $rc"
-}
 
 case $MODE in
 full)
@@ -65,5 +52,4 @@ kaslr)
 	step badmap_rmmod 60 rmmod esca
 	;;
 esac
-dmesg > "$run/dmesg.txt"
-echo "done" > "$run/finished"
+finish
