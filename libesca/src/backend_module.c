@@ -68,7 +68,8 @@ int esca_module_thread_init(struct esca_thread *t)
 		err = -errno;
 		goto fail;
 	}
-	t->module_fd = fd;
+	/* out of the program's way: its fd numbers stay what they would be */
+	t->module_fd = esca_own_fd(fd);
 	return 0;
 fail:
 	syscall(SYS_close, fd);
@@ -82,7 +83,7 @@ void esca_module_thread_fini(struct esca_thread *t, bool after_fork)
 	/* after fork the context belongs to the parent: just drop our fd */
 	if (!after_fork)
 		ioctl(t->module_fd, ESCA_IOC_UNREGISTER);
-	syscall(SYS_close, t->module_fd);
+	esca_own_close(t->module_fd);
 	t->module_fd = -1;
 }
 

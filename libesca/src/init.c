@@ -160,7 +160,12 @@ static int choose_backend(void)
 	return -EINVAL;
 }
 
-static void child_after_fork(void);
+/* One set of fork handlers for the whole library (docs/libesca.md, Fork). */
+static void fork_child(void)
+{
+	esca_thread_fork_child();
+	esca_stats_after_fork();
+}
 
 ESCA_API int esca_init(void)
 {
@@ -178,7 +183,7 @@ ESCA_API int esca_init(void)
 		init_result = err ? -1 : 0;
 		init_errno = -err;
 		esca_stats_init();
-		pthread_atfork(NULL, NULL, child_after_fork);
+		pthread_atfork(esca_thread_fork_prepare, esca_thread_fork_parent, fork_child);
 		atomic_store_explicit(&esca_initialized, 1, memory_order_release);
 	}
 	pthread_mutex_unlock(&lock);
@@ -186,9 +191,4 @@ out:
 	if (init_result)
 		errno = init_errno;
 	return init_result;
-}
-
-static void child_after_fork(void)
-{
-	esca_stats_after_fork();
 }

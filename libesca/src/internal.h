@@ -78,6 +78,7 @@ struct esca_real {
 	int (*dup3)(int, int, int);
 	off_t (*lseek)(int, off_t, int);
 	ssize_t (*read)(int, void *, size_t);
+	void (*closefrom)(int);
 };
 
 extern struct esca_real esca_real;
@@ -94,6 +95,7 @@ enum esca_fd_kind {
 	ESCA_FD_PIPE,
 	ESCA_FD_FILE,		/* regular file, or opened by open(): no socket */
 	ESCA_FD_OTHER,
+	ESCA_FD_OWN,		/* libesca's own (device, ring): not the program's */
 };
 
 void esca_fd_init(void);
@@ -103,6 +105,22 @@ enum esca_fd_kind esca_fd_peek(int fd);
 /* Kind of fd, learning it with one fstat() the first time; -1 with errno
  * EBADF when fd is not open. */
 int esca_fd_kind(int fd);
+/* Forgets what is known of the fds in [first, last] (closed together). */
+void esca_fd_forget_range(unsigned first, unsigned last);
+
+/*
+ * libesca's own fds (a /dev/esca context, an unregistered ring) live where
+ * the program's never do: above its RLIMIT_NOFILE soft limit when the hard
+ * limit leaves room, else at the top of the first 4096 (docs/libesca.md,
+ * Transparency).  esca_own_fd() moves a freshly opened fd there (O_CLOEXEC)
+ * and marks it; the program's close(), close_range(), closefrom(), dup2()
+ * and dup3() see such an fd as not open.
+ */
+int esca_own_fd(int fd);
+void esca_own_close(int fd);
+static inline bool esca_fd_is_own(int fd);
+/* close_range(2) that leaves libesca's own fds open. */
+int esca_close_range_keep_own(unsigned first, unsigned last, int flags);
 
 /* ---- reading the caller's memory without crashing --------------------- */
 
@@ -127,9 +145,10 @@ struct esca_meta {
 
 struct esca_thread {
 	bool in_segment;
-	bool ready;		/* tables and backend set up */
 	enum esca_backend backend;	/* this thread's backend; OFF: not set up */
-	bool setup_failed;	/* no backend could be set up: don't retry each segment */
+	bool setup_failed;	/* no backend could be set up: don't retry */
+	bool module_refused;	/* the module refused this thread: io_uring only */
+	unsigned setup_retry;	/* no fd was free: segments until the next try */
 	bool flushing;
 	bool busy;		/* recording an entry: a signal handler's call goes direct */
 	pid_t pid;		/* process that owns this state */
@@ -158,12 +177,21 @@ struct esca_thread {
 	/* backend state */
 	int module_fd;
 	void *uring;		/* struct esca_uring * */
+	struct esca_thread *next;	/* every thread's state (thread.c) */
 };
 
 extern __thread struct esca_thread *esca_self __attribute__((tls_model("initial-exec")));
-struct esca_thread *esca_thread_get(void);	/* NULL when not set up */
 struct esca_thread *esca_thread_setup(void);	/* creates on first use */
-void esca_thread_teardown(struct esca_thread *t);
+void esca_thread_fork_prepare(void);
+void esca_thread_fork_parent(void);
+void esca_thread_fork_child(void);
+/* Before the program puts a file at fd, one of libesca's own fds. */
+void esca_own_fd_evict(int fd);
+
+static inline bool esca_fd_is_own(int fd)
+{
+	return esca_fd_peek(fd) == ESCA_FD_OWN;
+}
 
 static inline bool esca_fd_is_socket(int kind)
 {
@@ -212,6 +240,8 @@ int esca_uring_probe(void);		/* 0 when io_uring is usable */
 bool esca_batch_pays(struct esca_thread *t, unsigned n);
 int esca_uring_thread_init(struct esca_thread *t);
 void esca_uring_thread_fini(struct esca_thread *t, bool after_fork);
+int esca_uring_own_fd(const struct esca_thread *t);	/* -1: registered, none */
+void esca_uring_fd_moved(struct esca_thread *t, int fd);
 void esca_uring_flush(struct esca_thread *t);
 
 /* ---- counters ---------------------------------------------------------- */

@@ -88,14 +88,20 @@ static bool close_pending(const struct esca_thread *t, int fd)
 	return false;
 }
 
-/* The kind of fd, or -1 with errno EBADF as the kernel would give. */
+/* The kind of fd, or -1 with errno EBADF as the kernel would give (one of
+ * libesca's own fds is not the program's: not open, as far as it knows). */
 static int check_fd(struct esca_thread *t, int fd)
 {
-	if (fd < 0 || close_pending(t, fd)) {
-		errno = EBADF;
-		return -1;
-	}
-	return esca_fd_kind(fd);
+	int kind;
+
+	if (fd < 0 || close_pending(t, fd))
+		goto bad;
+	kind = esca_fd_kind(fd);
+	if (kind != ESCA_FD_OWN)
+		return kind;
+bad:
+	errno = EBADF;
+	return -1;
 }
 
 /* A free entry, with len bytes of arena; flushes first when full. */
@@ -159,9 +165,14 @@ static int seg_close(struct esca_thread *t, int fd)
 
 ESCA_API int close(int fd)
 {
-	struct esca_thread *t = enter();
+	struct esca_thread *t;
 	int r;
 
+	if (unlikely(esca_fd_is_own(fd))) {
+		errno = EBADF;
+		return -1;
+	}
+	t = enter();
 	if (!t) {
 		esca_fd_set(fd, ESCA_FD_UNKNOWN);
 		return REAL(close)(fd);
@@ -632,13 +643,29 @@ ESCA_API int openat(int dirfd, const char *path, int flags, ...)
 ESCA_API int open64(const char *path, int flags, ...) __attribute__((alias("open")));
 ESCA_API int openat64(int dirfd, const char *path, int flags, ...) __attribute__((alias("openat")));
 
-ESCA_API int dup2(int oldfd, int newfd)
+/* Putting a file at newfd: libesca's own fd there moves away first, and
+ * one of them is no file to copy. */
+static int dup_prepare(int oldfd, int newfd)
 {
 	struct esca_thread *t = segment();
-	int r;
 
+	if (esca_fd_is_own(oldfd)) {
+		errno = EBADF;
+		return -1;
+	}
 	if (t)
 		direct_in_segment(t, newfd, oldfd);
+	if (unlikely(esca_fd_is_own(newfd)) && oldfd != newfd)
+		esca_own_fd_evict(newfd);
+	return 0;
+}
+
+ESCA_API int dup2(int oldfd, int newfd)
+{
+	int r;
+
+	if (dup_prepare(oldfd, newfd) < 0)
+		return -1;
 	r = REAL(dup2)(oldfd, newfd);
 	esca_fd_set(r, ESCA_FD_UNKNOWN);
 	return r;
@@ -646,14 +673,42 @@ ESCA_API int dup2(int oldfd, int newfd)
 
 ESCA_API int dup3(int oldfd, int newfd, int flags)
 {
-	struct esca_thread *t = segment();
 	int r;
 
-	if (t)
-		direct_in_segment(t, newfd, oldfd);
+	if (dup_prepare(oldfd, newfd) < 0)
+		return -1;
 	r = REAL(dup3)(oldfd, newfd, flags);
 	esca_fd_set(r, ESCA_FD_UNKNOWN);
 	return r;
+}
+
+/*
+ * Closing many fds at once (close_range, closefrom): pending entries of this
+ * thread's segment run first -- they may concern fds about to close, and
+ * without libesca they would have run already -- and libesca's own fds stay
+ * open, as fds the program never had.
+ */
+ESCA_API int close_range(unsigned first, unsigned last, int flags)
+{
+	struct esca_thread *t = segment();
+
+	if (t && t->n)
+		esca_flush_thread(t);
+	return esca_close_range_keep_own(first, last, flags);
+}
+
+ESCA_API void closefrom(int lowfd)
+{
+	struct esca_thread *t = segment();
+
+	if (t && t->n)
+		esca_flush_thread(t);
+	if (lowfd < 0)
+		lowfd = 0;
+	/* before Linux 5.9 (no close_range), glibc's own closefrom walks
+	 * /proc/self/fd, and closes libesca's fds too */
+	if (esca_close_range_keep_own((unsigned)lowfd, ~0u, 0) < 0 && errno == ENOSYS)
+		REAL(closefrom)(lowfd);
 }
 
 /* ---- calls that must see the effect of pending entries ----------------- */

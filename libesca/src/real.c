@@ -57,6 +57,7 @@ void esca_resolve_real(void)
 	R(dup3);
 	R(lseek);
 	R(read);
+	R(closefrom);
 #undef R
 	atomic_store(&resolving, 0);
 }

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "esca.h"
 
@@ -33,6 +34,24 @@ static int t_failures __attribute__((unused));
 		fprintf(stderr, ": %s\n", strerror(errno));		\
 		exit(T_EXIT_FAIL);					\
 	} while (0)
+
+/* A line on stdout through write(2) -- the interposed one, so that inside a
+ * segment it is deferred like any other write (stdio's writes are not
+ * interposed: they would overtake the deferred ones). */
+static inline __attribute__((format(printf, 1, 2), unused)) void t_say(const char *fmt, ...)
+{
+	char buf[512];
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	if (n > (int)sizeof(buf) - 1)
+		n = sizeof(buf) - 1;
+	if (n > 0 && write(1, buf, (size_t)n) != n)
+		exit(T_EXIT_FAIL);
+}
 
 /* The stream content of connection c at byte p: deterministic. */
 static inline unsigned char t_pattern(unsigned c, unsigned long long p)
