@@ -46,10 +46,17 @@ void esca_log(const char *fmt, ...)
 	(void)!syscall(1, 2, buf, (size_t)n);
 }
 
+/*
+ * Every setting is read with secure_getenv(): in a process with AT_SECURE
+ * (set-user-ID, set-group-ID, file capabilities) the environment is the
+ * unprivileged caller's, so libesca uses its defaults there -- backend
+ * auto, no stats file, no stderr summary (docs/libesca.md, Privileged
+ * processes).
+ */
 static unsigned long env_ulong(const char *name, unsigned long def, unsigned long lo,
 			       unsigned long hi)
 {
-	const char *s = getenv(name);
+	const char *s = secure_getenv(name);
 	char *end;
 	unsigned long v;
 
@@ -66,7 +73,7 @@ static unsigned long env_ulong(const char *name, unsigned long def, unsigned lon
 
 static bool env_flag(const char *name)
 {
-	const char *s = getenv(name);
+	const char *s = secure_getenv(name);
 
 	return s && *s && strcmp(s, "0") != 0;
 }
@@ -105,10 +112,10 @@ __attribute__((constructor)) static void esca_read_environment(void)
 	const char *s;
 
 	read_config();
-	s = getenv("ESCA_BACKEND");
+	s = secure_getenv("ESCA_BACKEND");
 	if (s)
 		snprintf(want_backend, sizeof(want_backend), "%s", s);
-	s = getenv("ESCA_STATS_DIR");
+	s = secure_getenv("ESCA_STATS_DIR");
 	if (s)
 		snprintf(esca_stats_dir, sizeof(esca_stats_dir), "%s", s);
 }

@@ -250,6 +250,8 @@ void esca_stats_init(void);
 void esca_stats_publish(struct esca_thread *t);
 void esca_stats_exit(void);
 void esca_stats_after_fork(void);
+/* Before an exec (failed: false), and after one that failed (true). */
+void esca_stats_exec(pid_t pid, bool failed);
 
 void esca_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 #define esca_debug(...) do { if (unlikely(esca_cfg.debug)) esca_log(__VA_ARGS__); } while (0)
