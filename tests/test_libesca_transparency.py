@@ -134,6 +134,38 @@ def test_dup2_onto_libesca_fds(cprog, libesca, backend):
     assert stats["errors_other"] == 0 and stats["bytes_lost"] == 0, stats
 
 
+# --- exec ----------------------------------------------------------------------------
+
+EXECS = [
+    "execve",
+    "execv",
+    "execvp",
+    "execvpe",
+    "execl",
+    "execle",
+    "execlp",
+    "execveat",
+    "fexecve",
+    "fail",
+    "vfork",
+]
+
+
+@pytest.mark.parametrize("how", EXECS)
+def test_exec_from_segment(cprog, libesca, backend, how, tmp_path):
+    """exec of a program that is not hooked, from inside a segment: the
+    segment's writes come out first, no fd of libesca's reaches the new image
+    (it lists its fds), no live stats file is left behind; a failed exec or
+    a vfork() child's leaves the segment whole."""
+    stats_dir = tmp_path / "stats"
+    stats_dir.mkdir()
+    env = quiet_env(libesca, backend, ESCA_STATS_DIR=str(stats_dir))
+    out = assert_same(cprog("t_exec"), [how], env)
+    if how not in ("fail", "vfork"):
+        assert out.startswith("in the segment, before the exec\nstill before it\nafter the exec\n")
+    assert list(stats_dir.iterdir()) == []
+
+
 # --- RLIMIT_NOFILE -------------------------------------------------------------------
 
 

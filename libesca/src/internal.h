@@ -79,6 +79,10 @@ struct esca_real {
 	off_t (*lseek)(int, off_t, int);
 	ssize_t (*read)(int, void *, size_t);
 	void (*closefrom)(int);
+	int (*execve)(const char *, char *const[], char *const[]);
+	int (*execvpe)(const char *, char *const[], char *const[]);
+	int (*execveat)(int, const char *, char *const[], char *const[], int);
+	int (*fexecve)(int, char *const[], char *const[]);
 };
 
 extern struct esca_real esca_real;

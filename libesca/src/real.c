@@ -58,6 +58,10 @@ void esca_resolve_real(void)
 	R(lseek);
 	R(read);
 	R(closefrom);
+	R(execve);
+	R(execvpe);
+	R(execveat);
+	R(fexecve);
 #undef R
 	atomic_store(&resolving, 0);
 }
