@@ -137,14 +137,17 @@ def test_fd_numbers_unchanged(cprog, libesca, backend, ring):
     assert "open: 3\n" in out
 
 
-def test_close_everything_keeps_deferred_calls(cprog, libesca, backend, ring):
-    """close_range(3, ~0U, 0), closefrom(3) and a close() loop over every fd,
-    inside segments with deferred writes: every write arrives, every close
-    happens, an fd number reused by eventfd() is an eventfd to libesca, and
-    libesca keeps batching afterwards."""
+@pytest.mark.parametrize("limit", ["soft-1024", "soft-8192"])
+def test_close_everything_keeps_deferred_calls(cprog, libesca, backend, ring, limit):
+    """close_range(3, ~0U, 0), closefrom(3) and a close() loop over every fd
+    (up to the soft limit: at 8192 libesca's fds are under it), inside
+    segments with deferred writes: every write arrives, every close happens,
+    an fd number reused by eventfd() is an eventfd to libesca, and libesca
+    keeps batching afterwards."""
     prog = cprog("t_fds")
-    assert_same(prog, ["closeall"], quiet_env(libesca, backend, **ring))
-    proc = run_prog(prog, ["closeall"], esca_env(libesca, backend, **ring), preexec_fn=fd_limits)
+    args = ["closeall"] + (["high"] if limit == "soft-8192" else [])
+    assert_same(prog, args, quiet_env(libesca, backend, **ring))
+    proc = run_prog(prog, args, esca_env(libesca, backend, **ring), preexec_fn=fd_limits)
     stats = parse_stats(proc.stderr)
     assert stats["errors_other"] == 0 and stats["bytes_lost"] == 0, stats
     if backend != "off":

@@ -56,6 +56,7 @@ enum op {
 struct esca_uring {
 	struct io_uring ring;
 	bool has_shutdown;
+	bool broken;	/* an enter failed: the ring is not used again */
 	/* per-entry scratch, sized by the table */
 	uint8_t *op;
 	int *parent;	/* union-find */
@@ -375,7 +376,7 @@ void esca_uring_flush(struct esca_thread *t)
 	struct esca_uring *u = t->uring;
 	unsigned n = t->n, i, nsqe = 0;
 
-	if (n < esca_cfg.uring_min_ops) {
+	if (n < esca_cfg.uring_min_ops || unlikely(u->broken)) {
 		for (i = 0; i < n; i++)
 			esca_run_direct(t, i);
 		return;
@@ -447,6 +448,18 @@ static void ring_flush(struct esca_thread *t, struct esca_uring *u, unsigned nsq
 		r = io_uring_submit_and_wait(&u->ring, nsqe);
 	while (r == -EINTR);
 	t->st.kernel_entries++;
+	if (unlikely(r < 0)) {
+		/* nothing was submitted (the ring's fd closed or replaced
+		 * behind libesca's back ...): the results in the table are
+		 * stale, every entry runs directly, and so does every later
+		 * batch of this thread (the SQEs stay queued in the ring) */
+		esca_log("thread %d: io_uring_enter failed (%s); this thread runs its calls "
+			 "directly", (int)gettid(), strerror(-r));
+		u->broken = true;
+		for (i = 0; i < n; i++)
+			esca_run_direct(t, i);
+		return;
+	}
 
 	/* every op is non-blocking, so all completions are there; wait for
 	 * any straggler rather than reuse memory it may still read */
