@@ -23,9 +23,7 @@ from libesca_support import esca_env, parse_stats, run_prog
 
 def plain_env() -> dict[str, str]:
     """The environment without libesca."""
-    return {
-        k: v for k, v in os.environ.items() if k != "LD_PRELOAD" and not k.startswith("ESCA_")
-    }
+    return {k: v for k, v in os.environ.items() if k != "LD_PRELOAD" and not k.startswith("ESCA_")}
 
 
 def quiet_env(libesca: Path, backend: str, **extra: str) -> dict[str, str]:

@@ -60,6 +60,17 @@ static inline __attribute__((format(printf, 1, 2), unused)) void t_say(const cha
 		exit(T_EXIT_FAIL);
 }
 
+/* A segment of three 1-byte writes to fd: sets the thread's backend up and
+ * flushes through it. */
+static inline __attribute__((unused)) void t_segment(int fd)
+{
+	ESCA_BATCH_START();
+	for (int i = 0; i < 3; i++)
+		if (write(fd, "s", 1) != 1)
+			exit(T_EXIT_FAIL);
+	ESCA_BATCH_FLUSH();
+}
+
 /* The stream content of connection c at byte p: deterministic. */
 static inline unsigned char t_pattern(unsigned c, unsigned long long p)
 {

@@ -10,14 +10,6 @@
 
 #include "helpers.h"
 
-static void segment(int fd)
-{
-	ESCA_BATCH_START();
-	for (int i = 0; i < 3; i++)
-		if (write(fd, "s", 1) != 1)
-			DIE("write");
-	ESCA_BATCH_FLUSH();
-}
 
 int main(void)
 {
@@ -27,12 +19,12 @@ int main(void)
 	ESCA_INIT();
 	if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) < 0)
 		DIE("socketpair");
-	segment(sv[0]);
+	t_segment(sv[0]);
 	printf("ready\n");
 	fflush(stdout);
 	while (read(0, buf, sizeof(buf)) > 0)
 		;
-	segment(sv[0]);
+	t_segment(sv[0]);
 	printf("done\n");
 	return T_EXIT_PASS;
 }

@@ -53,26 +53,17 @@ static void sleep_ms(int ms)
 		;
 }
 
-/* A few writes in a segment: sets the thread's backend up, flushes. */
-static void segment(int fd)
-{
-	ESCA_BATCH_START();
-	for (int i = 0; i < 3; i++)
-		if (write(fd, "s", 1) != 1)
-			DIE("segment write");
-	ESCA_BATCH_FLUSH();
-}
 
 static void *helper(void *arg)
 {
 	sleep_ms(DELAY_MS / 3);
-	segment(*(int *)arg);
+	t_segment(*(int *)arg);
 	return NULL;		/* the thread exits while main waits */
 }
 
 static void peer(int sink)
 {
-	segment(sink);		/* the child's own backend, its own table */
+	t_segment(sink);		/* the child's own backend, its own table */
 	sleep_ms(DELAY_MS);
 	if (!strcmp(kind, "accept")) {
 		int s = socket(AF_UNIX, SOCK_STREAM, 0);
@@ -168,7 +159,7 @@ int main(int argc, char **argv)
 			DIE("fork");
 		if (pid == 0)
 			peer(sink[1]);
-		segment(sink[1]);
+		t_segment(sink[1]);
 		if (pthread_create(&th, NULL, helper, &sink[1]))
 			DIE("pthread_create");
 		errno = 0;
