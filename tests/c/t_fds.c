@@ -248,13 +248,15 @@ static void high_soft_limit(void)
 {
 	struct rlimit rl;
 
-	if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_max < 8192) {
-		printf("hard RLIMIT_NOFILE below 8192\n");
+	if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+		DIE("getrlimit");
+	rl.rlim_cur = 8192;
+	if (rl.rlim_max < 8192)
+		rl.rlim_max = 8192;	/* root may (CAP_SYS_RESOURCE) */
+	if (setrlimit(RLIMIT_NOFILE, &rl) < 0) {
+		printf("hard RLIMIT_NOFILE below 8192 and cannot be raised\n");
 		exit(T_EXIT_SKIP);
 	}
-	rl.rlim_cur = 8192;
-	if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
-		DIE("setrlimit");
 }
 
 static int dup2_all(void)
