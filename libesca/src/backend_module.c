@@ -125,3 +125,26 @@ void esca_module_flush(struct esca_thread *t)
 	for (i = first; i < n; i++)
 		esca_run_direct(t, i);
 }
+
+static int module_own_fd(const struct esca_thread *t)
+{
+	return t->module_fd;
+}
+
+static void module_fd_moved(struct esca_thread *t, int fd)
+{
+	__atomic_store_n(&t->module_fd, fd, __ATOMIC_RELAXED);
+}
+
+const struct esca_backend_ops esca_module_ops = {
+	.id = ESCA_BACKEND_MODULE,
+	.name = "module",
+	.what = ESCA_DEVICE_PATH,
+	.fix = "install esca-dkms and 'modprobe esca', or use ESCA_BACKEND=uring",
+	.probe = esca_module_probe,
+	.thread_init = esca_module_thread_init,
+	.thread_fini = esca_module_thread_fini,
+	.flush = esca_module_flush,
+	.own_fd = module_own_fd,
+	.fd_moved = module_fd_moved,
+};

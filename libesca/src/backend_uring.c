@@ -21,7 +21,7 @@
  * and the creating task is on it from io_uring_setup() on.  That task work
  * interrupts whatever the thread is blocked in at the moment: epoll_wait()
  * fails with EINTR although no signal was sent (issue 10).  So:
- *   - no throwaway ring: esca_uring_probe() asks io_uring_setup() for an
+ *   - no throwaway ring: uring_probe() asks io_uring_setup() for an
  *     EFAULT instead of setting a ring up;
  *   - the thread's ring fd is registered (IORING_REGISTER_RING_FDS, Linux
  *     5.18) and closed at once: the ring holds no fd number, and the
@@ -98,7 +98,7 @@ static bool probe_ops(struct io_uring *ring, bool *has_shutdown)
  * every check that would refuse it (sysctl kernel.io_uring_disabled,
  * seccomp, LSM).  The ops are probed on each thread's real ring.
  */
-int esca_uring_probe(void)
+static int uring_probe(void)
 {
 	long r = syscall(__NR_io_uring_setup, 0, NULL);
 
@@ -132,6 +132,8 @@ static int ring_init(struct io_uring *ring, unsigned entries)
 	return err;
 }
 
+static void uring_thread_fini(struct esca_thread *t, bool after_fork);
+
 /*
  * Takes the ring's fd out of the program's way: registered with the thread
  * and closed, so that the ring holds no fd number at all and the kernel
@@ -151,7 +153,7 @@ static void hide_ring_fd(struct io_uring *ring)
 	ring->enter_ring_fd = ring->ring_fd;
 }
 
-int esca_uring_thread_init(struct esca_thread *t)
+static int uring_thread_init(struct esca_thread *t)
 {
 	struct esca_uring *u;
 	unsigned cap = t->cap, h = 1;
@@ -212,7 +214,7 @@ int esca_uring_thread_init(struct esca_thread *t)
 		/* its memory goes now; a registered ring stays with the thread
 		 * until it exits, an unregistered one goes with its fd (kernels
 		 * that lack these ops, before 5.6, queue no task work) */
-		esca_uring_thread_fini(t, false);
+		uring_thread_fini(t, false);
 		return -EOPNOTSUPP;
 	}
 	return 0;
@@ -221,7 +223,7 @@ fail:
 	return err;
 }
 
-void esca_uring_thread_fini(struct esca_thread *t, bool after_fork)
+static void uring_thread_fini(struct esca_thread *t, bool after_fork)
 {
 	struct esca_uring *u = t->uring;
 	struct io_uring *ring;
@@ -244,14 +246,14 @@ void esca_uring_thread_fini(struct esca_thread *t, bool after_fork)
 	t->uring = NULL;
 }
 
-int esca_uring_own_fd(const struct esca_thread *t)
+static int uring_own_fd(const struct esca_thread *t)
 {
 	const struct esca_uring *u = t->uring;
 
 	return u ? u->ring.ring_fd : -1;
 }
 
-void esca_uring_fd_moved(struct esca_thread *t, int fd)
+static void uring_fd_moved(struct esca_thread *t, int fd)
 {
 	struct esca_uring *u = t->uring;
 
@@ -371,7 +373,7 @@ static void prep(struct esca_uring *u, struct esca_thread *t, unsigned i, bool l
 
 static void ring_flush(struct esca_thread *t, struct esca_uring *u, unsigned nsqe);
 
-void esca_uring_flush(struct esca_thread *t)
+static void uring_flush(struct esca_thread *t)
 {
 	struct esca_uring *u = t->uring;
 	unsigned n = t->n, i, nsqe = 0;
@@ -508,3 +510,17 @@ static void ring_flush(struct esca_thread *t, struct esca_uring *u, unsigned nsq
 		esca_finish_entry(t, i);
 	}
 }
+
+const struct esca_backend_ops esca_uring_ops = {
+	.id = ESCA_BACKEND_URING,
+	.name = "uring",
+	.what = "io_uring",
+	.fix = "check sysctl kernel.io_uring_disabled and seccomp",
+	.measured = true,
+	.probe = uring_probe,
+	.thread_init = uring_thread_init,
+	.thread_fini = uring_thread_fini,
+	.flush = uring_flush,
+	.own_fd = uring_own_fd,
+	.fd_moved = uring_fd_moved,
+};

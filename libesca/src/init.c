@@ -120,46 +120,55 @@ __attribute__((constructor)) static void esca_read_environment(void)
 		snprintf(esca_stats_dir, sizeof(esca_stats_dir), "%s", s);
 }
 
+/* The backends, in the order auto tries them. */
+static const struct esca_backend_ops *const backends[] = { &esca_module_ops, &esca_uring_ops };
+
+const struct esca_backend_ops *esca_backend_ops(enum esca_backend b)
+{
+	for (size_t k = 0; k < sizeof(backends) / sizeof(backends[0]); k++)
+		if (backends[k]->id == b)
+			return backends[k];
+	return NULL;
+}
+
+const char *esca_backend_name(enum esca_backend b)
+{
+	const struct esca_backend_ops *ops = esca_backend_ops(b);
+
+	return ops ? ops->name : "off";
+}
+
 static int choose_backend(void)
 {
 	const char *want = want_backend;
+	const struct esca_backend_ops *ops;
+	size_t k;
 	int err;
 
-	if (!want || !*want || !strcmp(want, "auto")) {
-		if (esca_module_probe() == 0)
-			esca_cfg.backend = ESCA_BACKEND_MODULE;
-		else if (esca_uring_probe() == 0)
-			esca_cfg.backend = ESCA_BACKEND_URING;
-		else
-			esca_cfg.backend = ESCA_BACKEND_OFF;
-		esca_debug("backend auto: %s", esca_cfg.backend == ESCA_BACKEND_MODULE ? "module" :
-			   esca_cfg.backend == ESCA_BACKEND_URING ? "uring" : "off");
+	esca_cfg.backend = ESCA_BACKEND_OFF;
+	if (!*want || !strcmp(want, "auto")) {
+		for (k = 0; k < sizeof(backends) / sizeof(backends[0]); k++) {
+			if (backends[k]->probe() == 0) {
+				esca_cfg.backend = backends[k]->id;
+				break;
+			}
+		}
+		esca_debug("backend auto: %s", esca_backend_name(esca_cfg.backend));
 		return 0;
 	}
-	if (!strcmp(want, "off")) {
-		esca_cfg.backend = ESCA_BACKEND_OFF;
+	if (!strcmp(want, "off"))
 		return 0;
-	}
-	if (!strcmp(want, "module")) {
-		err = esca_module_probe();
+	for (k = 0; k < sizeof(backends) / sizeof(backends[0]); k++) {
+		ops = backends[k];
+		if (strcmp(want, ops->name))
+			continue;
+		err = ops->probe();
 		if (err == 0) {
-			esca_cfg.backend = ESCA_BACKEND_MODULE;
+			esca_cfg.backend = ops->id;
 			return 0;
 		}
-		esca_log("ESCA_BACKEND=module: %s is not usable (%s); running without batching. "
-			 "Fix: install esca-dkms and 'modprobe esca', or use ESCA_BACKEND=uring",
-			 ESCA_DEVICE_PATH, strerror(-err));
-		return err;
-	}
-	if (!strcmp(want, "uring")) {
-		err = esca_uring_probe();
-		if (err == 0) {
-			esca_cfg.backend = ESCA_BACKEND_URING;
-			return 0;
-		}
-		esca_log("ESCA_BACKEND=uring: io_uring is not usable (%s); running without "
-			 "batching. Fix: check sysctl kernel.io_uring_disabled and seccomp",
-			 strerror(-err));
+		esca_log("ESCA_BACKEND=%s: %s is not usable (%s); running without batching. "
+			 "Fix: %s", ops->name, ops->what, strerror(-err), ops->fix);
 		return err;
 	}
 	esca_log("ESCA_BACKEND=%s is not one of auto, module, uring, off; running without "

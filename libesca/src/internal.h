@@ -149,7 +149,7 @@ struct esca_meta {
 
 struct esca_thread {
 	bool in_segment;
-	enum esca_backend backend;	/* this thread's backend; OFF: not set up */
+	const struct esca_backend_ops *ops;	/* this thread's backend; NULL: none */
 	bool setup_failed;	/* no backend could be set up: don't retry */
 	bool module_refused;	/* the module refused this thread: io_uring only */
 	unsigned setup_retry;	/* no fd was free: segments until the next try */
@@ -232,21 +232,39 @@ void esca_run_direct(struct esca_thread *t, unsigned i);
  * counts and reports errors.  Never loses bytes silently. */
 void esca_finish_entry(struct esca_thread *t, unsigned i);
 
-/* backends */
+/*
+ * Backends: one operations table each.  A thread's context is set up with
+ * thread_init() on its first segment and given up with thread_fini() at
+ * thread exit (after_fork: in a forked child, where the context is the
+ * parent's and must only be dropped).
+ */
+struct esca_backend_ops {
+	enum esca_backend id;
+	const char *name;		/* as in ESCA_BACKEND */
+	const char *what;		/* what is unusable, for the message */
+	const char *fix;		/* and what to do about it */
+	bool measured;			/* ESCA_ADAPT times its flushes against direct calls */
+	int (*probe)(void);		/* 0 when usable here; sets nothing up */
+	int (*thread_init)(struct esca_thread *t);
+	void (*thread_fini)(struct esca_thread *t, bool after_fork);
+	void (*flush)(struct esca_thread *t);	/* runs and finishes t->table[0, t->n) */
+	int (*own_fd)(const struct esca_thread *t);	/* its fd among libesca's, or -1 */
+	void (*fd_moved)(struct esca_thread *t, int fd);
+};
+
+extern const struct esca_backend_ops esca_module_ops, esca_uring_ops;
+/* The table of backend b; NULL for off. */
+const struct esca_backend_ops *esca_backend_ops(enum esca_backend b);
+const char *esca_backend_name(enum esca_backend b);
+
 int esca_module_probe(void);		/* 0 when /dev/esca is usable */
 int esca_module_thread_init(struct esca_thread *t);
 void esca_module_thread_fini(struct esca_thread *t, bool after_fork);
 void esca_module_flush(struct esca_thread *t);
 
-int esca_uring_probe(void);		/* 0 when io_uring is usable */
 /* Whether a backend flush of about n entries was measured cheaper than
  * direct calls by more than recording costs (true while not measured). */
 bool esca_batch_pays(struct esca_thread *t, unsigned n);
-int esca_uring_thread_init(struct esca_thread *t);
-void esca_uring_thread_fini(struct esca_thread *t, bool after_fork);
-int esca_uring_own_fd(const struct esca_thread *t);	/* -1: registered, none */
-void esca_uring_fd_moved(struct esca_thread *t, int fd);
-void esca_uring_flush(struct esca_thread *t);
 
 /* ---- counters ---------------------------------------------------------- */
 

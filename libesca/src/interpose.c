@@ -500,7 +500,7 @@ static ssize_t seg_sendfile(struct esca_thread *t, int out_fd, int in_fd, off_t 
 	/* the offset the kernel updates, and with the uring backend room to
 	 * read the file into when the send is emulated by read + write */
 	len = 16;
-	if (t->backend == ESCA_BACKEND_URING && offset && count <= esca_cfg.uring_copy_max)
+	if (t->ops == &esca_uring_ops && offset && count <= esca_cfg.uring_copy_max)
 		len += count;
 	e = reserve(t, len, (void **)&data);
 	memcpy(data, &off, sizeof(off));

@@ -285,18 +285,6 @@ void esca_stats_publish(struct esca_thread *t)
 	add(&global->segments_passthrough, &s->segments_passthrough);
 }
 
-static const char *backend_name(uint32_t b)
-{
-	switch (b) {
-	case ESCA_BACKEND_MODULE:
-		return "module";
-	case ESCA_BACKEND_URING:
-		return "uring";
-	default:
-		return "off";
-	}
-}
-
 void esca_stats_exit(void)
 {
 	char line[1024];
@@ -311,7 +299,7 @@ void esca_stats_exit(void)
 			total += global->deferred[k];
 		len += snprintf(line + len, sizeof(line) - len,
 				"esca: pid=%d backend=%s segments=%llu deferred=%llu (",
-				(int)getpid(), backend_name(esca_cfg.backend),
+				(int)getpid(), esca_backend_name(esca_cfg.backend),
 				(unsigned long long)global->segments, (unsigned long long)total);
 		for (k = 0; k < ESCA_CALL_KINDS && len < sizeof(line); k++)
 			len += snprintf(line + len, sizeof(line) - len, "%s%s=%llu", k ? " " : "",

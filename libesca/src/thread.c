@@ -146,12 +146,9 @@ void esca_own_fd_evict(int fd)
 	if (esca_fd_is_own(fd)) {
 		nfd = esca_own_fd(fcntl(fd, F_DUPFD_CLOEXEC, fd));
 		esca_own_close(fd);
-		for (o = threads; o; o = o->next) {
-			if (o->module_fd == fd)
-				__atomic_store_n(&o->module_fd, nfd, __ATOMIC_RELAXED);
-			else if (o->backend == ESCA_BACKEND_URING && esca_uring_own_fd(o) == fd)
-				esca_uring_fd_moved(o, nfd);
-		}
+		for (o = threads; o; o = o->next)
+			if (o->ops && o->ops->own_fd(o) == fd)
+				o->ops->fd_moved(o, nfd);
 	}
 	pthread_mutex_unlock(&threads_lock);
 }
@@ -183,48 +180,45 @@ static bool no_fd_free(int err)
 /*
  * Sets up the thread's backend: the configured one, and io_uring when the
  * module refuses this thread (seccomp: EPERM, RLIMIT_MEMLOCK: ENOMEM ...).
- * Returns the backend in use, OFF when none could be set up (for good, or
+ * Returns the backend in use, NULL when none could be set up (for good, or
  * until t->setup_retry segments have passed).
  */
-static enum esca_backend backend_thread_init(struct esca_thread *t)
+static const struct esca_backend_ops *backend_thread_init(struct esca_thread *t)
 {
+	const struct esca_backend_ops *ops = esca_backend_ops(esca_cfg.backend);
 	int err;
 
-	if (esca_cfg.backend == ESCA_BACKEND_MODULE && !t->module_refused) {
-		err = esca_module_thread_init(t);
-		if (!err)
-			return ESCA_BACKEND_MODULE;
-		if (no_fd_free(err))
-			goto later;
-		t->module_refused = true;
-		esca_log("thread %d: %s refused this thread's table (%s)%s; trying io_uring",
-			 (int)gettid(), ESCA_DEVICE_PATH, strerror(-err),
-			 err == -ENOMEM ? ": raise RLIMIT_MEMLOCK (LimitMEMLOCK= in systemd)" :
-			 err == -EPERM ? ": the process runs under seccomp" : "");
-	}
-	err = esca_uring_thread_init(t);
+	if (ops == &esca_module_ops && t->module_refused)
+		ops = &esca_uring_ops;
+	err = ops->thread_init(t);
 	if (!err)
-		return ESCA_BACKEND_URING;
+		return ops;
 	if (no_fd_free(err))
 		goto later;
-	esca_log("thread %d: io_uring set-up failed (%s); this thread runs its calls directly",
-		 (int)gettid(), strerror(-err));
+	if (ops == &esca_module_ops) {
+		t->module_refused = true;
+		esca_log("thread %d: %s refused this thread's table (%s)%s; trying io_uring",
+			 (int)gettid(), ops->what, strerror(-err),
+			 err == -ENOMEM ? ": raise RLIMIT_MEMLOCK (LimitMEMLOCK= in systemd)" :
+			 err == -EPERM ? ": the process runs under seccomp" : "");
+		return backend_thread_init(t);
+	}
+	esca_log("thread %d: %s set-up failed (%s); this thread runs its calls directly",
+		 (int)gettid(), ops->what, strerror(-err));
 	t->setup_failed = true;
-	return ESCA_BACKEND_OFF;
+	return NULL;
 later:
 	esca_debug("thread %d: no fd free (%s); calls run directly, set-up again in %d segments",
 		   (int)gettid(), strerror(-err), ESCA_SETUP_RETRY);
 	t->setup_retry = ESCA_SETUP_RETRY;
-	return ESCA_BACKEND_OFF;
+	return NULL;
 }
 
 static void backend_thread_fini(struct esca_thread *t, bool after_fork)
 {
-	if (t->backend == ESCA_BACKEND_MODULE)
-		esca_module_thread_fini(t, after_fork);
-	else if (t->backend == ESCA_BACKEND_URING)
-		esca_uring_thread_fini(t, after_fork);
-	t->backend = ESCA_BACKEND_OFF;
+	if (t->ops)
+		t->ops->thread_fini(t, after_fork);
+	t->ops = NULL;
 }
 
 struct esca_thread *esca_thread_setup(void)
@@ -232,9 +226,9 @@ struct esca_thread *esca_thread_setup(void)
 	struct esca_thread *t = self;
 
 	if (t) {
-		if (unlikely(t->backend == ESCA_BACKEND_OFF && esca_cfg.backend != ESCA_BACKEND_OFF &&
+		if (unlikely(!t->ops && esca_cfg.backend != ESCA_BACKEND_OFF &&
 			     !t->setup_failed && (!t->setup_retry || !--t->setup_retry)))
-			t->backend = backend_thread_init(t);
+			t->ops = backend_thread_init(t);
 		return t;
 	}
 	if (!atomic_load_explicit(&esca_initialized, memory_order_acquire))
@@ -259,7 +253,7 @@ struct esca_thread *esca_thread_setup(void)
 	}
 	threads_add(t);
 	if (esca_cfg.backend != ESCA_BACKEND_OFF)
-		t->backend = backend_thread_init(t);
+		t->ops = backend_thread_init(t);
 	self = t;
 	pthread_setspecific(thread_key, t);
 	return t;
@@ -304,7 +298,7 @@ static bool worth_batching(struct esca_thread *t)
 		return false;		/* nothing to batch a call with */
 	/* one ioctl for the batch: measured cheaper wherever it was measured
 	 * with the mechanism forced (docs/module.md) */
-	if (t->backend == ESCA_BACKEND_MODULE)
+	if (!t->ops->measured)
 		return true;
 	return esca_batch_pays(t, (entries + 8) / 16);
 }
@@ -336,9 +330,9 @@ ESCA_API void batch_start(void)
 	/* off: count segments only, every call passes through */
 	if (esca_cfg.backend == ESCA_BACKEND_OFF)
 		return;
-	if (unlikely(t->backend == ESCA_BACKEND_OFF)) {
+	if (unlikely(!t->ops)) {
 		t = setup_keep_errno();
-		if (t->backend == ESCA_BACKEND_OFF)
+		if (!t->ops)
 			return;
 	}
 	if (!worth_batching(t)) {
