@@ -25,10 +25,10 @@ extern char **environ;
 
 static void exec_prepare(void)
 {
-	struct esca_thread *t = esca_self;
+	struct esca_thread *t = esca_segment();
 	pid_t pid = getpid();
 
-	if (t && t->n && t->pid == pid && !t->flushing && !t->busy)
+	if (t && t->n && t->pid == pid)
 		esca_flush_thread(t);
 	esca_stats_exec(pid, false);
 }

@@ -192,6 +192,18 @@ void esca_thread_fork_child(void);
 /* Before the program puts a file at fd, one of libesca's own fds. */
 void esca_own_fd_evict(int fd);
 
+/* The thread's segment, when calls are to be recorded. */
+static inline struct esca_thread *esca_segment(void)
+{
+	struct esca_thread *t = esca_self;
+
+	return (t && t->in_segment && !t->flushing && !t->busy) ? t : NULL;
+}
+
+/* Before a call that goes to libc while a segment is open: pending entries
+ * on fd or fd2 (-1: none) run first. */
+void esca_direct_in_segment(struct esca_thread *t, int fd, int fd2);
+
 static inline bool esca_fd_is_own(int fd)
 {
 	return esca_fd_peek(fd) == ESCA_FD_OWN;
