@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 struct esca_config esca_cfg = {
@@ -43,7 +44,7 @@ void esca_log(const char *fmt, ...)
 	if ((size_t)n >= sizeof(buf) - 1)
 		n = sizeof(buf) - 2;
 	buf[n++] = '\n';
-	(void)!syscall(1, 2, buf, (size_t)n);
+	(void)!syscall(SYS_write, STDERR_FILENO, buf, (size_t)n);
 }
 
 /*

@@ -325,7 +325,7 @@ void esca_stats_exit(void)
 				(unsigned long long)global->segments_passthrough);
 		if (len >= sizeof(line))
 			len = sizeof(line) - 1;
-		(void)!syscall(1, 2, line, len);
+		(void)!syscall(SYS_write, STDERR_FILENO, line, len);
 	}
 	unlink_file();
 }
