@@ -6,7 +6,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from libesca_support import BACKENDS, BUILD, LIBESCA, TOP, module_usable
+from libesca_support import BACKENDS, BUILD, LIBESCA, TOP, compile_c, module_usable
 
 
 @pytest.fixture(scope="session")
@@ -25,25 +25,7 @@ def cprog(libesca: Path):
     def build(name: str) -> Path:
         if name not in built:
             out = BUILD / name
-            src = TOP / "tests" / "c" / f"{name}.c"
-            subprocess.run(
-                [
-                    "gcc",
-                    "-O1",
-                    "-g",
-                    "-Wall",
-                    "-Wextra",
-                    "-Werror",
-                    "-D_GNU_SOURCE",
-                    f"-I{TOP / 'libesca' / 'include'}",
-                    f"-I{TOP / 'tests' / 'c'}",
-                    "-o",
-                    str(out),
-                    str(src),
-                    "-pthread",
-                ],
-                check=True,
-            )
+            compile_c(TOP / "tests" / "c" / f"{name}.c", out, "-pthread")
             built[name] = out
         return built[name]
 

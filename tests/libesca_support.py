@@ -14,6 +14,29 @@ BUILD = TOP / "tests" / "_build"
 BACKENDS = ["off", "uring", "module"]
 
 
+def compile_c(src: Path, out: Path, *extra: str) -> Path:
+    """gcc with the flags of libesca's test programs; extra goes last."""
+    subprocess.run(
+        [
+            "gcc",
+            "-O1",
+            "-g",
+            "-Wall",
+            "-Wextra",
+            "-Werror",
+            "-D_GNU_SOURCE",
+            f"-I{TOP / 'libesca' / 'include'}",
+            f"-I{TOP / 'tests' / 'c'}",
+            "-o",
+            str(out),
+            str(src),
+            *extra,
+        ],
+        check=True,
+    )
+    return out
+
+
 def module_usable() -> str | None:
     """None when /dev/esca can be used, else the reason it cannot."""
     dev = Path("/dev/esca")

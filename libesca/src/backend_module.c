@@ -69,7 +69,8 @@ int esca_module_thread_init(struct esca_thread *t)
 		err = -errno;
 		goto fail;
 	}
-	t->module_fd = fd;
+	/* out of the program's way: its fd numbers stay what they would be */
+	t->module_fd = esca_own_fd(fd);
 	return 0;
 fail:
 	syscall(SYS_close, fd);
@@ -83,7 +84,7 @@ void esca_module_thread_fini(struct esca_thread *t, bool after_fork)
 	/* after fork the context belongs to the parent: just drop our fd */
 	if (!after_fork)
 		ioctl(t->module_fd, ESCA_IOC_UNREGISTER);
-	syscall(SYS_close, t->module_fd);
+	esca_own_close(t->module_fd);
 	t->module_fd = -1;
 }
 
@@ -98,9 +99,9 @@ static void module_leave_confined(struct esca_thread *t)
 {
 	esca_log("thread %d now runs under seccomp: %s refuses its calls; they run directly",
 		 (int)gettid(), ESCA_DEVICE_PATH);
-	syscall(SYS_close, t->module_fd);
+	esca_own_close(t->module_fd);
 	t->module_fd = -1;
-	t->backend = ESCA_BACKEND_OFF;
+	t->ops = NULL;
 	t->setup_failed = true;
 }
 
@@ -160,3 +161,26 @@ direct:
 	if (confined)
 		module_leave_confined(t);
 }
+
+static int module_own_fd(const struct esca_thread *t)
+{
+	return t->module_fd;
+}
+
+static void module_fd_moved(struct esca_thread *t, int fd)
+{
+	__atomic_store_n(&t->module_fd, fd, __ATOMIC_RELAXED);
+}
+
+const struct esca_backend_ops esca_module_ops = {
+	.id = ESCA_BACKEND_MODULE,
+	.name = "module",
+	.what = ESCA_DEVICE_PATH,
+	.fix = "install esca-dkms and 'modprobe esca', or use ESCA_BACKEND=uring",
+	.probe = esca_module_probe,
+	.thread_init = esca_module_thread_init,
+	.thread_fini = esca_module_thread_fini,
+	.flush = esca_module_flush,
+	.own_fd = module_own_fd,
+	.fd_moved = module_fd_moved,
+};

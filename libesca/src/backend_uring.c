@@ -14,10 +14,30 @@
  * than ESCA_URING_COPY_MAX, and writes to regular files run directly with
  * their group.  A batch of fewer ring ops than ESCA_URING_MIN_OPS runs
  * directly: a one-op ring round trip costs more than the syscall.
+ *
+ * Lifetime.  A ring is never torn down while its thread lives on.  When the
+ * last reference to a ring goes, the kernel's teardown (io_ring_exit_work)
+ * queues task work with TWA_SIGNAL on every task on the ring's task list --
+ * and the creating task is on it from io_uring_setup() on.  That task work
+ * interrupts whatever the thread is blocked in at the moment: epoll_wait()
+ * fails with EINTR although no signal was sent (issue 10).  So:
+ *   - no throwaway ring: uring_probe() asks io_uring_setup() for an
+ *     EFAULT instead of setting a ring up;
+ *   - the thread's ring fd is registered (IORING_REGISTER_RING_FDS, Linux
+ *     5.18) and closed at once: the ring holds no fd number, and the
+ *     kernel drops it in io_uring_files_cancel() / io_uring_task_cancel()
+ *     when the thread exits or execs, after taking the thread off the
+ *     ring's task list: no task work, nobody interrupted;
+ *   - the rings are io_uring_ring_dontfork()ed: a forked child has neither
+ *     the memory nor (registered) an fd of them, and drops nothing;
+ *   - libesca only unmaps a ring's memory (thread exit, a ring found
+ *     unusable); without ring registration the fd is kept among libesca's
+ *     own fds (esca_own_fd()) and closed when the thread exits.
  */
 #include "internal.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <liburing.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -36,6 +56,7 @@ enum op {
 struct esca_uring {
 	struct io_uring ring;
 	bool has_shutdown;
+	bool broken;	/* an enter failed: the ring is not used again */
 	/* per-entry scratch, sized by the table */
 	uint8_t *op;
 	int *parent;	/* union-find */
@@ -71,17 +92,21 @@ static bool probe_ops(struct io_uring *ring, bool *has_shutdown)
 	return ok;
 }
 
-int esca_uring_probe(void)
+/*
+ * Whether io_uring_setup() is allowed here, without setting a ring up (see
+ * Lifetime above): with a NULL params pointer it fails with EFAULT after
+ * every check that would refuse it (sysctl kernel.io_uring_disabled,
+ * seccomp, LSM).  The ops are probed on each thread's real ring.
+ */
+static int uring_probe(void)
 {
-	struct io_uring ring;
-	int err = io_uring_queue_init(4, &ring, 0);
-	bool ok;
+	long r = syscall(__NR_io_uring_setup, 0, NULL);
 
-	if (err < 0)
-		return err;
-	ok = probe_ops(&ring, NULL);
-	io_uring_queue_exit(&ring);
-	return ok ? 0 : -EOPNOTSUPP;
+	if (r >= 0) {		/* cannot happen; do not leak it */
+		syscall(SYS_close, r);
+		return 0;
+	}
+	return errno == EFAULT ? 0 : -errno;
 }
 
 static int ring_init(struct io_uring *ring, unsigned entries)
@@ -107,13 +132,45 @@ static int ring_init(struct io_uring *ring, unsigned entries)
 	return err;
 }
 
-int esca_uring_thread_init(struct esca_thread *t)
+static void uring_thread_fini(struct esca_thread *t, bool after_fork);
+
+/*
+ * Takes the ring's fd out of the program's way: registered with the thread
+ * and closed, so that the ring holds no fd number at all and the kernel
+ * drops it when the thread exits or execs; where rings cannot be
+ * registered (before Linux 5.18, or the thread's 16 slots taken), the fd
+ * moves among libesca's own fds.  liburing enters a registered ring through
+ * enter_ring_fd; nothing else uses ring_fd after set-up.
+ */
+static void hide_ring_fd(struct io_uring *ring)
+{
+	if (io_uring_register_ring_fd(ring) == 1) {
+		syscall(SYS_close, ring->ring_fd);
+		ring->ring_fd = -1;
+		return;
+	}
+	ring->ring_fd = esca_own_fd(ring->ring_fd);
+	ring->enter_ring_fd = ring->ring_fd;
+}
+
+static int uring_thread_init(struct esca_thread *t)
 {
 	struct esca_uring *u;
 	unsigned cap = t->cap, h = 1;
 	size_t sz;
+	bool usable;
 	char *p;
 	int err;
+
+	/* io_uring_setup() installs the ring's fd last, after putting this
+	 * thread on the ring's task list: failing there (EMFILE: the program
+	 * uses every fd it may have) tears the new ring down with task work on
+	 * this thread (Lifetime, above).  Make sure a number is free first. */
+	err = (int)syscall(SYS_openat, AT_FDCWD, "/", O_PATH | O_CLOEXEC);
+	if (err < 0 && (errno == EMFILE || errno == ENFILE))
+		return -errno;
+	if (err >= 0)
+		syscall(SYS_close, err);
 
 	while (h < 2 * cap)
 		h <<= 1;
@@ -147,33 +204,61 @@ int esca_uring_thread_init(struct esca_thread *t)
 	/* two SQEs per entry at most (read + write of an emulated sendfile) */
 	err = ring_init(&u->ring, 2 * cap);
 	if (err < 0)
-		goto fail;
-	if (!probe_ops(&u->ring, &u->has_shutdown)) {
-		io_uring_queue_exit(&u->ring);
-		err = -EOPNOTSUPP;
-		goto fail;
-	}
+		goto fail;	/* nothing was set up */
 	/* a forked child must not share the rings with us */
 	io_uring_ring_dontfork(&u->ring);
+	usable = probe_ops(&u->ring, &u->has_shutdown);
+	hide_ring_fd(&u->ring);
 	t->uring = u;
+	if (!usable) {
+		/* its memory goes now; a registered ring stays with the thread
+		 * until it exits, an unregistered one goes with its fd (kernels
+		 * that lack these ops, before 5.6, queue no task work) */
+		uring_thread_fini(t, false);
+		return -EOPNOTSUPP;
+	}
 	return 0;
 fail:
 	munmap(u, sz);
 	return err;
 }
 
-void esca_uring_thread_fini(struct esca_thread *t, bool after_fork)
+static void uring_thread_fini(struct esca_thread *t, bool after_fork)
 {
 	struct esca_uring *u = t->uring;
+	struct io_uring *ring;
 
 	if (!u)
 		return;
-	if (after_fork)
-		syscall(SYS_close, u->ring.ring_fd);	/* its mappings were not inherited */
-	else
-		io_uring_queue_exit(&u->ring);
+	ring = &u->ring;
+	/* after fork: the ring's memory was not inherited (dontfork) and a
+	 * registered ring belongs to the parent's thread; an unregistered
+	 * one's fd is the child's copy (closing it tears nothing down) */
+	if (!after_fork) {
+		munmap(ring->sq.sqes, sizeof(struct io_uring_sqe) * ring->sq.ring_entries);
+		munmap(ring->sq.ring_ptr, ring->sq.ring_sz);
+		if (ring->cq.ring_ptr && ring->cq.ring_ptr != ring->sq.ring_ptr)
+			munmap(ring->cq.ring_ptr, ring->cq.ring_sz);
+	}
+	if (ring->ring_fd >= 0)
+		esca_own_close(ring->ring_fd);
 	munmap(u, u->map_size);
 	t->uring = NULL;
+}
+
+static int uring_own_fd(const struct esca_thread *t)
+{
+	const struct esca_uring *u = t->uring;
+
+	return u ? u->ring.ring_fd : -1;
+}
+
+static void uring_fd_moved(struct esca_thread *t, int fd)
+{
+	struct esca_uring *u = t->uring;
+
+	u->ring.ring_fd = fd;
+	u->ring.enter_ring_fd = fd;
 }
 
 static int find(int *parent, int i)
@@ -288,12 +373,12 @@ static void prep(struct esca_uring *u, struct esca_thread *t, unsigned i, bool l
 
 static void ring_flush(struct esca_thread *t, struct esca_uring *u, unsigned nsqe);
 
-void esca_uring_flush(struct esca_thread *t)
+static void uring_flush(struct esca_thread *t)
 {
 	struct esca_uring *u = t->uring;
 	unsigned n = t->n, i, nsqe = 0;
 
-	if (n < esca_cfg.uring_min_ops) {
+	if (n < esca_cfg.uring_min_ops || unlikely(u->broken)) {
 		for (i = 0; i < n; i++)
 			esca_run_direct(t, i);
 		return;
@@ -365,6 +450,18 @@ static void ring_flush(struct esca_thread *t, struct esca_uring *u, unsigned nsq
 		r = io_uring_submit_and_wait(&u->ring, nsqe);
 	while (r == -EINTR);
 	t->st.kernel_entries++;
+	if (unlikely(r < 0)) {
+		/* nothing was submitted (the ring's fd closed or replaced
+		 * behind libesca's back ...): the results in the table are
+		 * stale, every entry runs directly, and so does every later
+		 * batch of this thread (the SQEs stay queued in the ring) */
+		esca_log("thread %d: io_uring_enter failed (%s); this thread runs its calls "
+			 "directly", (int)gettid(), strerror(-r));
+		u->broken = true;
+		for (i = 0; i < n; i++)
+			esca_run_direct(t, i);
+		return;
+	}
 
 	/* every op is non-blocking, so all completions are there; wait for
 	 * any straggler rather than reuse memory it may still read */
@@ -413,3 +510,17 @@ static void ring_flush(struct esca_thread *t, struct esca_uring *u, unsigned nsq
 		esca_finish_entry(t, i);
 	}
 }
+
+const struct esca_backend_ops esca_uring_ops = {
+	.id = ESCA_BACKEND_URING,
+	.name = "uring",
+	.what = "io_uring",
+	.fix = "check sysctl kernel.io_uring_disabled and seccomp",
+	.measured = true,
+	.probe = uring_probe,
+	.thread_init = uring_thread_init,
+	.thread_fini = uring_thread_fini,
+	.flush = uring_flush,
+	.own_fd = uring_own_fd,
+	.fd_moved = uring_fd_moved,
+};

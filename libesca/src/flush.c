@@ -241,19 +241,18 @@ static void flush_backend(struct esca_thread *t)
 {
 	unsigned i;
 
-	if (t->backend == ESCA_BACKEND_MODULE) {
-		esca_module_flush(t);
-	} else if (t->backend == ESCA_BACKEND_URING) {
-		esca_uring_flush(t);
-	} else {
-		for (i = 0; i < t->n; i++)
-			esca_run_direct(t, i);
+	if (t->ops) {
+		t->ops->flush(t);
+		return;
 	}
+	for (i = 0; i < t->n; i++)
+		esca_run_direct(t, i);
 }
 
 /*
- * ESCA_ADAPT, uring backend: a batch goes through the ring or is run as direct calls,
- * whichever was measured cheaper per entry for batches of its size.  Each
+ * ESCA_ADAPT, a measured backend (io_uring): a batch goes through the
+ * backend or is run as direct calls, whichever was measured cheaper per
+ * entry for batches of its size.  Each
  * way is measured once, then the other one is tried one flush in 32 to
  * follow changes, and one flush in 8 of the chosen way is timed.
  */
@@ -292,7 +291,7 @@ int esca_flush_thread(struct esca_thread *t)
 	if (!n || t->flushing)
 		return 0;
 	t->flushing = true;
-	if (esca_cfg.adapt && n >= 2 && t->backend == ESCA_BACKEND_URING)
+	if (esca_cfg.adapt && n >= 2 && t->ops && t->ops->measured)
 		flush_measured(t);
 	else
 		flush_backend(t);

@@ -6,11 +6,13 @@
 #include "internal.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 struct esca_config esca_cfg = {
@@ -43,13 +45,20 @@ void esca_log(const char *fmt, ...)
 	if ((size_t)n >= sizeof(buf) - 1)
 		n = sizeof(buf) - 2;
 	buf[n++] = '\n';
-	(void)!syscall(1, 2, buf, (size_t)n);
+	(void)!syscall(SYS_write, STDERR_FILENO, buf, (size_t)n);
 }
 
+/*
+ * Every setting is read with secure_getenv(): in a process with AT_SECURE
+ * (set-user-ID, set-group-ID, file capabilities) the environment is the
+ * unprivileged caller's, so libesca uses its defaults there -- backend
+ * auto, no stats file, no stderr summary (docs/libesca.md, Privileged
+ * processes).
+ */
 static unsigned long env_ulong(const char *name, unsigned long def, unsigned long lo,
 			       unsigned long hi)
 {
-	const char *s = getenv(name);
+	const char *s = secure_getenv(name);
 	char *end;
 	unsigned long v;
 
@@ -66,7 +75,7 @@ static unsigned long env_ulong(const char *name, unsigned long def, unsigned lon
 
 static bool env_flag(const char *name)
 {
-	const char *s = getenv(name);
+	const char *s = secure_getenv(name);
 
 	return s && *s && strcmp(s, "0") != 0;
 }
@@ -105,54 +114,90 @@ __attribute__((constructor)) static void esca_read_environment(void)
 	const char *s;
 
 	read_config();
-	s = getenv("ESCA_BACKEND");
+	s = secure_getenv("ESCA_BACKEND");
 	if (s)
 		snprintf(want_backend, sizeof(want_backend), "%s", s);
-	s = getenv("ESCA_STATS_DIR");
+	s = secure_getenv("ESCA_STATS_DIR");
 	if (s)
 		snprintf(esca_stats_dir, sizeof(esca_stats_dir), "%s", s);
+}
+
+/* The backends, in the order auto tries them. */
+static const struct esca_backend_ops *const backends[] = { &esca_module_ops, &esca_uring_ops };
+
+const struct esca_backend_ops *esca_backend_ops(enum esca_backend b)
+{
+	for (size_t k = 0; k < sizeof(backends) / sizeof(backends[0]); k++)
+		if (backends[k]->id == b)
+			return backends[k];
+	return NULL;
+}
+
+const char *esca_backend_name(enum esca_backend b)
+{
+	const struct esca_backend_ops *ops = esca_backend_ops(b);
+
+	return ops ? ops->name : "off";
+}
+
+/*
+ * Whether the calling thread runs under a seccomp filter or strict mode
+ * (/proc/thread-self/status; read at set-up only).  io_uring would run its
+ * ops where the filter never sees them, and the module refuses such a
+ * thread: libesca then passes the thread's calls straight through.
+ */
+bool esca_thread_seccomp(void)
+{
+	char buf[4096], *p;
+	ssize_t n;
+	int fd = (int)syscall(SYS_openat, AT_FDCWD, "/proc/thread-self/status",
+			      O_RDONLY | O_CLOEXEC);
+
+	if (fd < 0)
+		return false;
+	n = syscall(SYS_read, fd, buf, sizeof(buf) - 1);
+	syscall(SYS_close, fd);
+	if (n <= 0)
+		return false;
+	buf[n] = '\0';
+	p = strstr(buf, "\nSeccomp:");
+	return p && strtol(p + 9, NULL, 10) != 0;
 }
 
 static int choose_backend(void)
 {
 	const char *want = want_backend;
+	const struct esca_backend_ops *ops;
+	size_t k;
 	int err;
 
-	if (!want || !*want || !strcmp(want, "auto")) {
-		if (esca_module_probe() == 0)
-			esca_cfg.backend = ESCA_BACKEND_MODULE;
-		else if (esca_uring_probe() == 0)
-			esca_cfg.backend = ESCA_BACKEND_URING;
-		else
-			esca_cfg.backend = ESCA_BACKEND_OFF;
-		esca_debug("backend auto: %s", esca_cfg.backend == ESCA_BACKEND_MODULE ? "module" :
-			   esca_cfg.backend == ESCA_BACKEND_URING ? "uring" : "off");
+	esca_cfg.backend = ESCA_BACKEND_OFF;
+	if (!*want || !strcmp(want, "auto")) {
+		for (k = 0; k < sizeof(backends) / sizeof(backends[0]); k++) {
+			/* never probe io_uring under a filter: it may kill */
+			if (backends[k] == &esca_uring_ops && esca_thread_seccomp())
+				continue;
+			if (backends[k]->probe() == 0) {
+				esca_cfg.backend = backends[k]->id;
+				break;
+			}
+		}
+		esca_debug("backend auto: %s", esca_backend_name(esca_cfg.backend));
 		return 0;
 	}
-	if (!strcmp(want, "off")) {
-		esca_cfg.backend = ESCA_BACKEND_OFF;
+	if (!strcmp(want, "off"))
 		return 0;
-	}
-	if (!strcmp(want, "module")) {
-		err = esca_module_probe();
+	for (k = 0; k < sizeof(backends) / sizeof(backends[0]); k++) {
+		ops = backends[k];
+		if (strcmp(want, ops->name))
+			continue;
+		err = ops->probe();
 		if (err == 0) {
-			esca_cfg.backend = ESCA_BACKEND_MODULE;
+			esca_cfg.backend = ops->id;
 			return 0;
 		}
-		esca_log("ESCA_BACKEND=module: %s is not usable (%s); running without batching. "
-			 "Fix: install esca-dkms and 'modprobe esca', or use ESCA_BACKEND=uring",
-			 ESCA_DEVICE_PATH, strerror(-err));
-		return err;
-	}
-	if (!strcmp(want, "uring")) {
-		err = esca_uring_probe();
-		if (err == 0) {
-			esca_cfg.backend = ESCA_BACKEND_URING;
-			return 0;
-		}
-		esca_log("ESCA_BACKEND=uring: io_uring is not usable (%s); running without "
-			 "batching. Fix: check sysctl kernel.io_uring_disabled and seccomp",
-			 strerror(-err));
+		esca_log("ESCA_BACKEND=%s: %s is not usable (%s); running without batching. "
+			 "Fix: %s", ops->name, ops->what, strerror(-err), ops->fix);
 		return err;
 	}
 	esca_log("ESCA_BACKEND=%s is not one of auto, module, uring, off; running without "
@@ -160,7 +205,12 @@ static int choose_backend(void)
 	return -EINVAL;
 }
 
-static void child_after_fork(void);
+/* One set of fork handlers for the whole library (docs/libesca.md, Fork). */
+static void fork_child(void)
+{
+	esca_thread_fork_child();
+	esca_stats_after_fork();
+}
 
 ESCA_API int esca_init(void)
 {
@@ -178,7 +228,7 @@ ESCA_API int esca_init(void)
 		init_result = err ? -1 : 0;
 		init_errno = -err;
 		esca_stats_init();
-		pthread_atfork(NULL, NULL, child_after_fork);
+		pthread_atfork(esca_thread_fork_prepare, esca_thread_fork_parent, fork_child);
 		atomic_store_explicit(&esca_initialized, 1, memory_order_release);
 	}
 	pthread_mutex_unlock(&lock);
@@ -186,9 +236,4 @@ out:
 	if (init_result)
 		errno = init_errno;
 	return init_result;
-}
-
-static void child_after_fork(void)
-{
-	esca_stats_after_fork();
 }

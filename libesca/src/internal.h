@@ -78,6 +78,11 @@ struct esca_real {
 	int (*dup3)(int, int, int);
 	off_t (*lseek)(int, off_t, int);
 	ssize_t (*read)(int, void *, size_t);
+	void (*closefrom)(int);
+	int (*execve)(const char *, char *const[], char *const[]);
+	int (*execvpe)(const char *, char *const[], char *const[]);
+	int (*execveat)(int, const char *, char *const[], char *const[], int);
+	int (*fexecve)(int, char *const[], char *const[]);
 };
 
 extern struct esca_real esca_real;
@@ -94,6 +99,7 @@ enum esca_fd_kind {
 	ESCA_FD_PIPE,
 	ESCA_FD_FILE,		/* regular file, or opened by open(): no socket */
 	ESCA_FD_OTHER,
+	ESCA_FD_OWN,		/* libesca's own (device, ring): not the program's */
 };
 
 void esca_fd_init(void);
@@ -103,6 +109,22 @@ enum esca_fd_kind esca_fd_peek(int fd);
 /* Kind of fd, learning it with one fstat() the first time; -1 with errno
  * EBADF when fd is not open. */
 int esca_fd_kind(int fd);
+/* Forgets what is known of the fds in [first, last] (closed together). */
+void esca_fd_forget_range(unsigned first, unsigned last);
+
+/*
+ * libesca's own fds (a /dev/esca context, an unregistered ring) live where
+ * the program's never do: above its RLIMIT_NOFILE soft limit when the hard
+ * limit leaves room, else at the top of the first 4096 (docs/libesca.md,
+ * Transparency).  esca_own_fd() moves a freshly opened fd there (O_CLOEXEC)
+ * and marks it; the program's close(), close_range(), closefrom(), dup2()
+ * and dup3() see such an fd as not open.
+ */
+int esca_own_fd(int fd);
+void esca_own_close(int fd);
+static inline bool esca_fd_is_own(int fd);
+/* close_range(2) that leaves libesca's own fds open. */
+int esca_close_range_keep_own(unsigned first, unsigned last, int flags);
 
 /* ---- reading the caller's memory without crashing --------------------- */
 
@@ -127,9 +149,10 @@ struct esca_meta {
 
 struct esca_thread {
 	bool in_segment;
-	bool ready;		/* tables and backend set up */
-	enum esca_backend backend;	/* this thread's backend; OFF: not set up */
-	bool setup_failed;	/* no backend could be set up: don't retry each segment */
+	const struct esca_backend_ops *ops;	/* this thread's backend; NULL: none */
+	bool setup_failed;	/* no backend could be set up: don't retry */
+	bool module_refused;	/* the module refused this thread: io_uring only */
+	unsigned setup_retry;	/* no fd was free: segments until the next try */
 	bool flushing;
 	bool busy;		/* recording an entry: a signal handler's call goes direct */
 	pid_t pid;		/* process that owns this state */
@@ -158,12 +181,33 @@ struct esca_thread {
 	/* backend state */
 	int module_fd;
 	void *uring;		/* struct esca_uring * */
+	struct esca_thread *next;	/* every thread's state (thread.c) */
 };
 
 extern __thread struct esca_thread *esca_self __attribute__((tls_model("initial-exec")));
-struct esca_thread *esca_thread_get(void);	/* NULL when not set up */
 struct esca_thread *esca_thread_setup(void);	/* creates on first use */
-void esca_thread_teardown(struct esca_thread *t);
+void esca_thread_fork_prepare(void);
+void esca_thread_fork_parent(void);
+void esca_thread_fork_child(void);
+/* Before the program puts a file at fd, one of libesca's own fds. */
+void esca_own_fd_evict(int fd);
+
+/* The thread's segment, when calls are to be recorded. */
+static inline struct esca_thread *esca_segment(void)
+{
+	struct esca_thread *t = esca_self;
+
+	return (t && t->in_segment && !t->flushing && !t->busy) ? t : NULL;
+}
+
+/* Before a call that goes to libc while a segment is open: pending entries
+ * on fd or fd2 (-1: none) run first. */
+void esca_direct_in_segment(struct esca_thread *t, int fd, int fd2);
+
+static inline bool esca_fd_is_own(int fd)
+{
+	return esca_fd_peek(fd) == ESCA_FD_OWN;
+}
 
 static inline bool esca_fd_is_socket(int kind)
 {
@@ -200,19 +244,41 @@ void esca_run_direct(struct esca_thread *t, unsigned i);
  * counts and reports errors.  Never loses bytes silently. */
 void esca_finish_entry(struct esca_thread *t, unsigned i);
 
-/* backends */
+/*
+ * Backends: one operations table each.  A thread's context is set up with
+ * thread_init() on its first segment and given up with thread_fini() at
+ * thread exit (after_fork: in a forked child, where the context is the
+ * parent's and must only be dropped).
+ */
+struct esca_backend_ops {
+	enum esca_backend id;
+	const char *name;		/* as in ESCA_BACKEND */
+	const char *what;		/* what is unusable, for the message */
+	const char *fix;		/* and what to do about it */
+	bool measured;			/* ESCA_ADAPT times its flushes against direct calls */
+	int (*probe)(void);		/* 0 when usable here; sets nothing up */
+	int (*thread_init)(struct esca_thread *t);
+	void (*thread_fini)(struct esca_thread *t, bool after_fork);
+	void (*flush)(struct esca_thread *t);	/* runs and finishes t->table[0, t->n) */
+	int (*own_fd)(const struct esca_thread *t);	/* its fd among libesca's, or -1 */
+	void (*fd_moved)(struct esca_thread *t, int fd);
+};
+
+extern const struct esca_backend_ops esca_module_ops, esca_uring_ops;
+/* The table of backend b; NULL for off. */
+const struct esca_backend_ops *esca_backend_ops(enum esca_backend b);
+const char *esca_backend_name(enum esca_backend b);
+
 int esca_module_probe(void);		/* 0 when /dev/esca is usable */
 int esca_module_thread_init(struct esca_thread *t);
 void esca_module_thread_fini(struct esca_thread *t, bool after_fork);
 void esca_module_flush(struct esca_thread *t);
 
-int esca_uring_probe(void);		/* 0 when io_uring is usable */
 /* Whether a backend flush of about n entries was measured cheaper than
  * direct calls by more than recording costs (true while not measured). */
 bool esca_batch_pays(struct esca_thread *t, unsigned n);
-int esca_uring_thread_init(struct esca_thread *t);
-void esca_uring_thread_fini(struct esca_thread *t, bool after_fork);
-void esca_uring_flush(struct esca_thread *t);
+/* Whether the calling thread runs under seccomp (read at set-up only). */
+bool esca_thread_seccomp(void);
 
 /* ---- counters ---------------------------------------------------------- */
 
@@ -220,6 +286,8 @@ void esca_stats_init(void);
 void esca_stats_publish(struct esca_thread *t);
 void esca_stats_exit(void);
 void esca_stats_after_fork(void);
+/* Before an exec (failed: false), and after one that failed (true). */
+void esca_stats_exec(pid_t pid, bool failed);
 
 void esca_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 #define esca_debug(...) do { if (unlikely(esca_cfg.debug)) esca_log(__VA_ARGS__); } while (0)

@@ -10,7 +10,8 @@
  * successful call returns is returned.  A call that cannot be deferred
  * (too large, unusual flags, control messages ...) first flushes the pending
  * entries if any of them concern the same fd, then runs directly: program
- * order per fd is kept.
+ * order per fd is kept.  (The calls that create or close fds wholesale are
+ * in fdcalls.c.)
  */
 #include "internal.h"
 
@@ -26,14 +27,6 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-/* The thread's segment, when calls are to be recorded. */
-static inline struct esca_thread *segment(void)
-{
-	struct esca_thread *t = esca_self;
-
-	return (t && t->in_segment && !t->flushing && !t->busy) ? t : NULL;
-}
-
 /*
  * The thread's segment, claimed for one interposed call: until leave(), a
  * signal handler that interrupts the call and makes one of its own sees no
@@ -41,7 +34,7 @@ static inline struct esca_thread *segment(void)
  */
 static inline struct esca_thread *enter(void)
 {
-	struct esca_thread *t = segment();
+	struct esca_thread *t = esca_segment();
 
 	if (t)
 		t->busy = true;
@@ -68,8 +61,7 @@ static inline void leave(struct esca_thread *t)
 		return r;						\
 	}
 
-/* Runs before a call that goes to libc while a segment is open. */
-static void direct_in_segment(struct esca_thread *t, int fd, int fd2)
+void esca_direct_in_segment(struct esca_thread *t, int fd, int fd2)
 {
 	t->st.direct_in_segment++;
 	if (t->n && (esca_fd_maybe_pending(t, fd) || (fd2 >= 0 && esca_fd_maybe_pending(t, fd2))))
@@ -88,14 +80,20 @@ static bool close_pending(const struct esca_thread *t, int fd)
 	return false;
 }
 
-/* The kind of fd, or -1 with errno EBADF as the kernel would give. */
+/* The kind of fd, or -1 with errno EBADF as the kernel would give (one of
+ * libesca's own fds is not the program's: not open, as far as it knows). */
 static int check_fd(struct esca_thread *t, int fd)
 {
-	if (fd < 0 || close_pending(t, fd)) {
-		errno = EBADF;
-		return -1;
-	}
-	return esca_fd_kind(fd);
+	int kind;
+
+	if (fd < 0 || close_pending(t, fd))
+		goto bad;
+	kind = esca_fd_kind(fd);
+	if (kind != ESCA_FD_OWN)
+		return kind;
+bad:
+	errno = EBADF;
+	return -1;
 }
 
 /* A free entry, with len bytes of arena; flushes first when full. */
@@ -159,9 +157,14 @@ static int seg_close(struct esca_thread *t, int fd)
 
 ESCA_API int close(int fd)
 {
-	struct esca_thread *t = enter();
+	struct esca_thread *t;
 	int r;
 
+	if (unlikely(esca_fd_is_own(fd))) {
+		errno = EBADF;
+		return -1;
+	}
+	t = enter();
 	if (!t) {
 		esca_fd_set(fd, ESCA_FD_UNKNOWN);
 		return REAL(close)(fd);
@@ -181,7 +184,7 @@ static int seg_shutdown(struct esca_thread *t, int fd, int how)
 	if (kind < 0)
 		return -1;
 	if (!esca_fd_is_socket(kind) || how < SHUT_RD || how > SHUT_RDWR) {
-		direct_in_segment(t, fd, -1);
+		esca_direct_in_segment(t, fd, -1);
 		return REAL(shutdown)(fd, how);	/* the kernel's ENOTSOCK / EINVAL */
 	}
 	e = reserve(t, 0, &unused);
@@ -203,14 +206,14 @@ static int seg_setsockopt(struct esca_thread *t, int fd, int level, int name, co
 
 	if (level != IPPROTO_TCP || (name != TCP_CORK && name != TCP_NODELAY) ||
 	    len != sizeof(int) || !val) {
-		direct_in_segment(t, fd, -1);
+		esca_direct_in_segment(t, fd, -1);
 		return REAL(setsockopt)(fd, level, name, val, len);
 	}
 	kind = check_fd(t, fd);
 	if (kind < 0)
 		return -1;
 	if (!esca_fd_is_socket(kind)) {
-		direct_in_segment(t, fd, -1);
+		esca_direct_in_segment(t, fd, -1);
 		return REAL(setsockopt)(fd, level, name, val, len);
 	}
 	if (esca_copy(&v, val, sizeof(v)) < 0)
@@ -253,19 +256,26 @@ static struct esca_entry *mergeable(struct esca_thread *t, int fd, int fdkind, s
 	return prev;
 }
 
+/* Gathers iov (validated, copied) into dst: 0, or -1 with EFAULT. */
+static int copy_iov(char *dst, const struct iovec *iov, int iovcnt)
+{
+	for (int i = 0; i < iovcnt; dst += iov[i].iov_len, i++)
+		if (esca_copy(dst, iov[i].iov_base, iov[i].iov_len) < 0)
+			return -1;
+	return 0;
+}
+
 /* Records a write of len bytes gathered from iov (already validated). */
 static ssize_t record_write(struct esca_thread *t, enum esca_call_kind kind, int fd, int fdkind,
 			    const struct iovec *iov, int iovcnt, size_t len)
 {
 	struct esca_entry *e = mergeable(t, fd, fdkind, len);
-	char *data, *p;
-	int i;
+	char *data;
 
 	if (e) {
 		data = t->arena + t->arena_used;
-		for (i = 0, p = data; i < iovcnt; p += iov[i].iov_len, i++)
-			if (esca_copy(p, iov[i].iov_base, iov[i].iov_len) < 0)
-				return -1;
+		if (copy_iov(data, iov, iovcnt) < 0)
+			return -1;
 		e->args[2] += len;
 		e->expect += len;
 		t->arena_used += len;	/* unaligned on purpose: the next may merge too */
@@ -275,9 +285,8 @@ static ssize_t record_write(struct esca_thread *t, enum esca_call_kind kind, int
 		return (ssize_t)len;
 	}
 	e = reserve(t, len, (void **)&data);
-	for (i = 0, p = data; i < iovcnt; p += iov[i].iov_len, i++)
-		if (esca_copy(p, iov[i].iov_base, iov[i].iov_len) < 0)
-			return -1;	/* nothing recorded */
+	if (copy_iov(data, iov, iovcnt) < 0)
+		return -1;	/* nothing recorded */
 	e->nr = SYS_write;
 	e->flags = ESCA_ENTRY_EXPECT;
 	e->args[0] = (uint64_t)fd;
@@ -301,7 +310,7 @@ static ssize_t seg_write(struct esca_thread *t, int fd, const void *buf, size_t 
 	if (kind < 0)
 		return -1;
 	if (len == 0 || len > esca_cfg.defer_max) {
-		direct_in_segment(t, fd, -1);
+		esca_direct_in_segment(t, fd, -1);
 		return REAL(write)(fd, buf, len);
 	}
 	pthread_testcancel();
@@ -344,7 +353,7 @@ static ssize_t seg_writev(struct esca_thread *t, int fd, const struct iovec *iov
 	pthread_testcancel();
 	return record_write(t, ESCA_CALL_WRITEV, fd, kind, local, iovcnt, total);
 direct:
-	direct_in_segment(t, fd, -1);
+	esca_direct_in_segment(t, fd, -1);
 	return REAL(writev)(fd, iov, iovcnt);
 }
 
@@ -360,15 +369,13 @@ static ssize_t record_send(struct esca_thread *t, enum esca_call_kind kind, int 
 	struct sockaddr_storage ss;
 	struct esca_entry *e;
 	size_t aoff = (len + 15) & ~(size_t)15;
-	char *data, *p;
-	int i;
+	char *data;
 
 	if (addr && esca_copy(&ss, addr, alen) < 0)
 		return -1;
 	e = reserve(t, aoff + (addr ? alen : 0), (void **)&data);
-	for (i = 0, p = data; i < iovcnt; p += iov[i].iov_len, i++)
-		if (esca_copy(p, iov[i].iov_base, iov[i].iov_len) < 0)
-			return -1;
+	if (copy_iov(data, iov, iovcnt) < 0)
+		return -1;
 	if (addr)
 		memcpy(data + aoff, &ss, alen);
 	e->nr = SYS_sendto;
@@ -405,7 +412,7 @@ static ssize_t seg_sendto(struct esca_thread *t, int fd, const void *buf, size_t
 	if (kind < 0)
 		return -1;
 	if (!send_deferrable(t, fd, len, flags, addr ? alen : 0, kind)) {
-		direct_in_segment(t, fd, -1);
+		esca_direct_in_segment(t, fd, -1);
 		return REAL(sendto)(fd, buf, len, flags, addr, alen);
 	}
 	pthread_testcancel();
@@ -424,7 +431,7 @@ static ssize_t seg_send(struct esca_thread *t, int fd, const void *buf, size_t l
 	if (kind < 0)
 		return -1;
 	if (!send_deferrable(t, fd, len, flags, 0, kind)) {
-		direct_in_segment(t, fd, -1);
+		esca_direct_in_segment(t, fd, -1);
 		return REAL(send)(fd, buf, len, flags);
 	}
 	pthread_testcancel();
@@ -460,7 +467,7 @@ static ssize_t seg_sendmsg(struct esca_thread *t, int fd, const struct msghdr *m
 	return record_send(t, ESCA_CALL_SENDMSG, fd, local, (int)mh.msg_iovlen, total, flags,
 			   mh.msg_name, mh.msg_name ? mh.msg_namelen : 0);
 direct:
-	direct_in_segment(t, fd, -1);
+	esca_direct_in_segment(t, fd, -1);
 	return REAL(sendmsg)(fd, msg, flags);
 }
 
@@ -489,7 +496,7 @@ static ssize_t seg_sendfile(struct esca_thread *t, int out_fd, int in_fd, off_t 
 	/* the offset the kernel updates, and with the uring backend room to
 	 * read the file into when the send is emulated by read + write */
 	len = 16;
-	if (t->backend == ESCA_BACKEND_URING && offset && count <= esca_cfg.uring_copy_max)
+	if (t->ops == &esca_uring_ops && offset && count <= esca_cfg.uring_copy_max)
 		len += count;
 	e = reserve(t, len, (void **)&data);
 	memcpy(data, &off, sizeof(off));
@@ -512,7 +519,7 @@ static ssize_t seg_sendfile(struct esca_thread *t, int out_fd, int in_fd, off_t 
 	commit(t, ESCA_CALL_SENDFILE, out_fd, len);
 	return (ssize_t)count;
 direct:
-	direct_in_segment(t, out_fd, in_fd);
+	esca_direct_in_segment(t, out_fd, in_fd);
 	return REAL(sendfile)(out_fd, in_fd, offset, count);
 }
 
@@ -522,146 +529,12 @@ INTERPOSE(ssize_t, sendfile, (int out_fd, int in_fd, off_t *offset, size_t count
 ESCA_API ssize_t sendfile64(int out_fd, int in_fd, off_t *offset, size_t count)
 	__attribute__((alias("sendfile")));
 
-/* ---- fd creators: remember what each new fd is ------------------------- */
-
-/* An accepted socket has its listener's type. */
-static enum esca_fd_kind accepted_kind(int listener)
-{
-	int k = esca_fd_kind(listener);
-
-	return k == ESCA_FD_STREAM ? ESCA_FD_STREAM : ESCA_FD_SOCKET;
-}
-
-static enum esca_fd_kind socket_kind(int type)
-{
-	return (type & 0xf) == SOCK_STREAM ? ESCA_FD_STREAM : ESCA_FD_SOCKET;
-}
-
-ESCA_API int accept(int fd, struct sockaddr *addr, socklen_t *alen)
-{
-	int r = REAL(accept)(fd, addr, alen);
-
-	if (r >= 0)
-		esca_fd_set(r, accepted_kind(fd));
-	return r;
-}
-
-ESCA_API int accept4(int fd, struct sockaddr *addr, socklen_t *alen, int flags)
-{
-	int r = REAL(accept4)(fd, addr, alen, flags);
-
-	if (r >= 0)
-		esca_fd_set(r, accepted_kind(fd));
-	return r;
-}
-
-ESCA_API int socket(int domain, int type, int proto)
-{
-	int r = REAL(socket)(domain, type, proto);
-
-	esca_fd_set(r, socket_kind(type));
-	return r;
-}
-
-ESCA_API int socketpair(int domain, int type, int proto, int sv[2])
-{
-	int r = REAL(socketpair)(domain, type, proto, sv);
-
-	if (r == 0) {
-		esca_fd_set(sv[0], socket_kind(type));
-		esca_fd_set(sv[1], socket_kind(type));
-	}
-	return r;
-}
-
-ESCA_API int pipe(int fds[2])
-{
-	int r = REAL(pipe)(fds);
-
-	if (r == 0) {
-		esca_fd_set(fds[0], ESCA_FD_PIPE);
-		esca_fd_set(fds[1], ESCA_FD_PIPE);
-	}
-	return r;
-}
-
-ESCA_API int pipe2(int fds[2], int flags)
-{
-	int r = REAL(pipe2)(fds, flags);
-
-	if (r == 0) {
-		esca_fd_set(fds[0], ESCA_FD_PIPE);
-		esca_fd_set(fds[1], ESCA_FD_PIPE);
-	}
-	return r;
-}
-
-static int open_mode(int flags, va_list ap)
-{
-	return (flags & O_CREAT) || (flags & O_TMPFILE) == O_TMPFILE ? va_arg(ap, int) : 0;
-}
-
-/* An fd from open() is not a socket: that is all the backends need to know
- * (a FIFO or a device marked FILE only loses the io_uring fast path). */
-ESCA_API int open(const char *path, int flags, ...)
-{
-	va_list ap;
-	int mode, r;
-
-	va_start(ap, flags);
-	mode = open_mode(flags, ap);
-	va_end(ap);
-	r = REAL(open)(path, flags, mode);
-	esca_fd_set(r, ESCA_FD_FILE);
-	return r;
-}
-
-ESCA_API int openat(int dirfd, const char *path, int flags, ...)
-{
-	va_list ap;
-	int mode, r;
-
-	va_start(ap, flags);
-	mode = open_mode(flags, ap);
-	va_end(ap);
-	r = REAL(openat)(dirfd, path, flags, mode);
-	esca_fd_set(r, ESCA_FD_FILE);
-	return r;
-}
-
-ESCA_API int open64(const char *path, int flags, ...) __attribute__((alias("open")));
-ESCA_API int openat64(int dirfd, const char *path, int flags, ...) __attribute__((alias("openat")));
-
-ESCA_API int dup2(int oldfd, int newfd)
-{
-	struct esca_thread *t = segment();
-	int r;
-
-	if (t)
-		direct_in_segment(t, newfd, oldfd);
-	r = REAL(dup2)(oldfd, newfd);
-	esca_fd_set(r, ESCA_FD_UNKNOWN);
-	return r;
-}
-
-ESCA_API int dup3(int oldfd, int newfd, int flags)
-{
-	struct esca_thread *t = segment();
-	int r;
-
-	if (t)
-		direct_in_segment(t, newfd, oldfd);
-	r = REAL(dup3)(oldfd, newfd, flags);
-	esca_fd_set(r, ESCA_FD_UNKNOWN);
-	return r;
-}
-
 /* ---- calls that must see the effect of pending entries ----------------- */
 
 /* A file position moved by a pending sendfile (without offset) or write. */
 ESCA_API off_t lseek(int fd, off_t off, int whence)
 {
-	struct esca_thread *t = segment();
+	struct esca_thread *t = esca_segment();
 
 	if (t && t->n && esca_fd_maybe_pending(t, fd))
 		esca_flush_thread(t);
@@ -675,7 +548,7 @@ ESCA_API off_t lseek64(int fd, off_t off, int whence) __attribute__((alias("lsee
  * unless its close is pending (then the read must see EBADF). */
 ESCA_API ssize_t read(int fd, void *buf, size_t len)
 {
-	struct esca_thread *t = segment();
+	struct esca_thread *t = esca_segment();
 
 	if (t && t->n && esca_fd_maybe_pending(t, fd) &&
 	    (!esca_fd_is_socket(esca_fd_peek(fd)) || close_pending(t, fd)))

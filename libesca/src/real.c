@@ -9,6 +9,7 @@
 
 #include <dlfcn.h>
 #include <stdlib.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 struct esca_real esca_real;
@@ -21,7 +22,7 @@ static void *lookup(const char *name)
 		static const char msg[] = "libesca: cannot resolve a libc function; aborting\n";
 
 		/* raw write: the interposed one may be what we are resolving */
-		(void)!syscall(1, 2, msg, sizeof(msg) - 1);
+		(void)!syscall(SYS_write, STDERR_FILENO, msg, sizeof(msg) - 1);
 		abort();
 	}
 	return p;
@@ -57,6 +58,11 @@ void esca_resolve_real(void)
 	R(dup3);
 	R(lseek);
 	R(read);
+	R(closefrom);
+	R(execve);
+	R(execvpe);
+	R(execveat);
+	R(fexecve);
 #undef R
 	atomic_store(&resolving, 0);
 }

@@ -8,16 +8,24 @@
  */
 #include "internal.h"
 
+#include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 static struct esca_stats *global;
-static char stats_path[PATH_MAX];
+/* the live file, when global maps one: its name in esca_stats_dir and its
+ * identity (only that file is ever unlinked) */
+static char file_name[32];
+static dev_t file_dev;
+static ino_t file_ino;
+static bool file_linked;
 
 static const char *const kind_names[ESCA_CALL_KINDS] = {
 	[ESCA_CALL_CLOSE] = "close",
@@ -30,24 +38,155 @@ static const char *const kind_names[ESCA_CALL_KINDS] = {
 	[ESCA_CALL_SETSOCKOPT] = "setsockopt",
 };
 
-static void map_stats(void)
+#define PRIVATE "counters stay private"
+
+/*
+ * Opens ESCA_STATS_DIR, refusing a directory where someone else could put
+ * files under our names: it must be owned by root or by this process's
+ * euid, and not be writable by others unless sticky (the rules of
+ * systemd-tmpfiles and OpenSSH's StrictModes).  Group-writable is allowed:
+ * the package's /run/esca is root's, writable by the servers' group.
+ * Everything after this goes through the directory fd.
+ */
+static int open_dir(void)
 {
 	const char *dir = esca_stats_dir;
+	struct stat st;
+	int fd;
+
+	fd = (int)syscall(SYS_openat, AT_FDCWD, dir,
+			  O_RDONLY | O_DIRECTORY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+	if (fd < 0) {
+		esca_log("ESCA_STATS_DIR=%s: %m; " PRIVATE, dir);
+		return -1;
+	}
+	if (fstat(fd, &st) < 0) {
+		esca_log("ESCA_STATS_DIR=%s: %m; " PRIVATE, dir);
+		goto refused;
+	}
+	if (st.st_uid != 0 && st.st_uid != geteuid()) {
+		esca_log("ESCA_STATS_DIR=%s is owned by uid %u, neither root nor this process "
+			 "(uid %u): refused, " PRIVATE ". Fix: a directory of root's or this "
+			 "user's (the esca package's /run/esca)", dir, (unsigned)st.st_uid,
+			 (unsigned)geteuid());
+		goto refused;
+	}
+	if ((st.st_mode & S_IWOTH) && !(st.st_mode & S_ISVTX)) {
+		esca_log("ESCA_STATS_DIR=%s is writable by others and not sticky (mode %04o): "
+			 "refused, " PRIVATE ". Fix: chmod o-w %s (or +t)", dir,
+			 (unsigned)(st.st_mode & 07777), dir);
+		goto refused;
+	}
+	return fd;
+refused:
+	syscall(SYS_close, fd);
+	return -1;
+}
+
+static const char *file_type(mode_t m)
+{
+	return S_ISLNK(m) ? "a symbolic link" : S_ISDIR(m) ? "a directory" :
+	       S_ISFIFO(m) ? "a FIFO" : S_ISSOCK(m) ? "a socket" : S_ISREG(m) ? "a file" :
+	       "a device";
+}
+
+/*
+ * Creates esca-<pid>.stats in the directory: always a new file
+ * (O_CREAT|O_EXCL|O_NOFOLLOW: a planted symlink, FIFO or directory is never
+ * opened), mode 0640 whatever the umask (the directory's group may read).
+ * A file left by an earlier process of the same pid is removed first, but
+ * only a regular file of our own euid: anything else is left alone.
+ */
+static int create_file(int dirfd)
+{
+	const int flags = O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY |
+			  O_CLOEXEC;
+	struct stat st;
+	int fd, tries;
+
+	for (tries = 0; tries < 2; tries++) {
+		fd = (int)syscall(SYS_openat, dirfd, file_name, flags, 0640);
+		if (fd >= 0 || errno != EEXIST)
+			break;
+		if (fstatat(dirfd, file_name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+			continue;	/* gone meanwhile: try again */
+		if (!S_ISREG(st.st_mode) || st.st_uid != geteuid()) {
+			esca_log("ESCA_STATS_DIR=%s: %s exists and is %s of uid %u, not a file of "
+				 "this process's (uid %u): left alone, " PRIVATE, esca_stats_dir,
+				 file_name, file_type(st.st_mode), (unsigned)st.st_uid,
+				 (unsigned)geteuid());
+			return -1;
+		}
+		unlinkat(dirfd, file_name, 0);	/* a stale file of a reused pid */
+	}
+	if (fd < 0) {
+		esca_log("ESCA_STATS_DIR=%s: cannot create %s: %m; " PRIVATE, esca_stats_dir,
+			 file_name);
+		return -1;
+	}
+	if (fchmod(fd, 0640) < 0 || fstat(fd, &st) < 0 ||
+	    ftruncate(fd, sizeof(*global)) < 0) {
+		esca_log("ESCA_STATS_DIR=%s: cannot set up %s: %m; " PRIVATE, esca_stats_dir,
+			 file_name);
+		unlinkat(dirfd, file_name, 0);
+		syscall(SYS_close, fd);
+		return -1;
+	}
+	file_dev = st.st_dev;
+	file_ino = st.st_ino;
+	return fd;
+}
+
+/* A new live file for this process, or -1 (the message is printed). */
+static int new_file(void)
+{
+	int dirfd, fd;
+
+	snprintf(file_name, sizeof(file_name), "esca-%d.stats", (int)getpid());
+	dirfd = open_dir();
+	if (dirfd < 0)
+		return -1;
+	fd = create_file(dirfd);
+	syscall(SYS_close, dirfd);
+	return fd;
+}
+
+/* Unlinks our live file, if the name is still ours. */
+static void unlink_file(void)
+{
+	struct stat st;
+	int dirfd;
+
+	if (!file_linked)
+		return;
+	file_linked = false;
+	dirfd = (int)syscall(SYS_openat, AT_FDCWD, esca_stats_dir,
+			     O_RDONLY | O_DIRECTORY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+	if (dirfd < 0)
+		return;
+	if (fstatat(dirfd, file_name, &st, AT_SYMLINK_NOFOLLOW) == 0 && st.st_dev == file_dev &&
+	    st.st_ino == file_ino)
+		unlinkat(dirfd, file_name, 0);
+	syscall(SYS_close, dirfd);
+}
+
+static void map_stats(void)
+{
 	void *p = MAP_FAILED;
 	int fd;
 
-	stats_path[0] = '\0';
-	if (dir && *dir) {
-		snprintf(stats_path, sizeof(stats_path), "%s/esca-%d.stats", dir, (int)getpid());
-		fd = open(stats_path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-		if (fd >= 0 && ftruncate(fd, sizeof(*global)) == 0)
+	file_linked = false;
+	if (esca_stats_dir[0]) {
+		fd = new_file();
+		if (fd >= 0) {
 			p = mmap(NULL, sizeof(*global), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-		if (fd >= 0)
-			close(fd);
-		if (p == MAP_FAILED) {
-			esca_log("cannot create %s (ESCA_STATS_DIR): %m; counters stay private",
-				 stats_path);
-			stats_path[0] = '\0';
+			if (p == MAP_FAILED)
+				esca_log("ESCA_STATS_DIR=%s: cannot map %s: %m; " PRIVATE,
+					 esca_stats_dir, file_name);
+			file_linked = true;
+			syscall(SYS_close, fd);
+			if (p == MAP_FAILED)
+				unlink_file();
 		}
 	}
 	if (p == MAP_FAILED)
@@ -77,6 +216,40 @@ void esca_stats_after_fork(void)
 		munmap(global, sizeof(*global));
 	global = NULL;
 	map_stats();
+}
+
+/*
+ * exec: the live file would outlive the image that counts into it, so it
+ * goes before the exec (the counters stay mapped); if the exec fails, a new
+ * file takes the counters and replaces the mapping in place.  A vfork()
+ * child (another pid) leaves its parent's file alone.
+ */
+void esca_stats_exec(pid_t pid, bool failed)
+{
+	void *p;
+	int fd;
+
+	if (!global || global->pid != (uint64_t)pid)
+		return;
+	if (!failed) {
+		unlink_file();
+		return;
+	}
+	if (!esca_stats_dir[0] || file_linked)
+		return;
+	fd = new_file();
+	if (fd < 0)
+		return;
+	if (pwrite(fd, global, sizeof(*global), 0) == (ssize_t)sizeof(*global)) {
+		p = mmap(global, sizeof(*global), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED,
+			 fd, 0);
+		file_linked = p != MAP_FAILED;
+	}
+	syscall(SYS_close, fd);
+	if (!file_linked) {
+		file_linked = true;
+		unlink_file();
+	}
 }
 
 static void add(uint64_t *dst, uint64_t *src)
@@ -113,18 +286,6 @@ void esca_stats_publish(struct esca_thread *t)
 	add(&global->direct_calls, &s->direct_calls);
 }
 
-static const char *backend_name(uint32_t b)
-{
-	switch (b) {
-	case ESCA_BACKEND_MODULE:
-		return "module";
-	case ESCA_BACKEND_URING:
-		return "uring";
-	default:
-		return "off";
-	}
-}
-
 void esca_stats_exit(void)
 {
 	char line[1024];
@@ -139,7 +300,7 @@ void esca_stats_exit(void)
 			total += global->deferred[k];
 		len += snprintf(line + len, sizeof(line) - len,
 				"esca: pid=%d backend=%s segments=%llu deferred=%llu (",
-				(int)getpid(), backend_name(esca_cfg.backend),
+				(int)getpid(), esca_backend_name(esca_cfg.backend),
 				(unsigned long long)global->segments, (unsigned long long)total);
 		for (k = 0; k < ESCA_CALL_KINDS && len < sizeof(line); k++)
 			len += snprintf(line + len, sizeof(line) - len, "%s%s=%llu", k ? " " : "",
@@ -165,8 +326,7 @@ void esca_stats_exit(void)
 				(unsigned long long)global->segments_passthrough);
 		if (len >= sizeof(line))
 			len = sizeof(line) - 1;
-		(void)!syscall(1, 2, line, len);
+		(void)!syscall(SYS_write, STDERR_FILENO, line, len);
 	}
-	if (stats_path[0])
-		unlink(stats_path);
+	unlink_file();
 }

@@ -11,12 +11,14 @@
  *   - fork(): the forking thread's pending entries are flushed before the
  *     fork (atfork prepare); the child drops its copy of every thread state
  *     and never flushes a parent's table (its backend context is reopened).
- *   - thread exit: a pthread key destructor flushes and frees the state.
+ *   - thread exit: a pthread key destructor flushes and frees the state
+ *     (the thread's ring itself goes with the thread: backend_uring.c).
  *   - process exit: a destructor flushes the exiting thread's entries.
  */
 #include "internal.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -26,12 +28,38 @@ __thread struct esca_thread *esca_self __attribute__((tls_model("initial-exec"))
 #define self esca_self
 static pthread_key_t thread_key;
 static pthread_once_t key_once = PTHREAD_ONCE_INIT;
-static _Atomic int atfork_done;
 
-struct esca_thread *esca_thread_get(void)
+/*
+ * Every thread's state, for the cold paths that concern them all: fork (the
+ * child drops the other threads' contexts) and the program putting a file
+ * at the number of one of libesca's own fds.  The hot path never takes it.
+ */
+static pthread_mutex_t threads_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct esca_thread *threads;
+
+static void threads_add(struct esca_thread *t)
 {
-	return self;
+	pthread_mutex_lock(&threads_lock);
+	t->next = threads;
+	threads = t;
+	pthread_mutex_unlock(&threads_lock);
 }
+
+static void threads_remove(struct esca_thread *t)
+{
+	struct esca_thread **pp;
+
+	pthread_mutex_lock(&threads_lock);
+	for (pp = &threads; *pp; pp = &(*pp)->next) {
+		if (*pp == t) {
+			*pp = t->next;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&threads_lock);
+}
+
+static void teardown(struct esca_thread *t, bool after_fork);
 
 static void thread_exit_cb(void *arg)
 {
@@ -40,7 +68,8 @@ static void thread_exit_cb(void *arg)
 	if (t && t == self) {
 		esca_flush_thread(t);
 		esca_stats_publish(t);
-		esca_thread_teardown(t);
+		threads_remove(t);
+		teardown(t, false);
 		self = NULL;
 	}
 }
@@ -50,7 +79,11 @@ static void make_key(void)
 	pthread_key_create(&thread_key, thread_exit_cb);
 }
 
-static void fork_prepare(void)
+static void backend_thread_fini(struct esca_thread *t, bool after_fork);
+
+/* fork(), in the parent: the forking thread's pending entries run once,
+ * before the fork; the thread list stays whole across it. */
+void esca_thread_fork_prepare(void)
 {
 	struct esca_thread *t = self;
 
@@ -58,25 +91,66 @@ static void fork_prepare(void)
 		esca_flush_thread(t);
 	if (t)
 		esca_stats_publish(t);
+	pthread_mutex_lock(&threads_lock);
 }
 
-static void backend_thread_fini(struct esca_thread *t, bool after_fork);
-
-static void fork_child(void)
+void esca_thread_fork_parent(void)
 {
-	struct esca_thread *t = self;
+	pthread_mutex_unlock(&threads_lock);
+}
 
-	/* The child's copy of this thread's state refers to the parent's
-	 * backend context: close it (never flush through it) and start anew. */
+/*
+ * fork(), in the child.  Every thread state came along with the memory, and
+ * every backend context with it: the parent's.  The other threads do not
+ * exist here: their states go, their device fds are closed (the parent's
+ * contexts stay the parent's; an inherited fd would keep them alive and
+ * take a number).  This thread's state is reset and its context reopened
+ * lazily; a parent's table is never flushed.
+ */
+void esca_thread_fork_child(void)
+{
+	struct esca_thread *t = self, *o, *next;
+
+	for (o = threads; o; o = next) {
+		next = o->next;
+		if (o != t)
+			teardown(o, true);
+	}
+	threads = t;
 	if (t) {
+		t->next = NULL;
 		t->n = 0;
 		t->arena_used = 0;
 		memset(t->fd_filter, 0, sizeof(t->fd_filter));
 		memset(&t->st, 0, sizeof(t->st));
 		backend_thread_fini(t, true);
 		t->setup_failed = false;
+		t->module_refused = false;
+		t->setup_retry = 0;
 		t->pid = getpid();
 	}
+	pthread_mutex_unlock(&threads_lock);
+}
+
+/*
+ * The program is about to put one of its files at fd (dup2, dup3), the
+ * number of one of libesca's own fds: without libesca that number is free.
+ * Ours moves away first and its thread is told.
+ */
+void esca_own_fd_evict(int fd)
+{
+	struct esca_thread *o;
+	int nfd;
+
+	pthread_mutex_lock(&threads_lock);
+	if (esca_fd_is_own(fd)) {
+		nfd = esca_own_fd(fcntl(fd, F_DUPFD_CLOEXEC, fd));
+		esca_own_close(fd);
+		for (o = threads; o; o = o->next)
+			if (o->ops && o->ops->own_fd(o) == fd)
+				o->ops->fd_moved(o, nfd);
+	}
+	pthread_mutex_unlock(&threads_lock);
 }
 
 static void *map_anon(size_t len)
@@ -93,39 +167,64 @@ static size_t page_round(size_t n)
 	return (n + pg - 1) & ~(pg - 1);
 }
 
+/* Set-up failures that mean "not now" rather than "not here": every fd
+ * number the program may use is taken.  A ring or device fd would need one
+ * of them, so the thread runs its calls directly and tries again later. */
+static bool no_fd_free(int err)
+{
+	return err == -EMFILE || err == -ENFILE;
+}
+
+#define ESCA_SETUP_RETRY	64	/* segments before another try */
+
 /*
  * Sets up the thread's backend: the configured one, and io_uring when the
- * module refuses this thread (seccomp: EPERM, RLIMIT_MEMLOCK: ENOMEM ...).
- * Returns the backend in use, OFF when none could be set up.
+ * module refuses this thread for another reason than seccomp (EPERM: then
+ * the calls run directly, see esca_thread_seccomp()).
+ * Returns the backend in use, NULL when none could be set up (for good, or
+ * until t->setup_retry segments have passed).
  */
-static enum esca_backend backend_thread_init(struct esca_thread *t)
+static const struct esca_backend_ops *backend_thread_init(struct esca_thread *t)
 {
+	const struct esca_backend_ops *ops = esca_backend_ops(esca_cfg.backend);
 	int err;
 
-	if (esca_cfg.backend == ESCA_BACKEND_MODULE) {
-		err = esca_module_thread_init(t);
-		if (!err)
-			return ESCA_BACKEND_MODULE;
-		esca_log("thread %d: %s refused this thread's table (%s)%s; trying io_uring",
-			 (int)gettid(), ESCA_DEVICE_PATH, strerror(-err),
-			 err == -ENOMEM ? ": raise RLIMIT_MEMLOCK (LimitMEMLOCK= in systemd)" :
-			 err == -EPERM ? ": the process runs under seccomp" : "");
-	}
-	err = esca_uring_thread_init(t);
+	if (ops == &esca_module_ops && t->module_refused)
+		ops = &esca_uring_ops;
+	err = ops->thread_init(t);
 	if (!err)
-		return ESCA_BACKEND_URING;
-	esca_log("thread %d: io_uring set-up failed (%s); this thread runs its calls directly",
-		 (int)gettid(), strerror(-err));
-	return ESCA_BACKEND_OFF;
+		return ops;
+	if (no_fd_free(err))
+		goto later;
+	if (ops == &esca_module_ops && err == -EPERM) {
+		/* under seccomp: io_uring would run calls the filter never sees */
+		esca_log("thread %d: %s refused this thread's table: it runs under seccomp; "
+			 "its calls run directly", (int)gettid(), ops->what);
+		t->setup_failed = true;
+		return NULL;
+	}
+	if (ops == &esca_module_ops) {
+		t->module_refused = true;
+		esca_log("thread %d: %s refused this thread's table (%s); trying io_uring",
+			 (int)gettid(), ops->what, strerror(-err));
+		return backend_thread_init(t);
+	}
+	esca_log("thread %d: %s set-up failed (%s); this thread runs its calls directly",
+		 (int)gettid(), ops->what, strerror(-err));
+	t->setup_failed = true;
+	return NULL;
+later:
+	esca_debug("thread %d: no fd free (%s); calls run directly, set-up again in %d segments",
+		   (int)gettid(), strerror(-err), ESCA_SETUP_RETRY);
+	t->setup_retry = ESCA_SETUP_RETRY;
+	return NULL;
 }
 
 static void backend_thread_fini(struct esca_thread *t, bool after_fork)
 {
-	if (t->backend == ESCA_BACKEND_MODULE)
-		esca_module_thread_fini(t, after_fork);
-	else if (t->backend == ESCA_BACKEND_URING)
-		esca_uring_thread_fini(t, after_fork);
-	t->backend = ESCA_BACKEND_OFF;
+	if (t->ops)
+		t->ops->thread_fini(t, after_fork);
+	t->ops = NULL;
 }
 
 struct esca_thread *esca_thread_setup(void)
@@ -133,17 +232,13 @@ struct esca_thread *esca_thread_setup(void)
 	struct esca_thread *t = self;
 
 	if (t) {
-		if (unlikely(t->backend == ESCA_BACKEND_OFF && t->ready &&
-			     esca_cfg.backend != ESCA_BACKEND_OFF && !t->setup_failed)) {
-			t->backend = backend_thread_init(t);
-			t->setup_failed = t->backend == ESCA_BACKEND_OFF;
-		}
+		if (unlikely(!t->ops && esca_cfg.backend != ESCA_BACKEND_OFF &&
+			     !t->setup_failed && (!t->setup_retry || !--t->setup_retry)))
+			t->ops = backend_thread_init(t);
 		return t;
 	}
 	if (!atomic_load_explicit(&esca_initialized, memory_order_acquire))
 		esca_init();
-	if (!atomic_exchange(&atfork_done, 1))
-		pthread_atfork(fork_prepare, NULL, fork_child);
 	pthread_once(&key_once, make_key);
 
 	t = map_anon(page_round(sizeof(*t)));
@@ -159,22 +254,20 @@ struct esca_thread *esca_thread_setup(void)
 	if (!t->table || !t->meta || !t->arena) {
 		esca_log("cannot map the per-thread table: %s; running without batching",
 			 strerror(errno));
-		esca_thread_teardown(t);
+		teardown(t, false);
 		return NULL;
 	}
-	t->ready = true;
-	if (esca_cfg.backend != ESCA_BACKEND_OFF) {
-		t->backend = backend_thread_init(t);
-		t->setup_failed = t->backend == ESCA_BACKEND_OFF;
-	}
+	threads_add(t);
+	if (esca_cfg.backend != ESCA_BACKEND_OFF)
+		t->ops = backend_thread_init(t);
 	self = t;
 	pthread_setspecific(thread_key, t);
 	return t;
 }
 
-void esca_thread_teardown(struct esca_thread *t)
+static void teardown(struct esca_thread *t, bool after_fork)
 {
-	backend_thread_fini(t, false);
+	backend_thread_fini(t, after_fork);
 	if (t->arena)
 		munmap(t->arena, t->arena_cap);
 	if (t->meta)
@@ -211,9 +304,23 @@ static bool worth_batching(struct esca_thread *t)
 		return false;		/* nothing to batch a call with */
 	/* one ioctl for the batch: measured cheaper wherever it was measured
 	 * with the mechanism forced (docs/module.md) */
-	if (t->backend == ESCA_BACKEND_MODULE)
+	if (!t->ops->measured)
 		return true;
 	return esca_batch_pays(t, (entries + 8) / 16);
+}
+
+/*
+ * The hooks leave errno as they found it: without libesca they do nothing,
+ * so a program may not see errno change across them (a set-up that found
+ * no free fd, a short write completed at flush ...).
+ */
+static struct esca_thread *setup_keep_errno(void)
+{
+	int saved = errno;
+	struct esca_thread *t = esca_thread_setup();
+
+	errno = saved;
+	return t;
 }
 
 ESCA_API void batch_start(void)
@@ -221,7 +328,7 @@ ESCA_API void batch_start(void)
 	struct esca_thread *t = self;
 
 	if (unlikely(!t)) {
-		t = esca_thread_setup();
+		t = setup_keep_errno();
 		if (!t)
 			return;
 	}
@@ -229,9 +336,9 @@ ESCA_API void batch_start(void)
 	/* off: count segments only, every call passes through */
 	if (esca_cfg.backend == ESCA_BACKEND_OFF)
 		return;
-	if (unlikely(t->backend == ESCA_BACKEND_OFF)) {
-		t = esca_thread_setup();
-		if (t->backend == ESCA_BACKEND_OFF)
+	if (unlikely(!t->ops)) {
+		t = setup_keep_errno();
+		if (!t->ops)
 			return;
 	}
 	if (!worth_batching(t)) {
@@ -246,14 +353,18 @@ ESCA_API void batch_start(void)
 ESCA_API int batch_flush(void)
 {
 	struct esca_thread *t = self;
-	int n;
+	int n, saved;
 
 	if (unlikely(!t))
 		return 0;
 	n = 0;
 	if (t->in_segment) {
 		t->in_segment = false;
-		n = t->n ? esca_flush_thread(t) : 0;
+		if (t->n) {
+			saved = errno;
+			n = esca_flush_thread(t);
+			errno = saved;
+		}
 		average(&t->avg_calls, t->seg_calls);
 		average(&t->avg_entries, t->seg_entries);
 	}

@@ -1,0 +1,84 @@
+// SPDX-License-Identifier: MIT
+/*
+ * The event loop of issue 10: epoll_wait -> read one byte -> three 1-byte
+ * writes back inside batch_start()/batch_flush(), driven ping-pong over a
+ * socketpair by a forked peer.  No signal handler is installed anywhere, so
+ * epoll_wait() has no reason to fail with EINTR: each such failure is
+ * counted (and the loop goes on).
+ *
+ *   t_evloop ITERATIONS      prints "iterations=N eintr=K", exit 0 iff K == 0
+ */
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "helpers.h"
+
+static void peer(int fd, long iterations)
+{
+	char buf[3];
+	long i;
+
+	for (i = 0; i < iterations; i++) {
+		size_t got = 0;
+
+		if (write(fd, "p", 1) != 1)
+			_exit(2);
+		while (got < sizeof(buf)) {
+			ssize_t r = read(fd, buf + got, sizeof(buf) - got);
+
+			if (r <= 0)
+				_exit(3);
+			got += (size_t)r;
+		}
+	}
+	_exit(0);
+}
+
+int main(int argc, char **argv)
+{
+	long iterations = argc > 1 ? atol(argv[1]) : 2000, done = 0, eintr = 0;
+	struct epoll_event ev = { .events = EPOLLIN };
+	int sv[2], ep, status;
+	pid_t pid;
+	char c;
+
+	ESCA_INIT();
+	if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) < 0)
+		DIE("socketpair");
+	pid = fork();
+	if (pid < 0)
+		DIE("fork");
+	if (pid == 0) {
+		close(sv[0]);
+		peer(sv[1], iterations);
+	}
+	close(sv[1]);
+	ep = epoll_create1(EPOLL_CLOEXEC);
+	if (ep < 0 || epoll_ctl(ep, EPOLL_CTL_ADD, sv[0], &ev) < 0)
+		DIE("epoll");
+	while (done < iterations) {
+		struct epoll_event out;
+		int n = epoll_wait(ep, &out, 1, -1);
+
+		if (n < 0 && errno == EINTR) {
+			eintr++;
+			continue;
+		}
+		if (n != 1)
+			DIE("epoll_wait returned %d", n);
+		ESCA_BATCH_START();
+		if (read(sv[0], &c, 1) != 1)
+			DIE("read");
+		for (int k = 0; k < 3; k++)
+			if (write(sv[0], &c, 1) != 1)
+				DIE("write");
+		ESCA_BATCH_FLUSH();
+		done++;
+	}
+	if (waitpid(pid, &status, 0) < 0 || !WIFEXITED(status) || WEXITSTATUS(status))
+		DIE("peer");
+	printf("iterations=%ld eintr=%ld\n", done, eintr);
+	return eintr ? T_EXIT_FAIL : T_EXIT_PASS;
+}
