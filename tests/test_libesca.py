@@ -134,6 +134,23 @@ def test_missing_module_is_reported(cprog, libesca):
     assert proc.stdout == "pending-1;pending-2;"
 
 
+def test_auto_never_uses_io_uring_under_seccomp(cprog, libesca):
+    """A process under a seccomp filter: with ESCA_BACKEND=auto libesca does
+    not touch io_uring (its ops would bypass the filter; a filter may kill on
+    io_uring_setup) and the calls run directly, as without libesca."""
+    if os.path.exists("/dev/esca"):
+        pytest.skip("/dev/esca exists here: auto takes the module")
+    plain = run_prog(cprog("t_exit"), ["1"], esca_env(libesca, "auto"))
+    check_ok(plain)
+    assert parse_stats(plain.stderr)["backend"] == "uring"
+    filtered = run_prog(
+        cprog("t_exit"), ["1"], esca_env(libesca, "auto", T_REFUSE_RING_REGISTER="1")
+    )
+    check_ok(filtered)
+    assert filtered.stdout == "pending-1;pending-2;"
+    assert parse_stats(filtered.stderr)["backend"] == "off", filtered.stderr
+
+
 def test_signal_handler_writes_during_segments(cprog, libesca, backend):
     """A handler's write() that interrupts recording runs directly; both
     streams stay intact."""
