@@ -12,7 +12,7 @@ import re
 import subprocess
 
 import pytest
-from libesca_support import esca_env, parse_stats, run_prog
+from libesca_support import TOP, esca_env, parse_stats, run_prog
 
 
 def check_ok(proc: subprocess.CompletedProcess[str]) -> None:
@@ -174,3 +174,30 @@ def test_adaptive_batching(libesca, op, batch, batched):
     else:
         # the first 64 segments and one in 64 after them still record
         assert 1100 - 64 - 1100 // 64 - 2 <= stats["segments_passthrough"] < 1100, stats
+
+
+def test_exported_symbols_match_the_symbols_file(libesca):
+    """Every symbol libesca exports is in debian/libesca0.symbols (and no more).
+
+    dpkg-gensymbols fails the package build on a difference; this finds it in
+    seconds instead of in the packaging suite.
+    """
+    nm = subprocess.run(
+        ["nm", "-D", "--defined-only", "--format=posix", str(libesca)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    exported = {
+        line.split()[0] for line in nm.splitlines() if line.split()[1] in ("T", "W", "i")
+    }
+    symbols_file = TOP / "esca_pkg" / "templates" / "libesca" / "debian" / "libesca0.symbols"
+    listed = {
+        line.split("@", 1)[0].strip()
+        for line in symbols_file.read_text().splitlines()
+        if line.startswith(" ")
+    }
+    assert exported == listed, (
+        f"exported but not listed: {sorted(exported - listed)}; "
+        f"listed but not exported: {sorted(listed - exported)}"
+    )
