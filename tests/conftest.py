@@ -25,7 +25,7 @@ def cprog(libesca: Path):
     def build(name: str) -> Path:
         if name not in built:
             out = BUILD / name
-            compile_c(TOP / "tests" / "c" / f"{name}.c", out, "-pthread")
+            compile_c(TOP / "tests" / "c" / f"{name}.c", out)
             built[name] = out
         return built[name]
 

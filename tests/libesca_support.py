@@ -1,9 +1,12 @@
-"""Helpers for the libesca tests (imported by name; fixtures are in conftest.py)."""
+"""Helpers for the libesca tests and every test that builds a C program
+(imported by name; fixtures are in conftest.py)."""
 
 from __future__ import annotations
 
 import os
+import shlex
 import subprocess
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -14,26 +17,40 @@ BUILD = TOP / "tests" / "_build"
 BACKENDS = ["off", "uring", "module"]
 
 
-def compile_c(src: Path, out: Path, *extra: str) -> Path:
-    """gcc with the flags of libesca's test programs; extra goes last."""
-    subprocess.run(
-        [
-            "gcc",
-            "-O1",
-            "-g",
-            "-Wall",
-            "-Wextra",
-            "-Werror",
-            "-D_GNU_SOURCE",
-            f"-I{TOP / 'libesca' / 'include'}",
-            f"-I{TOP / 'tests' / 'c'}",
-            "-o",
-            str(out),
-            str(src),
-            *extra,
-        ],
-        check=True,
-    )
+class CompileError(Exception):
+    """A test program that gcc refuses."""
+
+
+#: where the test programs find esca.h (libesca), esca_abi.h (the module's
+#: uapi) and esca_test.h (the one helper header of every test program)
+INCLUDES = (TOP / "libesca" / "include", TOP / "dkms" / "include" / "uapi", TOP / "tests" / "c")
+
+
+def compile_c(src: Path, out: Path, *extra: str, includes: Sequence[Path] = INCLUDES) -> Path:
+    """The one gcc command line of the tests: every C program a test builds
+    (tests/c, the guest's case programs, programs written by a test) gets the
+    flags of the project's C (-Wall -Wextra -Werror), -D_GNU_SOURCE, -pthread
+    and includes.  extra goes after the source (libraries, -static, -m32, ...);
+    includes=() builds against the system's headers only (an installed
+    libesca-dev).  A program that does not compile raises with gcc's output."""
+    argv = [
+        "gcc",
+        "-O2",
+        "-g",
+        "-Wall",
+        "-Wextra",
+        "-Werror",
+        "-D_GNU_SOURCE",
+        "-pthread",
+        *(f"-I{d}" for d in includes),
+        "-o",
+        str(out),
+        str(src),
+        *extra,
+    ]
+    proc = subprocess.run(argv, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        raise CompileError(f"{src} does not compile:\n$ {shlex.join(argv)}\n{proc.stderr}")
     return out
 
 

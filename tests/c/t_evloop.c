@@ -13,7 +13,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "helpers.h"
+#include "esca_test.h"
 
 static void peer(int fd, long iterations)
 {
@@ -46,10 +46,10 @@ int main(int argc, char **argv)
 
 	ESCA_INIT();
 	if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) < 0)
-		DIE("socketpair");
+		FAIL("socketpair: %m");
 	pid = fork();
 	if (pid < 0)
-		DIE("fork");
+		FAIL("fork: %m");
 	if (pid == 0) {
 		close(sv[0]);
 		peer(sv[1], iterations);
@@ -57,7 +57,7 @@ int main(int argc, char **argv)
 	close(sv[1]);
 	ep = epoll_create1(EPOLL_CLOEXEC);
 	if (ep < 0 || epoll_ctl(ep, EPOLL_CTL_ADD, sv[0], &ev) < 0)
-		DIE("epoll");
+		FAIL("epoll: %m");
 	while (done < iterations) {
 		struct epoll_event out;
 		int n = epoll_wait(ep, &out, 1, -1);
@@ -67,18 +67,18 @@ int main(int argc, char **argv)
 			continue;
 		}
 		if (n != 1)
-			DIE("epoll_wait returned %d", n);
+			FAIL("epoll_wait returned %d: %m", n);
 		ESCA_BATCH_START();
 		if (read(sv[0], &c, 1) != 1)
-			DIE("read");
+			FAIL("read: %m");
 		for (int k = 0; k < 3; k++)
 			if (write(sv[0], &c, 1) != 1)
-				DIE("write");
+				FAIL("write: %m");
 		ESCA_BATCH_FLUSH();
 		done++;
 	}
 	if (waitpid(pid, &status, 0) < 0 || !WIFEXITED(status) || WEXITSTATUS(status))
-		DIE("peer");
+		FAIL("peer: %m");
 	printf("iterations=%ld eintr=%ld\n", done, eintr);
-	return eintr ? T_EXIT_FAIL : T_EXIT_PASS;
+	return eintr ? T_FAIL : T_PASS;
 }

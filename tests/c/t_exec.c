@@ -14,7 +14,7 @@
 #include <fcntl.h>
 #include <sys/wait.h>
 
-#include "helpers.h"
+#include "esca_test.h"
 
 extern char **environ;
 
@@ -57,7 +57,7 @@ static int vfork_case(void)
 	pid_t pid;
 
 	if (pipe(p) < 0)
-		DIE("pipe");
+		FAIL("pipe: %m");
 	ESCA_BATCH_START();
 	t_say("before the vfork\n");
 	close(p[1]);		/* the parent's: deferred, it must stay the parent's */
@@ -67,13 +67,13 @@ static int vfork_case(void)
 		_exit(127);
 	}
 	if (pid < 0 || waitpid(pid, &status, 0) != pid || status)
-		DIE("vfork child");
+		FAIL("vfork child: %m");
 	t_say("after the vfork\n");
 	ESCA_BATCH_FLUSH();
 	t_say("write end closed in the parent: %s\n",
 	      fcntl(p[1], F_GETFD) < 0 && errno == EBADF ? "yes" : "NO");
 	t_say("reader sees the end: %s\n", read(p[0], &c, 1) == 0 ? "yes" : "NO");
-	return T_EXIT_PASS;
+	return T_PASS;
 }
 
 int main(int argc, char **argv)
@@ -92,8 +92,8 @@ int main(int argc, char **argv)
 		t_say("exec returned %d (%s)\n", r, strerror(errno));
 		t_say("the segment goes on\n");
 		ESCA_BATCH_FLUSH();
-		return T_EXIT_PASS;
+		return T_PASS;
 	}
 	r = run(how);
-	DIE("%s returned %d", how, r);
+	FAIL("%s returned %d: %m", how, r);
 }

@@ -4,7 +4,7 @@
  *               without batch_flush(). */
 #include <unistd.h>
 
-#include "helpers.h"
+#include "esca_test.h"
 
 int main(int argc, char **argv)
 {
@@ -13,6 +13,6 @@ int main(int argc, char **argv)
 	ESCA_INIT();
 	ESCA_BATCH_START();
 	if (write(fd, "pending-1;", 10) != 10 || write(fd, "pending-2;", 10) != 10)
-		return T_EXIT_FAIL;
+		return T_FAIL;
 	exit(0);
 }

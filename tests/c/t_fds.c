@@ -31,7 +31,7 @@
 
 #include <stdint.h>
 
-#include "helpers.h"
+#include "esca_test.h"
 
 static void segment_say(const char *what)
 {
@@ -56,7 +56,7 @@ static void *thread_fds(void *arg)
 	close(fd);
 	/* alive, with its backend set up, while main forks */
 	if (write(thread_ready[1], "r", 1) != 1 || read(thread_go[0], &c, 1) != 1)
-		DIE("thread sync");
+		FAIL("thread sync: %m");
 	return NULL;
 }
 
@@ -69,7 +69,7 @@ static void say_open_fds(const char *who)
 	size_t n = 0;
 
 	if (!dir)
-		DIE("opendir");
+		FAIL("opendir: %m");
 	while ((d = readdir(dir)))
 		if (d->d_name[0] != '.' && atoi(d->d_name) != dirfd(dir) && n < sizeof(line) - 16)
 			n += (size_t)snprintf(line + n, sizeof(line) - n, " %s", d->d_name);
@@ -91,22 +91,22 @@ static int numbers(void)
 	t_say("socket: %d\n", l = socket(AF_UNIX, SOCK_STREAM, 0));
 	snprintf(addr.sun_path + 1, sizeof(addr.sun_path) - 1, "esca-t_fds-%d", (int)getpid());
 	if (bind(l, (struct sockaddr *)&addr, sizeof(addr)) < 0 || listen(l, 1) < 0)
-		DIE("listen");
+		FAIL("listen: %m");
 	ESCA_BATCH_START();
 	c = socket(AF_UNIX, SOCK_STREAM, 0);
 	if (connect(c, (struct sockaddr *)&addr, sizeof(addr)) < 0)
-		DIE("connect");
+		FAIL("connect: %m");
 	a = accept(l, NULL, NULL);
 	t_say("in a segment: socket %d, accept %d\n", c, a);
 	close(a);
 	ESCA_BATCH_FLUSH();
 	if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) < 0 || pipe(p) < 0)
-		DIE("socketpair");
+		FAIL("socketpair: %m");
 	t_say("socketpair: %d %d, pipe: %d %d\n", sv[0], sv[1], p[0], p[1]);
 	t_say("dup: %d, epoll: %d, eventfd: %d\n", dup(0), epoll_create1(0), eventfd(0, 0));
 	if (pipe(thread_ready) < 0 || pipe(thread_go) < 0 ||
 	    pthread_create(&th, NULL, thread_fds, NULL) || read(thread_ready[0], &ch, 1) != 1)
-		DIE("thread");
+		FAIL("thread: %m");
 	pid = fork();
 	if (pid == 0) {
 		/* only this thread came along: no fd of the others' either */
@@ -116,12 +116,12 @@ static int numbers(void)
 		exit(0);
 	}
 	if (pid < 0 || waitpid(pid, &status, 0) != pid || status)
-		DIE("child");
+		FAIL("child: %m");
 	if (write(thread_go[1], "g", 1) != 1 || pthread_join(th, NULL))
-		DIE("thread end");
+		FAIL("thread end: %m");
 	t_say("after the thread: open %d\n", open("/dev/null", O_RDONLY));
 	t_say("fcntl F_DUPFD 0: %d\n", fcntl(0, F_DUPFD, 0));
-	return T_EXIT_PASS;
+	return T_PASS;
 }
 
 /* Closes every fd from 3 with close(); says how many were open. */
@@ -149,7 +149,7 @@ static int reader(const char *want)
 	int sv[2];
 
 	if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) < 0)
-		DIE("socketpair");
+		FAIL("socketpair: %m");
 	if (fork() == 0) {
 		close(sv[0]);
 		while (n < sizeof(buf) && (r = read(sv[1], buf + n, sizeof(buf) - n)) > 0)
@@ -165,7 +165,7 @@ static void reader_done(void)
 	int status;
 
 	if (wait(&status) < 0)
-		DIE("wait");
+		FAIL("wait: %m");
 	t_say("the reader got %s\n",
 	      WIFEXITED(status) && !WEXITSTATUS(status) ? "it all, then the end" : "LESS");
 }
@@ -181,16 +181,16 @@ static void evfd_reuse(void)
 	int sv[2], ev;
 
 	if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) < 0)
-		DIE("socketpair");
+		FAIL("socketpair: %m");
 	close_range((unsigned)sv[0], (unsigned)sv[1], 0);
 	ev = eventfd(0, 0);
 	ESCA_BATCH_START();
 	for (int i = 0; i < 3; i++)
 		if (write(ev, &one, sizeof(one)) != sizeof(one))
-			DIE("eventfd write");
+			FAIL("eventfd write: %m");
 	ESCA_BATCH_FLUSH();
 	if (read(ev, &sum, sizeof(sum)) != sizeof(sum))
-		DIE("eventfd read");
+		FAIL("eventfd read: %m");
 	t_say("eventfd at %s number: %llu\n", ev == sv[0] ? "the socket's" : "another",
 	      (unsigned long long)sum);
 	close(ev);
@@ -207,7 +207,7 @@ static int closeall(void)
 	ESCA_BATCH_START();
 	t_say("close_range: before\n");
 	if (write(s, "to-the-reader", 13) != 13)
-		DIE("write");
+		FAIL("write: %m");
 	t_say("close_range: %d\n", close_range(3, ~0U, 0));
 	t_say("close_range: after\n");
 	ESCA_BATCH_FLUSH();
@@ -220,7 +220,7 @@ static int closeall(void)
 	s = reader("again");
 	ESCA_BATCH_START();
 	if (write(s, "again", 5) != 5)
-		DIE("write");
+		FAIL("write: %m");
 	t_say("closefrom: before\n");
 	closefrom(3);
 	t_say("closefrom: after\n");
@@ -231,7 +231,7 @@ static int closeall(void)
 	s = reader("and-again");
 	ESCA_BATCH_START();
 	if (write(s, "and-again", 9) != 9)
-		DIE("write");
+		FAIL("write: %m");
 	close_loop("close loop in a segment");
 	t_say("after the loop\n");
 	ESCA_BATCH_FLUSH();
@@ -240,7 +240,7 @@ static int closeall(void)
 		t_say("open after the loop: %d\n", open("/dev/null", O_RDONLY));
 	close_loop("close loop");
 	segment_say("after the loops");
-	return T_EXIT_PASS;
+	return T_PASS;
 }
 
 /* A soft limit above 4096: libesca's fds then sit just under 4096. */
@@ -249,13 +249,13 @@ static void high_soft_limit(void)
 	struct rlimit rl;
 
 	if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
-		DIE("getrlimit");
+		FAIL("getrlimit: %m");
 	rl.rlim_cur = 8192;
 	if (rl.rlim_max < 8192)
 		rl.rlim_max = 8192;	/* root may (CAP_SYS_RESOURCE) */
 	if (setrlimit(RLIMIT_NOFILE, &rl) < 0) {
 		printf("hard RLIMIT_NOFILE below 8192 and cannot be raised\n");
-		exit(T_EXIT_SKIP);
+		exit(T_SKIP);
 	}
 }
 
@@ -279,7 +279,7 @@ static int dup2_all(void)
 			bad++;
 	t_say("the copies: %s\n", bad ? "BROKEN" : "all stdout, all closed");
 	segment_say("after the closes");
-	return T_EXIT_PASS;
+	return T_PASS;
 }
 
 int main(int argc, char **argv)
@@ -298,5 +298,5 @@ int main(int argc, char **argv)
 	if (!strcmp(what, "dup2"))
 		return dup2_all();
 	fprintf(stderr, "usage: t_fds numbers|closeall|dup2\n");
-	return T_EXIT_FAIL;
+	return T_FAIL;
 }

@@ -23,7 +23,7 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
-#include "helpers.h"
+#include "esca_test.h"
 
 #define MAXCONN 256
 #define FILESZ (1 << 20)
@@ -56,27 +56,23 @@ static void *client(void *arg)
 
 	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
 	if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
-		DIE("client connect");
+		FAIL("client connect: %m");
 	/* tell the server who we are */
 	if (write(fd, &c, sizeof(c)) != sizeof(c))
-		DIE("client hello");
+		FAIL("client hello: %m");
 	while ((r = read(fd, buf, sizeof(buf))) > 0) {
 		for (ssize_t i = 0; i < r; i++)
-			if (buf[i] != expected(c, got + i)) {
-				fprintf(stderr, "FAIL: conn %u byte %llu: got %u want %u\n", c,
-					got + i, buf[i], expected(c, got + i));
-				exit(T_EXIT_FAIL);
-			}
+			if (buf[i] != expected(c, got + i))
+				FAIL("conn %u byte %llu: got %u want %u", c, got + i, buf[i],
+				     expected(c, got + i));
 		got += r;
 		if (slow_us)
 			usleep(slow_us);
 	}
 	if (r < 0)
-		DIE("client read");
-	if (got != total) {
-		fprintf(stderr, "FAIL: conn %u received %llu of %llu bytes\n", c, got, total);
-		exit(T_EXIT_FAIL);
-	}
+		FAIL("client read: %m");
+	if (got != total)
+		FAIL("conn %u received %llu of %llu bytes", c, got, total);
 	close(fd);
 	return NULL;
 }
@@ -122,18 +118,16 @@ static ssize_t send_some(struct conn *cn, unsigned c, unsigned long long *rng)
 		off_t off = (off_t)pos, before = off;
 
 		r = sendfile(cn->fd, cn->filefd, &off, len);
-		if (r >= 0 && off != before + r) {
-			fprintf(stderr, "FAIL: sendfile offset %lld, want %lld\n", (long long)off,
-				(long long)(before + r));
-			exit(T_EXIT_FAIL);
-		}
+		if (r >= 0 && off != before + r)
+			FAIL("sendfile offset %lld, want %lld", (long long)off,
+			     (long long)(before + r));
 		break;
 	}
 	default:
 		/* without an offset: the file position must be where we want */
 		if (cn->fpos != (off_t)pos) {
 			if (lseek(cn->filefd, (off_t)pos, SEEK_SET) < 0)
-				DIE("lseek");
+				FAIL("lseek: %m");
 		}
 		r = sendfile(cn->fd, cn->filefd, NULL, len);
 		cn->fpos = (off_t)pos + (r > 0 ? r : 0);
@@ -143,7 +137,7 @@ static ssize_t send_some(struct conn *cn, unsigned c, unsigned long long *rng)
 	if (r < 0 && errno == EAGAIN)
 		return 0;
 	if (r < 0)
-		DIE("send kind");
+		FAIL("send kind: %m");
 	return r;
 }
 
@@ -176,7 +170,7 @@ int main(int argc, char **argv)
 		filedata[q] = t_pattern(0, q);
 	tmp = mkstemp(path);
 	if (tmp < 0 || write(tmp, filedata, FILESZ) != FILESZ)
-		DIE("temp file");
+		FAIL("temp file: %m");
 	close(tmp);
 
 	ESCA_INIT();
@@ -185,7 +179,7 @@ int main(int argc, char **argv)
 	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
 	if (bind(lfd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(lfd, 512) < 0 ||
 	    getsockname(lfd, (struct sockaddr *)&sa, &slen) < 0)
-		DIE("listen");
+		FAIL("listen: %m");
 	port = ntohs(sa.sin_port);
 	for (int c = 0; c < nconn; c++)
 		pthread_create(&th[c], NULL, client, (void *)(uintptr_t)c);
@@ -194,14 +188,14 @@ int main(int argc, char **argv)
 		int fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
 
 		if (fd < 0 || read(fd, &c, sizeof(c)) != sizeof(c) || c >= (unsigned)nconn)
-			DIE("accept");
+			FAIL("accept: %m");
 		if (sndbuf)
 			setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof(sndbuf));
 		fcntl(fd, F_SETFL, O_NONBLOCK);
 		conns[c].fd = fd;
 		conns[c].filefd = open(path, O_RDONLY | O_CLOEXEC);
 		if (conns[c].filefd < 0)
-			DIE("open");
+			FAIL("open: %m");
 	}
 	unlink(path);
 	ep = epoll_create1(EPOLL_CLOEXEC);
@@ -214,7 +208,7 @@ int main(int argc, char **argv)
 		int n = epoll_wait(ep, evs, 64, 10000);
 
 		if (n <= 0)
-			DIE("epoll_wait (n=%d)", n);
+			FAIL("epoll_wait (n=%d): %m", n);
 		ESCA_BATCH_START();
 		for (int i = 0; i < n; i++) {
 			unsigned c = evs[i].data.u32;
@@ -230,9 +224,9 @@ int main(int argc, char **argv)
 			if (cn->sent == total) {
 				epoll_ctl(ep, EPOLL_CTL_DEL, cn->fd, NULL);
 				if (shutdown(cn->fd, SHUT_WR) < 0)
-					DIE("shutdown");
+					FAIL("shutdown: %m");
 				if (close(cn->fd) < 0 || close(cn->filefd) < 0)
-					DIE("close");
+					FAIL("close: %m");
 				cn->sent++;	/* done marker */
 				done++;
 			}
@@ -242,5 +236,5 @@ int main(int argc, char **argv)
 	for (int c = 0; c < nconn; c++)
 		pthread_join(th[c], NULL);
 	printf("ok: %d connections x %llu bytes\n", nconn, total);
-	return t_failures ? T_EXIT_FAIL : T_EXIT_PASS;
+	return T_PASS;
 }

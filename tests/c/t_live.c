@@ -8,7 +8,7 @@
 #include <stdio.h>
 #include <sys/socket.h>
 
-#include "helpers.h"
+#include "esca_test.h"
 
 
 int main(void)
@@ -18,7 +18,7 @@ int main(void)
 
 	ESCA_INIT();
 	if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) < 0)
-		DIE("socketpair");
+		FAIL("socketpair: %m");
 	t_segment(sv[0]);
 	printf("ready\n");
 	fflush(stdout);
@@ -26,5 +26,5 @@ int main(void)
 		;
 	t_segment(sv[0]);
 	printf("done\n");
-	return T_EXIT_PASS;
+	return T_PASS;
 }

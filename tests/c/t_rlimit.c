@@ -16,7 +16,7 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 
-#include "helpers.h"
+#include "esca_test.h"
 
 #define OPENS 4
 
@@ -30,7 +30,7 @@ static void segment(int fd, const char *what)
 		t_say("batch_start() changed errno to %s\n", strerror(errno));
 	for (int i = 0; i < 3; i++)
 		if (write(fd, what, strlen(what)) != (ssize_t)strlen(what))
-			DIE("write");
+			FAIL("write: %m");
 	errno = ENOTRECOVERABLE;
 	ESCA_BATCH_FLUSH();
 	if (errno != ENOTRECOVERABLE)
@@ -49,12 +49,12 @@ int main(int argc, char **argv)
 	closefrom(3);		/* whatever the caller left open: the count is exact */
 	ESCA_INIT();
 	if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) < 0 || pipe(p) < 0)
-		DIE("socketpair");
+		FAIL("socketpair: %m");
 	ep = epoll_create1(0);
 	if (ep < 0 || epoll_ctl(ep, EPOLL_CTL_ADD, p[0], &ev) < 0)
-		DIE("epoll");
+		FAIL("epoll: %m");
 	if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
-		DIE("getrlimit");
+		FAIL("getrlimit: %m");
 	if (strcmp(mode, "full"))
 		segment(sv[0], "a");	/* libesca sets up here */
 	/* 0, 1, 2, the pair, the pipe, epoll, and OPENS files */
@@ -62,7 +62,7 @@ int main(int argc, char **argv)
 	if (!strcmp(mode, "hard"))
 		rl.rlim_max = rl.rlim_cur;
 	if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
-		DIE("setrlimit");
+		FAIL("setrlimit: %m");
 	for (i = 0; i < OPENS; i++) {
 		fd = open("/dev/null", O_RDONLY);
 		t_say("open %d: %d%s\n", i, fd, fd < 0 ? strerror(errno) : "");
@@ -76,5 +76,5 @@ int main(int argc, char **argv)
 	close(sv[0]);
 	while ((n = read(sv[1], buf, sizeof(buf))) > 0)
 		t_say("the peer read '%.*s'\n", (int)n, buf);
-	return T_EXIT_PASS;
+	return T_PASS;
 }

@@ -19,7 +19,7 @@
 #include <sys/wait.h>
 #include <time.h>
 
-#include "helpers.h"
+#include "esca_test.h"
 
 struct shared {
 	_Atomic int round;	/* the round the program is in */
@@ -98,11 +98,11 @@ int main(int argc, char **argv)
 
 	sh = mmap(NULL, sizeof(*sh), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	if (sh == MAP_FAILED || socketpair(AF_UNIX, SOCK_STREAM, 0, sv) < 0 || pipe(data) < 0)
-		DIE("setup");
+		FAIL("setup: %m");
 	sock = sv[0];
 	ep = epoll_create1(0);
 	if (ep < 0 || epoll_ctl(ep, EPOLL_CTL_ADD, data[0], &ev) < 0)
-		DIE("epoll");
+		FAIL("epoll: %m");
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_handler = on_signal;
 	sa.sa_flags = restart ? SA_RESTART : 0;
@@ -111,14 +111,14 @@ int main(int argc, char **argv)
 	ESCA_INIT();
 	pid = fork();
 	if (pid < 0)
-		DIE("fork");
+		FAIL("fork: %m");
 	if (pid == 0)
 		peer(self, rounds, data[1], data[0], ep);
 
 	for (int round = 0; round < rounds; round++) {
 		ESCA_BATCH_START();
 		if (write(sock, "a", 1) != 1)
-			DIE("write");
+			FAIL("write: %m");
 		atomic_store(&sh->round, round);
 		if (round & 1) {
 			/* epoll_wait never restarts: EINTR with or without
@@ -131,15 +131,15 @@ int main(int argc, char **argv)
 			t_say("round %d: read: EINTR\n", round);
 		t_say("round %d: read: %ld '%c'\n", round, r, r == 1 ? c : '?');
 		if (write(sock, "b", 1) != 1)
-			DIE("write");
+			FAIL("write: %m");
 		ESCA_BATCH_FLUSH();
 	}
 	if (waitpid(pid, &status, 0) != pid || status)
-		DIE("peer");
+		FAIL("peer: %m");
 	shutdown(sock, SHUT_WR);
 	t_say("handler ran %d times; the stream: ", atomic_load(&sh->handled));
 	while ((n = read(sv[1], buf, sizeof(buf))) > 0)
 		t_say("%.*s", (int)n, buf);
 	t_say("\n");
-	return T_EXIT_PASS;
+	return T_PASS;
 }

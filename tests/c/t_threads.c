@@ -7,7 +7,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "helpers.h"
+#include "esca_test.h"
 
 #define NTHREADS 8
 #define ROUNDS 400
@@ -28,7 +28,7 @@ static void *worker(void *arg)
 			for (size_t i = 0; i < len; i++)
 				buf[i] = t_pattern(id, pos + i);
 			if (write(sv[id][0], buf, len) != (ssize_t)len)
-				DIE("write");
+				FAIL("write: %m");
 			pos += len;
 		}
 		if (r == ROUNDS - 1)
@@ -36,7 +36,7 @@ static void *worker(void *arg)
 		ESCA_BATCH_FLUSH();
 	}
 	if (close(sv[id][0]) < 0)
-		DIE("close");
+		FAIL("close: %m");
 	return (void *)(uintptr_t)pos;
 }
 
@@ -50,7 +50,7 @@ int main(void)
 		int big = 1 << 21;
 
 		if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv[i]) < 0)
-			DIE("socketpair");
+			FAIL("socketpair: %m");
 		setsockopt(sv[i][0], SOL_SOCKET, SO_SNDBUF, &big, sizeof(big));
 		pthread_create(&th[i], NULL, worker, (void *)(uintptr_t)i);
 	}
@@ -68,12 +68,10 @@ int main(void)
 		CHECK(n == want, "thread %d: %zu of %llu bytes", i, n, want);
 		for (size_t k = 0; k < n; k++)
 			if (got[i][k] != t_pattern((unsigned)i, k)) {
-				CHECK(0, "thread %d: byte %zu differs", i, k);
+				FAIL("thread %d: byte %zu differs", i, k);
 				break;
 			}
 	}
-	if (t_failures)
-		return T_EXIT_FAIL;
 	printf("ok\n");
-	return T_EXIT_PASS;
+	return T_PASS;
 }

@@ -27,7 +27,7 @@
 #include <sys/wait.h>
 #include <time.h>
 
-#include "helpers.h"
+#include "esca_test.h"
 
 #define DELAY_MS 30
 
@@ -128,19 +128,19 @@ int main(int argc, char **argv)
 	kind = argc > 1 ? argv[1] : "epoll_wait";
 	word = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	if (word == MAP_FAILED)
-		DIE("mmap");
+		FAIL("mmap: %m");
 	/* where the segments write: a pipe nobody reads (small writes) */
 	if (pipe2(sink, O_NONBLOCK) < 0 || pipe(ev) < 0)
-		DIE("pipe");
+		FAIL("pipe: %m");
 	listener = socket(AF_UNIX, SOCK_STREAM, 0);
 	addr.sun_family = AF_UNIX;
 	snprintf(addr.sun_path + 1, sizeof(addr.sun_path) - 1, "esca-t_waits-%d", (int)getpid());
 	if (listener < 0 || bind(listener, (struct sockaddr *)&addr, sizeof(addr)) < 0 ||
 	    listen(listener, 4) < 0)
-		DIE("listen");
+		FAIL("listen: %m");
 	ep = epoll_create1(EPOLL_CLOEXEC);
 	if (ep < 0 || epoll_ctl(ep, EPOLL_CTL_ADD, ev[0], &e) < 0)
-		DIE("epoll");
+		FAIL("epoll: %m");
 
 	/* set-up right before the first wait: what it leaves behind (a
 	 * throwaway ring's teardown) would land in that wait */
@@ -156,12 +156,12 @@ int main(int argc, char **argv)
 		atomic_store(word, 0);
 		pid = fork();
 		if (pid < 0)
-			DIE("fork");
+			FAIL("fork: %m");
 		if (pid == 0)
 			peer(sink[1]);
 		t_segment(sink[1]);
 		if (pthread_create(&th, NULL, helper, &sink[1]))
-			DIE("pthread_create");
+			FAIL("pthread_create: %m");
 		errno = 0;
 		r = wait_once(ep);
 		err = errno;
@@ -169,10 +169,10 @@ int main(int argc, char **argv)
 		if (r > 0 && (!strcmp(kind, "epoll_wait") || !strcmp(kind, "epoll_pwait") ||
 			      !strcmp(kind, "poll") || !strcmp(kind, "select")) &&
 		    read(ev[0], &c, 1) != 1)
-			DIE("drain");
+			FAIL("drain: %m");
 		pthread_join(th, NULL);
 		if (waitpid(pid, NULL, 0) != pid)
-			DIE("waitpid");
+			FAIL("waitpid: %m");
 		if ((!strcmp(kind, "nanosleep") ? r == 0 : r == 1) && ms >= DELAY_MS - 1) {
 			t_say("%s round %d: ended by its event\n", kind, round);
 		} else {
@@ -184,5 +184,5 @@ int main(int argc, char **argv)
 		while (read(sink[0], &c, 1) == 1)
 			;
 	}
-	return bad ? T_EXIT_FAIL : T_EXIT_PASS;
+	return bad ? T_FAIL : T_PASS;
 }

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from debian.debfile import DebFile
+from libesca_support import compile_c
 from pkg_helpers import TARGETS, Built, esca_pkg, require_root, sh
 
 pytestmark = pytest.mark.packaging
@@ -140,16 +141,7 @@ def test_libesca_resolves_links_and_purges(built: Built, tmp_path: Path) -> None
                 "#include <esca.h>\nint main(void)\n{\n\tesca_init();\n"
                 "\tbatch_start();\n\tbatch_flush();\n\treturn 0;\n}\n"
             )
-            sh(
-                "cc",
-                "-Wall",
-                "-Werror",
-                "-DESCA_STRONG_HOOKS",
-                "-o",
-                tmp_path / "hooked",
-                src,
-                "-lesca",
-            )
+            compile_c(src, tmp_path / "hooked", "-DESCA_STRONG_HOOKS", "-lesca", includes=())
             needed = sh("readelf", "-d", tmp_path / "hooked").stdout
             assert "libesca.so.0" in needed
             run = subprocess.run(

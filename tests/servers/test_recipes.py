@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from debian.debian_support import Version
+from libesca_support import compile_c
 from servers_support import ROOT, esca_run, sh
 
 from esca_pkg.log import EscaError
@@ -116,7 +117,7 @@ def test_hook_detection_on_a_hooked_and_a_plain_program(tmp_path: Path, libesca:
         "ESCA_BATCH_FLUSH(); return 0; }\n"
     )
     exe = tmp_path / "hooked"
-    sh("gcc", "-O2", "-Wall", "-Werror", f"-I{ROOT / 'libesca' / 'include'}", "-o", exe, src)
+    compile_c(src, exe)
     assert hooks.hook_state(exe)[0] is hooks.HookState.HOOKED
     assert hooks.hook_state(Path("/bin/true"))[0] is hooks.HookState.NONE
     assert hooks.defines_hooks(libesca.resolve())
@@ -149,7 +150,7 @@ def test_esca_run_refuses_an_unusable_module_backend(tmp_path: Path, libesca: Pa
         '#include "esca.h"\nint main(void) { ESCA_INIT(); return 0; }\n'
         "void f(void) { ESCA_BATCH_START(); ESCA_BATCH_FLUSH(); }\n"
     )
-    sh("gcc", f"-I{ROOT / 'libesca' / 'include'}", "-o", tmp_path / "h", src)
+    compile_c(src, tmp_path / "h")
     res = esca_run("--library", libesca, "--backend", "module", "--", tmp_path / "h")
     assert res.returncode == 1
     assert "module backend cannot run here" in res.stderr and "fix:" in res.stderr
@@ -161,7 +162,7 @@ def test_print_env_for_a_systemd_drop_in(tmp_path: Path, libesca: Path) -> None:
         '#include "esca.h"\nint main(void) { ESCA_INIT(); return 0; }\n'
         "void f(void) { ESCA_BATCH_START(); ESCA_BATCH_FLUSH(); }\n"
     )
-    sh("gcc", f"-I{ROOT / 'libesca' / 'include'}", "-o", tmp_path / "h", src)
+    compile_c(src, tmp_path / "h")
     plain = esca_run(
         "--library", libesca, "--backend", "uring", "--stats", "--print-env", "--", tmp_path / "h"
     )

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import click
 import pytest
+from libesca_support import compile_c
 
 from esca_pkg.bench import cli as bench
 from esca_pkg.log import EscaError
@@ -36,8 +37,7 @@ def hooked(tmp_path_factory: pytest.TempPathFactory) -> Path:
         '#include "esca.h"\nint main(void) { ESCA_INIT(); return 0; }\n'
         "void f(void) { ESCA_BATCH_START(); ESCA_BATCH_FLUSH(); }\n"
     )
-    subprocess.run(["gcc", f"-I{ROOT / 'libesca' / 'include'}", "-o", d / "h", src], check=True)
-    return d / "h"
+    return compile_c(src, d / "h")
 
 
 def test_a_server_name_gets_its_foreground_arguments() -> None:

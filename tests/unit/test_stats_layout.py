@@ -9,6 +9,8 @@ import re
 import subprocess
 from pathlib import Path
 
+from libesca_support import compile_c
+
 from esca_pkg.runtime import stats
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -56,12 +58,7 @@ def compiled(tmp_path: Path) -> dict[str, int]:
         'P("version", ESCA_STATS_VERSION);\nP("kinds", ESCA_CALL_KINDS);\nreturn 0;\n}\n'
     )
     exe = tmp_path / "layout"
-    subprocess.run(
-        ["gcc", "-Wall", "-Wextra", "-Werror", "-I", str(HEADER.parent), "-o", exe, src],
-        check=True,
-        capture_output=True,
-        text=True,
-    )
+    compile_c(src, exe)
     out = subprocess.run([exe], capture_output=True, text=True, check=True).stdout
     return {line.rsplit(" ", 1)[0]: int(line.rsplit(" ", 1)[1]) for line in out.splitlines()}
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+from libesca_support import compile_c
 from qemu_guest import (
     BAD_DMESG,
     MODULES_9P,
@@ -91,14 +92,8 @@ def build_cases(dest: Path) -> Path:
     """The case programs of tests/vm/cases and the hooked programs of
     tests/vm/cases/programs (guest/observe.sh), into one directory."""
     dest.mkdir(parents=True, exist_ok=True)
-    flags = ["-D_GNU_SOURCE", "-O2", "-g", "-Wall", "-Wextra", "-Werror", "-pthread"]
-    flags.append(f"-I{DKMS_DIR / 'include' / 'uapi'}")
     for src in sorted([*CASES_DIR.glob("*.c"), *(CASES_DIR / "programs").glob("*.c")]):
-        run(
-            ["gcc", *flags, "-o", str(dest / src.stem), str(src)],
-            capture=True,
-            hint=f"{src.relative_to(REPO)} does not compile",
-        )
+        compile_c(src, dest / src.stem)
     return dest
 
 

@@ -6,7 +6,6 @@
  * batch ran first.  Continuing from there runs every entry once, in order.
  */
 #include "esca_test.h"
-#include "sigwatch.h"
 
 #define N	ESCA_MAX_ENTRIES
 #define BLOCK	4096

@@ -6,8 +6,7 @@
  * file must end up with every block once, in order.
  */
 #include <stdint.h>
-#include "hooked.h"
-#include "../sigwatch.h"
+#include "esca_test.h"
 
 #define WRITES	4000
 #define BLOCK	4096

@@ -15,7 +15,7 @@
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
-#include "hooked.h"
+#include "esca_test.h"
 
 static int pipefd[2];
 static size_t in_pipe;

@@ -4,7 +4,7 @@
  * deferred by libesca.  Line k is "%06d\n" % k: the observers count the
  * calls, the file shows each ran once and in order.
  */
-#include "hooked.h"
+#include "esca_test.h"
 
 int main(int argc, char **argv)
 {
