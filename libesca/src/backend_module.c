@@ -75,8 +75,9 @@ int esca_module_thread_init(struct esca_thread *t)
 	}
 	/* out of the program's way: its fd numbers stay what they would be */
 	t->module_fd = esca_own_fd(fd);
-	t->can_carry = atomic_load_explicit(&module_features, memory_order_relaxed) &
-		       ESCA_FEATURE_FLUSH_WAIT;
+	t->can_carry = esca_cfg.flush_wait &&
+		       (atomic_load_explicit(&module_features, memory_order_relaxed) &
+			ESCA_FEATURE_FLUSH_WAIT);
 	return 0;
 fail:
 	syscall(SYS_close, fd);

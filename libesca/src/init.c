@@ -24,6 +24,7 @@ struct esca_config esca_cfg = {
 	.uring_copy_max = 4096,
 	.uring_min_ops = 2,
 	.adapt = true,
+	.flush_wait = true,
 	.write_timeout_ms = 10000,
 };
 _Atomic int esca_initialized;
@@ -97,6 +98,7 @@ static void read_config(void)
 	esca_cfg.uring_min_ops = env_ulong("ESCA_URING_MIN_OPS", esca_cfg.uring_min_ops, 1,
 					   ESCA_MAX_ENTRIES);
 	esca_cfg.adapt = env_ulong("ESCA_ADAPT", 1, 0, 1) != 0;
+	esca_cfg.flush_wait = env_ulong("ESCA_FLUSH_WAIT", 1, 0, 1) != 0;
 	esca_cfg.write_timeout_ms = (int)env_ulong("ESCA_WRITE_TIMEOUT_MS",
 						   esca_cfg.write_timeout_ms, 1, 3600000);
 }

@@ -45,6 +45,7 @@ struct esca_config {
 	size_t uring_copy_max;	/* sendfile emulated by read+write up to this */
 	unsigned uring_min_ops;	/* fewer ring ops than this run directly */
 	bool adapt;		/* ESCA_ADAPT: batch only where it pays (measured) */
+	bool flush_wait;	/* ESCA_FLUSH_WAIT: carry a flush to the next epoll wait */
 	int write_timeout_ms;	/* bounded wait when completing a short write */
 	bool debug;
 	bool stats;
