@@ -7,13 +7,14 @@
  *   t_carry loop N        N iterations of epoll_wait -> read -> 3 writes
  *                         (and a 3 x 15000-byte reply every 7th: short
  *                         writes on a small socket buffer)
- *   t_carry break KIND    20 loop iterations, then a batch_flush() whose
- *                         write the peer echoes, then KIND waits for the
- *                         echo instead of epoll_wait: poll, ppoll, select,
+ *   t_carry break KIND    20 loop iterations, the last batch with a write
+ *                         the peer echoes; then KIND waits for the echo
+ *                         instead of epoll_wait: poll, ppoll, select,
  *                         pselect, read, recv, recvfrom, recvmsg, readv,
  *                         nanosleep, usleep, waitpid, exit (_exit: the peer
  *                         must still get the bytes)
- *   t_carry signal        20 loop iterations, then a carried epoll_wait with
+ *   t_carry signal        20 loop iterations (the same marker), then a
+ *                         carried epoll_wait with
  *                         nothing to read, ended by SIGALRM: -1 EINTR, the
  *                         handler ran, the batch was sent
  *   t_carry timeout       the same ended by its 100 ms timeout: 0
@@ -99,8 +100,10 @@ static void start(long iterations)
 		DIE("epoll");
 }
 
-/* Iterations of the loop: epoll_wait -> read the request -> reply. */
-static void loop(long iterations)
+/* Iterations of the loop: epoll_wait -> read the request -> reply; with
+ * marker, the last reply ends with "m", which the peer (echoing from then
+ * on) sends back: that last batch is the one carried to the next call. */
+static void loop(long iterations, int marker)
 {
 	for (long i = 0; i < iterations; i++) {
 		struct epoll_event out;
@@ -118,6 +121,8 @@ static void loop(long iterations)
 			if (w != (c == 'b' ? BIG : 1))
 				DIE("write %zd", w);
 		}
+		if (marker && i == iterations - 1 && write(sv[0], "m", 1) != 1)
+			DIE("write marker");
 		ESCA_BATCH_FLUSH();
 	}
 }
@@ -130,15 +135,6 @@ static int finish(void)
 	if (waitpid(peer_pid, &status, 0) < 0 || !WIFEXITED(status) || WEXITSTATUS(status))
 		DIE("peer status %#x", status);
 	return t_failures ? T_EXIT_FAIL : T_EXIT_PASS;
-}
-
-/* A segment whose one write the peer (now echoing) sends back. */
-static void send_marker(void)
-{
-	ESCA_BATCH_START();
-	if (write(sv[0], "m", 1) != 1)
-		DIE("write marker");
-	ESCA_BATCH_FLUSH();
 }
 
 /* The echo is there now, checked without any interposed call. */
@@ -157,8 +153,7 @@ static int do_break(const char *kind)
 	char c = 0;
 	int ok = 0;
 
-	loop(20);
-	send_marker();
+	loop(20, 1);
 	if (!strcmp(kind, "poll")) {
 		ok = poll(&p, 1, 5000) == 1 && echo_there();
 	} else if (!strcmp(kind, "ppoll")) {
@@ -235,9 +230,8 @@ static int do_wait(const char *kind)
 	sigset_t block, mask, now;
 	int n, err;
 
-	loop(20);
-	/* one more batch the peer echoes; the echo is not awaited (ep is
-	 * watched on a pipe with nothing in it) */
+	/* a second epoll set on a pipe with nothing in it, made before the
+	 * loop: pipe() after it would break the pattern */
 	int pp[2];
 	struct epoll_event ev = { .events = EPOLLIN };
 	int ep2 = epoll_create1(EPOLL_CLOEXEC);
@@ -246,8 +240,7 @@ static int do_wait(const char *kind)
 		DIE("pipe/epoll");
 	sigaction(SIGALRM, &sa, NULL);
 	sigaction(SIGUSR1, &sa, NULL);
-	/* the pattern of the loop, on the second epoll set */
-	send_marker();
+	loop(20, 1);
 	if (!strcmp(kind, "signal")) {
 		alarm(1);
 		n = epoll_wait(ep2, &out, 1, -1);
@@ -287,7 +280,7 @@ int main(int argc, char **argv)
 		long n = argc > 2 ? atol(argv[2]) : 1000;
 
 		start(n);
-		loop(n);
+		loop(n, 0);
 		t_say("loop: %ld iterations\n", n);
 		return finish();
 	}
