@@ -37,6 +37,7 @@ BREAKS = [
     "nanosleep",
     "usleep",
     "waitpid",
+    "join",
     "exit",
 ]
 

@@ -21,6 +21,7 @@
 #include <errno.h>
 #include <poll.h>
 #include <pthread.h>
+#include <semaphore.h>
 #include <signal.h>
 #include <string.h>
 #include <sys/epoll.h>
@@ -207,6 +208,13 @@ BREAKS(pid_t, wait, (int *status), (status))
 BREAKS(pid_t, waitpid, (pid_t pid, int *status, int options), (pid, status, options))
 BREAKS(int, waitid, (idtype_t type, id_t id, siginfo_t *info, int options),
        (type, id, info, options))
+/* a thread waiting for another one, which may wait for the batch */
+BREAKS(int, pthread_join, (pthread_t th, void **ret), (th, ret))
+BREAKS(int, pthread_timedjoin_np, (pthread_t th, void **ret, const struct timespec *ts),
+       (th, ret, ts))
+BREAKS(int, pthread_barrier_wait, (pthread_barrier_t *b), (b))
+BREAKS(int, sem_wait, (sem_t *sem), (sem))
+BREAKS(int, sem_timedwait, (sem_t *sem, const struct timespec *ts), (sem, ts))
 
 /* _exit() skips the destructors that would run a carried batch. */
 ESCA_API void _exit(int status)

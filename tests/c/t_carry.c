@@ -11,7 +11,8 @@
  *                         the peer echoes; then KIND waits for the echo
  *                         instead of epoll_wait: poll, ppoll, select,
  *                         pselect, read, recv, recvfrom, recvmsg, readv,
- *                         nanosleep, usleep, waitpid, exit (_exit: the peer
+ *                         nanosleep, usleep, waitpid, join (a thread
+ *                         waits for the echo), exit (_exit: the peer
  *                         must still get the bytes)
  *   t_carry signal        20 loop iterations (the same marker), then a
  *                         carried epoll_wait with
@@ -24,6 +25,7 @@
  * Each prints what it saw; the output is the same with and without libesca.
  */
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <sys/epoll.h>
 #include <sys/select.h>
@@ -146,6 +148,17 @@ static int echo_there(void)
 	return r == 1 && c == 'm';
 }
 
+/* A thread that waits (without interposed calls) for the echo. */
+static void *echo_waiter(void *arg)
+{
+	for (int i = 0; i < 500; i++) {
+		if (echo_there())
+			return (void *)1;
+		syscall(SYS_nanosleep, &(struct timespec){ 0, 10000000 }, NULL);
+	}
+	return arg;
+}
+
 static int do_break(const char *kind)
 {
 	struct pollfd p = { .fd = sv[0], .events = POLLIN };
@@ -203,6 +216,13 @@ static int do_break(const char *kind)
 		}
 		ok = waitpid(child, &status, 0) == child && WIFEXITED(status) &&
 		     WEXITSTATUS(status) == 0;
+	} else if (!strcmp(kind, "join")) {
+		pthread_t th;
+		void *seen = NULL;
+
+		if (pthread_create(&th, NULL, echo_waiter, NULL))
+			DIE("pthread_create");
+		ok = pthread_join(th, &seen) == 0 && seen == (void *)1;
 	} else if (!strcmp(kind, "exit")) {
 		/* the batch must reach the peer though _exit() skips destructors;
 		 * the parent of this process checks the echo (below) */

@@ -228,9 +228,11 @@ int main(void)
 	expect_entry(&t[0], "a wait with flags", ESCA_ST_REFUSED, ESCA_REFUSED_CALL);
 	CHECK_ERR(flush_wait(fd, 0, 0), EINVAL);
 	CHECK_ERR(flush_wait(fd, N, 1), EINVAL);
-	entry_set(&t[0], SYS_epoll_wait, ep, 16, 4, 0);
+	/* a kernel address: EFAULT before the wait, as for the plain call */
+	entry_set(&t[0], SYS_epoll_wait, ep, 0xffff888000000000ULL, 4, 0);
 	CHECK(flush_wait(fd, 0, 1) == 1);
 	expect_entry(&t[0], "a wait with a bad events pointer", ESCA_ST_DONE, -EFAULT);
+	CHECK_ERR(epoll_wait(ep, (struct epoll_event *)0xffff888000000000ULL, 4, 0), EFAULT);
 
 	/* under seccomp the wait is refused like any entry */
 	pid_t pid = fork();
