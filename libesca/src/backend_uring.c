@@ -41,7 +41,9 @@
 #include <liburing.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <stdio.h>
 #include <sys/syscall.h>
+#include <sys/utsname.h>
 #include <unistd.h>
 
 enum op {
@@ -51,7 +53,12 @@ enum op {
 	OP_CLOSE,
 	OP_SHUTDOWN,
 	OP_COPYFILE,	/* sendfile as READ + WRITE through the arena */
+	OP_SOCKOPT,	/* setsockopt as SOCKET_URING_OP_SETSOCKOPT (Linux 6.7) */
 };
+
+/* The socket command of IORING_OP_URING_CMD (Linux 6.7): not in the
+ * headers of older liburing releases. */
+#define ESCA_SOCKET_URING_OP_SETSOCKOPT	3
 
 /* IORING_OP_EPOLL_WAIT (Linux 6.15): not in the headers of older liburing
  * releases (bookworm has 2.3); probed on each ring, never assumed. */
@@ -67,6 +74,7 @@ struct esca_uring {
 	struct io_uring ring;
 	bool has_shutdown;
 	bool has_epoll_wait;	/* EPOLL_WAIT op and IORING_FEAT_EXT_ARG */
+	bool has_sockopt;	/* URING_CMD and a kernel with socket commands */
 	bool broken;	/* an enter failed: the ring is not used again */
 	/* per-entry scratch, sized by the table */
 	uint8_t *op;
@@ -85,7 +93,27 @@ struct esca_uring {
 
 
 
-static bool probe_ops(struct io_uring *ring, bool *has_shutdown, bool *has_epoll_wait)
+/*
+ * Whether the running kernel is at least major.minor.  The socket commands
+ * of URING_CMD (6.7) have no opcode of their own to probe; a kernel that
+ * still lacks one answers the op with -EOPNOTSUPP, and the call then runs
+ * directly (ring_flush()), so a wrong answer here costs time, not results.
+ */
+static bool kernel_at_least(unsigned major, unsigned minor)
+{
+	static int known;	/* 0: not read; 1: no; 2: yes (benign race) */
+	struct utsname u;
+	unsigned a = 0, b = 0;
+
+	if (!known) {
+		known = uname(&u) == 0 && sscanf(u.release, "%u.%u", &a, &b) == 2 &&
+				(a > major || (a == major && b >= minor)) ? 2 : 1;
+	}
+	return known == 2;
+}
+
+static bool probe_ops(struct io_uring *ring, bool *has_shutdown, bool *has_epoll_wait,
+		      bool *has_sockopt)
 {
 	struct io_uring_probe *p = io_uring_get_probe_ring(ring);
 	bool ok;
@@ -99,6 +127,7 @@ static bool probe_ops(struct io_uring *ring, bool *has_shutdown, bool *has_epoll
 	     io_uring_opcode_supported(p, IORING_OP_CLOSE);
 	if (has_shutdown)
 		*has_shutdown = io_uring_opcode_supported(p, IORING_OP_SHUTDOWN);
+	*has_sockopt = io_uring_opcode_supported(p, IORING_OP_URING_CMD) && kernel_at_least(6, 7);
 	*has_epoll_wait = p->last_op >= ESCA_IORING_OP_EPOLL_WAIT &&
 			  io_uring_opcode_supported(p, ESCA_IORING_OP_EPOLL_WAIT) &&
 			  (ring->features & IORING_FEAT_EXT_ARG);
@@ -221,7 +250,7 @@ static int uring_thread_init(struct esca_thread *t)
 		goto fail;	/* nothing was set up */
 	/* a forked child must not share the rings with us */
 	io_uring_ring_dontfork(&u->ring);
-	usable = probe_ops(&u->ring, &u->has_shutdown, &u->has_epoll_wait);
+	usable = probe_ops(&u->ring, &u->has_shutdown, &u->has_epoll_wait, &u->has_sockopt);
 	hide_ring_fd(&u->ring);
 	t->uring = u;
 	t->can_carry = usable && u->has_epoll_wait && esca_cfg.flush_wait;
@@ -326,6 +355,8 @@ static enum op classify(struct esca_uring *u, struct esca_thread *t, unsigned i)
 		return u->has_shutdown ? OP_SHUTDOWN : OP_DIRECT;
 	case SYS_sendfile:
 		return m->data ? OP_COPYFILE : OP_DIRECT;
+	case SYS_setsockopt:
+		return u->has_sockopt && esca_cfg.uring_sockopt ? OP_SOCKOPT : OP_DIRECT;
 	default:
 		return OP_DIRECT;
 	}
@@ -367,6 +398,15 @@ static void prep(struct esca_uring *u, struct esca_thread *t, unsigned i, bool l
 		break;
 	case OP_CLOSE:
 		io_uring_prep_close(sqe, fd);
+		break;
+	case OP_SOCKOPT:
+		/* cmd_op in off, level and optname in addr, optlen in
+		 * splice_fd_in, optval in addr3 (the 6.7 layout) */
+		io_uring_prep_rw(IORING_OP_URING_CMD, sqe, fd, NULL, 0, 0);
+		sqe->off = ESCA_SOCKET_URING_OP_SETSOCKOPT;
+		sqe->addr = (uint64_t)(uint32_t)e->args[1] | (uint64_t)(uint32_t)e->args[2] << 32;
+		sqe->splice_fd_in = (int32_t)e->args[4];
+		sqe->addr3 = e->args[3];
 		break;
 	case OP_SHUTDOWN:
 		io_uring_prep_shutdown(sqe, fd, (int)e->args[1]);

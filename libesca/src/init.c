@@ -25,6 +25,7 @@ struct esca_config esca_cfg = {
 	.uring_min_ops = 2,
 	.adapt = true,
 	.flush_wait = true,
+	.uring_sockopt = true,
 	.write_timeout_ms = 10000,
 };
 _Atomic int esca_initialized;
@@ -99,6 +100,7 @@ static void read_config(void)
 					   ESCA_MAX_ENTRIES);
 	esca_cfg.adapt = env_ulong("ESCA_ADAPT", 1, 0, 1) != 0;
 	esca_cfg.flush_wait = env_ulong("ESCA_FLUSH_WAIT", 1, 0, 1) != 0;
+	esca_cfg.uring_sockopt = env_ulong("ESCA_URING_SOCKOPT", 1, 0, 1) != 0;
 	esca_cfg.write_timeout_ms = (int)env_ulong("ESCA_WRITE_TIMEOUT_MS",
 						   esca_cfg.write_timeout_ms, 1, 3600000);
 }

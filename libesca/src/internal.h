@@ -46,6 +46,7 @@ struct esca_config {
 	unsigned uring_min_ops;	/* fewer ring ops than this run directly */
 	bool adapt;		/* ESCA_ADAPT: batch only where it pays (measured) */
 	bool flush_wait;	/* ESCA_FLUSH_WAIT: carry a flush to the next epoll wait */
+	bool uring_sockopt;	/* ESCA_URING_SOCKOPT: setsockopt through the ring */
 	int write_timeout_ms;	/* bounded wait when completing a short write */
 	bool debug;
 	bool stats;
