@@ -154,18 +154,22 @@ static int uring_probe(void)
 
 static int ring_init(struct io_uring *ring, unsigned entries)
 {
-	static const unsigned flag_sets[] = {
-		IORING_SETUP_SUBMIT_ALL | IORING_SETUP_COOP_TASKRUN | IORING_SETUP_SINGLE_ISSUER |
-			IORING_SETUP_DEFER_TASKRUN,
-		IORING_SETUP_SUBMIT_ALL | IORING_SETUP_COOP_TASKRUN,
-		0,
-	};
+	unsigned want = esca_cfg.uring_setup;
+	unsigned flag_sets[3], nsets = 0, k;
 	struct io_uring_params p;
-	unsigned k;
 	int err = -EINVAL;
 
-	/* newest features first; older kernels reject unknown flags */
-	for (k = 0; k < sizeof(flag_sets) / sizeof(flag_sets[0]); k++) {
+	/* newest features first (as ESCA_URING_SETUP allows); older kernels
+	 * reject unknown flags */
+	if ((want & ESCA_RING_DEFER) && (want & ESCA_RING_COOP))
+		flag_sets[nsets++] = IORING_SETUP_SUBMIT_ALL | IORING_SETUP_COOP_TASKRUN |
+				     IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN;
+	else if (want & ESCA_RING_DEFER)
+		flag_sets[nsets++] = IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN;
+	if (want & ESCA_RING_COOP)
+		flag_sets[nsets++] = IORING_SETUP_SUBMIT_ALL | IORING_SETUP_COOP_TASKRUN;
+	flag_sets[nsets++] = 0;
+	for (k = 0; k < nsets; k++) {
 		memset(&p, 0, sizeof(p));
 		p.flags = flag_sets[k];
 		err = io_uring_queue_init_params(entries, ring, &p);
@@ -187,7 +191,7 @@ static void uring_thread_fini(struct esca_thread *t, bool after_fork);
  */
 static void hide_ring_fd(struct io_uring *ring)
 {
-	if (io_uring_register_ring_fd(ring) == 1) {
+	if ((esca_cfg.uring_setup & ESCA_RING_REGISTER) && io_uring_register_ring_fd(ring) == 1) {
 		syscall(SYS_close, ring->ring_fd);
 		ring->ring_fd = -1;
 		return;
@@ -253,7 +257,10 @@ static int uring_thread_init(struct esca_thread *t)
 	usable = probe_ops(&u->ring, &u->has_shutdown, &u->has_epoll_wait, &u->has_sockopt);
 	hide_ring_fd(&u->ring);
 	t->uring = u;
-	t->can_carry = usable && u->has_epoll_wait && esca_cfg.flush_wait;
+	/* measured here: one enter with the batch and an EPOLL_WAIT op costs
+	 * more CPU than the flush and a plain epoll_wait (docs/libesca.md), so
+	 * only where every batch goes to the ring anyway (ESCA_ADAPT=0) */
+	t->can_carry = usable && u->has_epoll_wait && esca_cfg.flush_wait && !esca_cfg.adapt;
 	if (!usable) {
 		/* its memory goes now; a registered ring stays with the thread
 		 * until it exits, an unregistered one goes with its fd (kernels

@@ -47,10 +47,17 @@ struct esca_config {
 	bool adapt;		/* ESCA_ADAPT: batch only where it pays (measured) */
 	bool flush_wait;	/* ESCA_FLUSH_WAIT: carry a flush to the next epoll wait */
 	bool uring_sockopt;	/* ESCA_URING_SOCKOPT: setsockopt through the ring */
+	unsigned uring_setup;	/* ESCA_URING_SETUP: ESCA_RING_* the ring may use */
 	int write_timeout_ms;	/* bounded wait when completing a short write */
 	bool debug;
 	bool stats;
 };
+
+/* ESCA_URING_SETUP: how the ring is set up (where the kernel allows) */
+#define ESCA_RING_COOP		(1u << 0)	/* COOP_TASKRUN | SUBMIT_ALL (5.18/5.19) */
+#define ESCA_RING_DEFER		(1u << 1)	/* SINGLE_ISSUER | DEFER_TASKRUN (6.1) */
+#define ESCA_RING_REGISTER	(1u << 2)	/* ring fd registered, no fd (5.18) */
+#define ESCA_RING_ALL		(ESCA_RING_COOP | ESCA_RING_DEFER | ESCA_RING_REGISTER)
 
 extern struct esca_config esca_cfg;
 extern char esca_stats_dir[256];	/* ESCA_STATS_DIR, read at load time */
