@@ -18,6 +18,7 @@ import pytest
 from libesca_support import esca_env, parse_stats, run_prog
 from test_libesca_transparency import assert_same, quiet_env
 
+
 def uring_epoll_wait() -> bool:
     """Whether this kernel has IORING_OP_EPOLL_WAIT (Linux 6.15)."""
     release = os.uname().release.split(".")

@@ -84,9 +84,7 @@ class ProcessStats:
         one by one, less their own kernel entries (io_uring_enter, ioctl), plus the
         epoll waits that travelled in one of those entries (waits_carried)."""
         c = self.counters
-        return (
-            c["flushed_calls"] - c["direct_calls"] - c["kernel_entries"] + c["waits_carried"]
-        )
+        return c["flushed_calls"] - c["direct_calls"] - c["kernel_entries"] + c["waits_carried"]
 
     def line(self) -> str:
         kinds = " ".join(f"{k}={v}" for k, v in self.deferred.items() if v)
