@@ -39,7 +39,7 @@ RING_SETTINGS: dict[str, tuple[tuple[str, str], ...]] = {
     "ring-nodefer": (*_FORCED, ("ESCA_URING_SETUP", "coop,register")),
     "ring-noregister": (*_FORCED, ("ESCA_URING_SETUP", "coop,defer")),
     "ring-plain": (*_FORCED, ("ESCA_URING_SETUP", "none")),
-    "ring-nosockopt": (*_FORCED, ("ESCA_URING_SOCKOPT", "0")),
+    "ring-sockopt": (*_FORCED, ("ESCA_URING_SOCKOPT", "1")),
     "ring-noflushwait": (*_FORCED, ("ESCA_FLUSH_WAIT", "0")),
 }
 
