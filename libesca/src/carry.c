@@ -216,17 +216,21 @@ BREAKS(int, pthread_barrier_wait, (pthread_barrier_t *b), (b))
 BREAKS(int, sem_wait, (sem_t *sem), (sem))
 BREAKS(int, sem_timedwait, (sem_t *sem, const struct timespec *ts), (sem, ts))
 
-/* _exit() skips the destructors that would run a carried batch. */
+/*
+ * _exit() skips the destructors that would run a carried batch.  It is what
+ * glibc's is, exit_group(2), called directly: a vfork() child that calls it
+ * after a failed exec must not run dlsym() in its parent's memory.
+ */
 ESCA_API void _exit(int status)
 {
 	esca_touch();
-	NEXT(_exit)(status);
-	__builtin_unreachable();
+	for (;;)
+		syscall(SYS_exit_group, status);
 }
 
 ESCA_API void _Exit(int status)
 {
 	esca_touch();
-	NEXT(_Exit)(status);
-	__builtin_unreachable();
+	for (;;)
+		syscall(SYS_exit_group, status);
 }
