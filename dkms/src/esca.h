@@ -12,14 +12,16 @@
 
 /* Symbol resolution (esca_syms.c). */
 int esca_syms_init(void);
-esca_syscall_fn esca_syscall_handler(u32 nr);
+esca_syscall_fn esca_syscall_handler(u32 nr);	/* allowlist: NULL if not on it */
+esca_syscall_fn esca_wait_handler(u32 nr);	/* ESCA_WAIT_SYSCALLS: NULL if not one */
 const char *esca_syms_source(void);
 bool esca_syms_kaslr_shifted(void);
 
 /*
  * The batch executor (esca_flush.c): runs entries [first, first + count)
- * of the caller's table of nentries entries at user address table.
+ * of the caller's table of nentries entries at user address table; with
+ * wait, the last of them is a wait (ESCA_IOC_FLUSH_WAIT).
  */
-long esca_flush_run(u64 table, u32 nentries, u32 first, u32 count);
+long esca_flush_run(u64 table, u32 nentries, u32 first, u32 count, bool wait);
 
 #endif /* _ESCA_H */

@@ -52,21 +52,33 @@ static long esca_user_result(long ret)
 	}
 }
 
+/*
+ * The handler entry e may run through: an allowlisted call, or for the
+ * last entry of FLUSH_WAIT (wait_slot) a wait and nothing else.
+ */
+static esca_syscall_fn esca_entry_handler(const struct esca_entry *e, bool wait_slot)
+{
+	if (wait_slot)
+		return e->flags ? NULL : esca_wait_handler(e->nr);
+	if (e->flags & ~ESCA_ENTRY_FLAGS_ALL)
+		return NULL;
+	return esca_syscall_handler(e->nr);
+}
+
 /* Why the entry may not run here (an ESCA_REFUSED_* reason), or 0. */
-static long esca_entry_refusal(const struct esca_entry *e)
+static long esca_entry_refusal(esca_syscall_fn fn)
 {
 	if (esca_current_seccomp())
 		return ESCA_REFUSED_SECCOMP;
 	if (esca_current_entry_path_needed())
 		return ESCA_REFUSED_ENTRY_PATH;
-	if (!esca_syscall_handler(e->nr) || (e->flags & ~ESCA_ENTRY_FLAGS_ALL))
+	if (!fn)
 		return ESCA_REFUSED_CALL;
 	return 0;
 }
 
-static long esca_entry_run(const struct esca_entry *e)
+static long esca_entry_run(const struct esca_entry *e, esca_syscall_fn fn)
 {
-	esca_syscall_fn fn = esca_syscall_handler(e->nr);
 	struct pt_regs regs;
 
 	memset(&regs, 0, sizeof(regs));
@@ -131,7 +143,16 @@ efault:
 	return -EFAULT;
 }
 
-long esca_flush_run(u64 table, u32 nentries, u32 first, u32 count)
+/*
+ * With wait, the last entry is a wait (FLUSH_WAIT): it is reached only when
+ * every entry before it ran and none stopped the flush, and like them only
+ * when no signal is pending, so that user space, which then makes the wait
+ * itself, sees the same order of handler and wait as with plain calls.  It
+ * blocks like the plain call; a signal ends it with -EINTR, and a signal
+ * mask of epoll_pwait is restored on the way back to user space, as at the
+ * end of the plain call.
+ */
+long esca_flush_run(u64 table, u32 nentries, u32 first, u32 count, bool wait)
 {
 	struct esca_entry __user *entries = u64_to_user_ptr(table);
 	struct esca_entry chunk[ESCA_FLUSH_CHUNK];
@@ -150,17 +171,19 @@ long esca_flush_run(u64 table, u32 nentries, u32 first, u32 count)
 
 		for (j = 0; j < got && !stop; j++) {
 			struct esca_entry *e = &chunk[j];
+			esca_syscall_fn fn;
 
 			if (signal_pending(current))
 				break;
-			e->result = esca_entry_refusal(e);
+			fn = esca_entry_handler(e, wait && i + j == end - 1);
+			e->result = esca_entry_refusal(fn);
 			if (e->result) {
 				e->status = ESCA_ST_REFUSED;
 				trace_esca_refused(i + j, e->nr, e->result);
 				stop = true;
 				continue;
 			}
-			e->result = esca_entry_run(e);
+			e->result = esca_entry_run(e, fn);
 			e->status = ESCA_ST_DONE;
 			trace_esca_call(i + j, e, e->result);
 			stop = e->result < 0 ||

@@ -4,7 +4,8 @@
  *
  * One context per open file.  REGISTER binds one user table, and so the
  * context, to the calling process's address space; FLUSH runs entries of
- * that table (esca_flush.c); UNREGISTER or the last close unbinds it.  The
+ * that table (esca_flush.c), FLUSH_WAIT those and then a wait as the last
+ * entry; UNREGISTER or the last close unbinds it.  The
  * table stays ordinary user memory: nothing is pinned, mapped into the
  * kernel or charged.  A process with another address space (a forked
  * child, a process the fd was passed to) is refused with -EBADFD.  Threads
@@ -46,6 +47,7 @@ static long esca_ioc_version(void __user *uarg)
 	struct esca_version v = {
 		.abi_version = ESCA_ABI_VERSION,
 		.max_entries = ESCA_MAX_ENTRIES,
+		.features = ESCA_FEATURE_FLUSH_WAIT,
 	};
 
 	if (copy_to_user(uarg, &v, sizeof(v)))
@@ -112,7 +114,7 @@ static long esca_ioc_register(struct esca_ctx *ctx, void __user *uarg)
 	return ret;
 }
 
-static long esca_ioc_flush(struct esca_ctx *ctx, void __user *uarg)
+static long esca_ioc_flush(struct esca_ctx *ctx, void __user *uarg, bool wait)
 {
 	struct esca_flush fl;
 	u32 nentries;
@@ -138,7 +140,9 @@ static long esca_ioc_flush(struct esca_ctx *ctx, void __user *uarg)
 
 	if (fl.first > nentries || fl.count > nentries - fl.first)
 		return -EINVAL;
-	return esca_flush_run(table, nentries, fl.first, fl.count);
+	if (wait && !fl.count)
+		return -EINVAL;		/* no entry for the wait */
+	return esca_flush_run(table, nentries, fl.first, fl.count, wait);
 }
 
 static long esca_ioc_unregister(struct esca_ctx *ctx)
@@ -179,6 +183,7 @@ static long esca_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
 	case ESCA_IOC_REGISTER:
 		return esca_ioc_register(ctx, uarg);
 	case ESCA_IOC_FLUSH:
+	case ESCA_IOC_FLUSH_WAIT:
 		/*
 		 * An entry may close this very fd.  close() may drop the last
 		 * reference synchronously (Linux 6.12 does: __fput_sync) and
@@ -186,7 +191,7 @@ static long esca_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
 		 * so that esca_release() runs after the flush, never inside.
 		 */
 		get_file(file);
-		ret = esca_ioc_flush(ctx, uarg);
+		ret = esca_ioc_flush(ctx, uarg, cmd == ESCA_IOC_FLUSH_WAIT);
 		fput(file);
 		return ret;
 	case ESCA_IOC_UNREGISTER:

@@ -52,10 +52,19 @@ struct esca_allowed {
 	const char *name;
 };
 
+/*
+ * Every call whose handler the module resolves: the allowlist, then the
+ * waits of FLUSH_WAIT (esca_allowed[ESCA_NR_ALLOWED...]).
+ */
 #define ESCA_ALLOWED_ENTRY(nr, name) { nr, #name },
 static const struct esca_allowed esca_allowed[] = {
 	ESCA_ALLOWED_SYSCALLS(ESCA_ALLOWED_ENTRY)
+	ESCA_WAIT_SYSCALLS(ESCA_ALLOWED_ENTRY)
 };
+
+#define ESCA_COUNT_ENTRY(nr, name) + 1
+#define ESCA_NR_ALLOWED		(0 ESCA_ALLOWED_SYSCALLS(ESCA_COUNT_ENTRY))
+#define ESCA_NR_WAITS		(0 ESCA_WAIT_SYSCALLS(ESCA_COUNT_ENTRY))
 
 #define ESCA_ALLOWED_NR_CHECK(nr, name) \
 	static_assert((nr) < ESCA_SLOTS, "allowlist: " #name " beyond ESCA_SLOTS");
@@ -74,6 +83,7 @@ static const struct {
 };
 
 static esca_syscall_fn esca_handlers[ESCA_SLOTS] __ro_after_init;
+static esca_syscall_fn esca_wait_handlers[ESCA_NR_WAITS] __ro_after_init;
 static const char *esca_source __ro_after_init = "none";
 static bool esca_kaslr_shifted __ro_after_init;
 
@@ -87,6 +97,16 @@ esca_syscall_fn esca_syscall_handler(u32 nr)
 	if (nr >= ESCA_SLOTS)
 		return NULL;
 	return esca_handlers[array_index_nospec(nr, ESCA_SLOTS)];
+}
+
+esca_syscall_fn esca_wait_handler(u32 nr)
+{
+	unsigned int i;
+
+	for (i = 0; i < ESCA_NR_WAITS; i++)
+		if (esca_allowed[ESCA_NR_ALLOWED + i].nr == nr)
+			return esca_wait_handlers[i];
+	return NULL;
 }
 
 const char *esca_syms_source(void)
@@ -145,6 +165,7 @@ static int esca_resolve_map(struct esca_addrs *a, bool *shifted, const char **wh
 	a->table = ESCA_MAP_sys_call_table + offset;
 #define ESCA_MAP_HANDLER(nr, name) a->handler[i++] = ESCA_MAP_HANDLER_##name + offset;
 	ESCA_ALLOWED_SYSCALLS(ESCA_MAP_HANDLER)
+	ESCA_WAIT_SYSCALLS(ESCA_MAP_HANDLER)
 #undef ESCA_MAP_HANDLER
 	*shifted = offset != 0;
 	return 0;
@@ -254,12 +275,14 @@ int esca_syms_init(void)
 	return -EOPNOTSUPP;
 
 found:
-	for (i = 0; i < ARRAY_SIZE(esca_allowed); i++)
+	for (i = 0; i < ESCA_NR_ALLOWED; i++)
 		esca_handlers[esca_allowed[i].nr] = (esca_syscall_fn)a.handler[i];
+	for (; i < ARRAY_SIZE(esca_allowed); i++)
+		esca_wait_handlers[i - ESCA_NR_ALLOWED] = (esca_syscall_fn)a.handler[i];
 	if (why_map && ESCA_SYMBOLS_HAVE_MAP)
 		pr_warn("sys_call_table found with %s (System.map: %s)\n", esca_source, why_map);
 	else
-		pr_info("sys_call_table found with %s, %zu calls allowed\n",
-			esca_source, ARRAY_SIZE(esca_allowed));
+		pr_info("sys_call_table found with %s, %u calls allowed, %u waits\n",
+			esca_source, ESCA_NR_ALLOWED, ESCA_NR_WAITS);
 	return 0;
 }

@@ -451,6 +451,20 @@ def report_command(results: Path, out_dir: Path | None, draw: bool) -> None:
     help="Backends to compare (default: the usable ones).",
 )
 @click.option(
+    "--ring",
+    "rings",
+    multiple=True,
+    type=click.Choice(list(micro.RING_SETTINGS)),
+    help="Also the uring backend with these ring settings (every batch through the ring).",
+)
+@click.option(
+    "--op",
+    "ops",
+    multiple=True,
+    type=click.Choice(list(micro.ALL_OPS)),
+    help="Calls to time (default: write, close).",
+)
+@click.option(
     "--library",
     type=click.Path(path_type=Path, dir_okay=False),
     help="libesca to preload (default: $ESCA_LIBRARY, this tree's build, libesca0's).",
@@ -466,6 +480,8 @@ def micro_command(
     repeats: int,
     sockets: int,
     backend_names: tuple[str, ...],
+    rings: tuple[str, ...],
+    ops: tuple[str, ...],
     library: Path | None,
     source: Path | None,
 ) -> None:
@@ -479,6 +495,7 @@ def micro_command(
         library = libesca.tree_build(source)
     lib = _library(library)
     chosen = ("off", *backend_names) if backend_names else micro.usable_backends()
+    chosen = (*chosen, *rings)
     setup = micro.MicroSetup(
         library=lib,
         program=program,
@@ -491,7 +508,8 @@ def micro_command(
         f"esca-bench micro: {lib}, backends {', '.join(chosen)}, "
         f"{repeats} interleaved repeats of {rounds} segments"
     )
-    click.echo(micro.format_table(setup, micro.run_micro(setup)))
+    ops = ops or micro.OPS
+    click.echo(micro.format_table(setup, micro.run_micro(setup, ops), ops))
 
 
 def main() -> None:

@@ -3,6 +3,11 @@
 Runs esca-microbench under each backend, interleaved (off, uring, module,
 off, uring, ... ) and repeated, and reports the median per-call cost and the
 overhead reduction against the direct baseline (backend off).
+
+Besides the backends, the io_uring ring settings can be compared one by one
+(RING_SETTINGS: the ring with every setting, and without each of them),
+every batch forced through the ring (ESCA_ADAPT=0) so that the settings, not
+libesca's adaptive choice, make the difference.
 """
 
 from __future__ import annotations
@@ -21,6 +26,29 @@ PACKAGED = Path("/usr/lib/esca/esca-microbench")
 
 BATCH_SIZES = (1, 8, 32, 64)
 OPS = ("write", "close")
+#: every op esca-microbench knows (sockopt: TCP_NODELAY on loopback TCP;
+#: waitwrite: the writes, then an epoll_wait that returns at once)
+ALL_OPS = ("write", "close", "sockopt", "waitwrite")
+
+_FORCED = (("ESCA_ADAPT", "0"),)
+
+#: ring settings (ESCA_URING_SETUP, ESCA_URING_SOCKOPT, ESCA_FLUSH_WAIT,
+#: docs/libesca.md), each a variant of the uring backend
+RING_SETTINGS: dict[str, tuple[tuple[str, str], ...]] = {
+    "ring": _FORCED,
+    "ring-nodefer": (*_FORCED, ("ESCA_URING_SETUP", "coop,register")),
+    "ring-noregister": (*_FORCED, ("ESCA_URING_SETUP", "coop,defer")),
+    "ring-plain": (*_FORCED, ("ESCA_URING_SETUP", "none")),
+    "ring-sockopt": (*_FORCED, ("ESCA_URING_SOCKOPT", "1")),
+    "ring-noflushwait": (*_FORCED, ("ESCA_FLUSH_WAIT", "0")),
+}
+
+
+def variant_env(name: str) -> dict[str, str]:
+    """The environment of a backend name (off, uring, module) or ring setting."""
+    if name in RING_SETTINGS:
+        return {"ESCA_BACKEND": "uring", **dict(RING_SETTINGS[name])}
+    return {"ESCA_BACKEND": name}
 
 
 @dataclass(frozen=True)
@@ -68,7 +96,7 @@ def run_micro(
                 for backend in setup.backends:  # interleaved A B A B ...
                     proc = run(
                         [setup.program, op, str(batch), str(setup.rounds), str(setup.sockets)],
-                        env={"LD_PRELOAD": str(setup.library), "ESCA_BACKEND": backend},
+                        env={"LD_PRELOAD": str(setup.library), **variant_env(backend)},
                         capture=True,
                         system_path=False,
                     )
@@ -94,7 +122,7 @@ def format_table(
             row = [op, str(batch), f"{base:.0f}"]
             for b in esca:
                 v = result.median(op, b, batch)
-                row += [f"{v:.0f}", f"{(1 - v / base) * 100:+.0f}%"]
+                row += [f"{v:.0f}", f"{(1 - v / base) * 100:+.0f}% ({v / base:.2f})"]
             rows.append(row)
     widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
     lines = [

@@ -47,7 +47,8 @@ class EscaStats(ctypes.Structure):
         ("direct_flushes", _u64),
         ("segments_passthrough", _u64),
         ("direct_calls", _u64),
-        ("reserved", _u64 * 4),
+        ("waits_carried", _u64),
+        ("reserved", _u64 * 3),
     ]
 
 
@@ -80,9 +81,10 @@ class ProcessStats:
     @property
     def entries_saved(self) -> int:
         """Kernel entries the flushes saved: calls they ran, less the calls they ran
-        one by one, less their own kernel entries (io_uring_enter, ioctl)."""
+        one by one, less their own kernel entries (io_uring_enter, ioctl), plus the
+        epoll waits that travelled in one of those entries (waits_carried)."""
         c = self.counters
-        return c["flushed_calls"] - c["direct_calls"] - c["kernel_entries"]
+        return c["flushed_calls"] - c["direct_calls"] - c["kernel_entries"] + c["waits_carried"]
 
     def line(self) -> str:
         kinds = " ".join(f"{k}={v}" for k, v in self.deferred.items() if v)

@@ -47,6 +47,7 @@ class Row:
     segments: float
     deferred: Mapping[str, float]
     flushes: float
+    waits_carried: float
     entries_saved: float
     errors: float
     peer_gone: float
@@ -65,6 +66,7 @@ class Row:
             "deferred": dict(self.deferred),
             "deferred_total": self.deferred_total,
             "flushes": self.flushes,
+            "waits_carried": self.waits_carried,
             "kernel_entries_saved": self.entries_saved,
             "errors": self.errors,
             "errors_peer_gone": self.peer_gone,
@@ -81,6 +83,7 @@ def row(s: ProcessStats, command: str) -> Row:
         segments=s.segments,
         deferred=dict(s.deferred),  # counts stay integers in --json
         flushes=c["flushes"],
+        waits_carried=c["waits_carried"],
         entries_saved=s.entries_saved,
         errors=c["errors_other"],
         peer_gone=c["errors_dropped"],
@@ -100,6 +103,7 @@ def rate(new: ProcessStats, old: ProcessStats | None, seconds: float, command: s
             segments=0,
             deferred=dict.fromkeys(a.deferred, 0.0),
             flushes=0,
+            waits_carried=0,
             entries_saved=0,
             errors=0,
             peer_gone=0,
@@ -111,6 +115,7 @@ def rate(new: ProcessStats, old: ProcessStats | None, seconds: float, command: s
         segments=(a.segments - b.segments) / seconds,
         deferred={k: (v - b.deferred[k]) / seconds for k, v in a.deferred.items()},
         flushes=(a.flushes - b.flushes) / seconds,
+        waits_carried=(a.waits_carried - b.waits_carried) / seconds,
         entries_saved=(a.entries_saved - b.entries_saved) / seconds,
         errors=(a.errors - b.errors) / seconds,
         peer_gone=(a.peer_gone - b.peer_gone) / seconds,
@@ -127,6 +132,7 @@ def table(rows: Sequence[Row], fmt: str = "{:.0f}") -> str:
         "DEFERRED",
         *KIND_TITLES.values(),
         "FLUSHES",
+        "WAITS",
         "SAVED",
         "ERRORS",
         "GONE",
@@ -135,7 +141,7 @@ def table(rows: Sequence[Row], fmt: str = "{:.0f}") -> str:
     lines = [head]
     for r in rows:
         nums = [r.segments, r.deferred_total, *(r.deferred[k] for k in KIND_TITLES)]
-        nums += [r.flushes, r.entries_saved, r.errors, r.peer_gone, r.bytes_lost]
+        nums += [r.flushes, r.waits_carried, r.entries_saved, r.errors, r.peer_gone, r.bytes_lost]
         lines.append([str(r.pid), r.command[:24], r.backend, *(fmt.format(n) for n in nums)])
     widths = [max(len(line[i]) for line in lines) for i in range(len(head))]
     out = []

@@ -87,7 +87,8 @@ struct esca_stats {
 	uint64_t direct_flushes;	/* ESCA_ADAPT: flushes run as direct calls */
 	uint64_t segments_passthrough;	/* segments not batched (ESCA_ADAPT: would not pay) */
 	uint64_t direct_calls;		/* calls flushes ran as plain system calls */
-	uint64_t reserved[4];
+	uint64_t waits_carried;		/* epoll waits that took a flush into the kernel */
+	uint64_t reserved[3];
 };
 
 #ifdef __cplusplus

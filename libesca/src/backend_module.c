@@ -25,6 +25,9 @@ static int open_device(void)
 	return fd < 0 ? -errno : fd;
 }
 
+/* The module's ESCA_FEATURE_* bits, read with its version. */
+static _Atomic uint64_t module_features;
+
 static int check_version(int fd)
 {
 	struct esca_version v;
@@ -37,6 +40,7 @@ static int check_version(int fd)
 			 "and libesca packages", ESCA_DEVICE_PATH, v.abi_version, ESCA_ABI_VERSION);
 		return -EPROTO;
 	}
+	atomic_store_explicit(&module_features, v.features, memory_order_relaxed);
 	return 0;
 }
 
@@ -63,7 +67,7 @@ int esca_module_thread_init(struct esca_thread *t)
 		goto fail;
 	memset(&reg, 0, sizeof(reg));
 	reg.table = (uint64_t)(uintptr_t)t->table;
-	reg.nentries = t->cap;
+	reg.nentries = t->cap + 1;	/* and the slot of a wait (FLUSH_WAIT) */
 	reg.abi_version = ESCA_ABI_VERSION;
 	if (ioctl(fd, ESCA_IOC_REGISTER, &reg) < 0) {
 		err = -errno;
@@ -71,6 +75,9 @@ int esca_module_thread_init(struct esca_thread *t)
 	}
 	/* out of the program's way: its fd numbers stay what they would be */
 	t->module_fd = esca_own_fd(fd);
+	t->can_carry = esca_cfg.flush_wait &&
+		       (atomic_load_explicit(&module_features, memory_order_relaxed) &
+			ESCA_FEATURE_FLUSH_WAIT);
 	return 0;
 fail:
 	syscall(SYS_close, fd);
@@ -102,7 +109,50 @@ static void module_leave_confined(struct esca_thread *t)
 	esca_own_close(t->module_fd);
 	t->module_fd = -1;
 	t->ops = NULL;
+	t->can_carry = false;
 	t->setup_failed = true;
+}
+
+/*
+ * Finishes entries [first, end) that an ioctl processed: a DONE entry is
+ * checked (a short write completed), an entry refused for itself runs
+ * directly.  At a refusal because of the thread's state (seccomp, ptrace,
+ * syscall user dispatch, audit) it stops: *next is that entry, which with
+ * the rest of the batch must run as plain system calls.  Returns false
+ * then.
+ */
+static bool module_finish(struct esca_thread *t, unsigned first, unsigned end, unsigned *next,
+			  bool *confined)
+{
+	unsigned i;
+
+	for (i = first; i < end; i++) {
+		struct esca_entry *e = &t->table[i];
+
+		if (e->status == ESCA_ST_DONE) {
+			esca_finish_entry(t, i);
+			continue;
+		}
+		esca_debug("module refused entry %u (nr %u, reason %lld): running it directly",
+			   i, e->nr, (long long)e->result);
+		if (e->result == ESCA_REFUSED_SECCOMP || e->result == ESCA_REFUSED_ENTRY_PATH) {
+			*confined = e->result == ESCA_REFUSED_SECCOMP;
+			*next = i;
+			return false;
+		}
+		esca_run_direct(t, i);
+	}
+	*next = end;
+	return true;
+}
+
+static void module_failed(void)
+{
+	static _Atomic int warned;
+
+	if (!atomic_exchange(&warned, 1))
+		esca_log("%s flush failed (%s); running the calls directly", ESCA_DEVICE_PATH,
+			 strerror(errno));
 }
 
 /*
@@ -113,10 +163,21 @@ static void module_leave_confined(struct esca_thread *t)
  * of the thread's state (seccomp, ptrace, syscall user dispatch, audit)
  * leaves that entry and the rest to plain system calls, in order, once.
  */
-void esca_module_flush(struct esca_thread *t)
+/* Entries [first, t->n) as plain system calls; then, confined, no more
+ * module on this thread. */
+static void module_direct_tail(struct esca_thread *t, unsigned first, bool confined)
 {
-	unsigned n = t->n, first = 0, i;
-	static _Atomic int warned;
+	unsigned i;
+
+	for (i = first; i < t->n; i++)
+		esca_run_direct(t, i);
+	if (confined)
+		module_leave_confined(t);
+}
+
+static void module_flush_from(struct esca_thread *t, unsigned first)
+{
+	unsigned n = t->n;
 	bool confined = false;
 	struct esca_flush f;
 	long k;
@@ -128,38 +189,72 @@ void esca_module_flush(struct esca_thread *t)
 		k = ioctl(t->module_fd, ESCA_IOC_FLUSH, &f);
 		t->st.kernel_entries++;
 		if (k < 0) {
-			if (!atomic_exchange(&warned, 1))
-				esca_log("%s flush failed (%s); running the calls directly",
-					 ESCA_DEVICE_PATH, strerror(errno));
+			module_failed();
 			break;
 		}
 		if (k == 0) {	/* a signal was pending: nothing ran; one directly, go on */
 			esca_run_direct(t, first++);
 			continue;
 		}
-		for (i = first; i < first + (unsigned)k && i < n; i++) {
-			struct esca_entry *e = &t->table[i];
-
-			if (e->status == ESCA_ST_DONE) {
-				esca_finish_entry(t, i);
-				continue;
-			}
-			esca_debug("module refused entry %u (nr %u, reason %lld): running it directly",
-				   i, e->nr, (long long)e->result);
-			if (e->result == ESCA_REFUSED_SECCOMP || e->result == ESCA_REFUSED_ENTRY_PATH) {
-				confined = e->result == ESCA_REFUSED_SECCOMP;
-				first = i;
-				goto direct;
-			}
-			esca_run_direct(t, i);
-		}
-		first += (unsigned)k;
+		if (!module_finish(t, first, first + (unsigned)k < n ? first + (unsigned)k : n,
+				   &first, &confined))
+			break;
 	}
-direct:
-	for (i = first; i < n; i++)
-		esca_run_direct(t, i);
-	if (confined)
+	module_direct_tail(t, first, confined);
+}
+
+void esca_module_flush(struct esca_thread *t)
+{
+	module_flush_from(t, 0);
+}
+
+/*
+ * FLUSH_WAIT: the batch, then the wait in the slot after it, in one ioctl.
+ * When the module stopped before the wait (an entry failed or was short, a
+ * signal was pending, an entry was refused) the batch is finished as
+ * module_flush_from() would, and the caller makes the wait itself: the
+ * order of calls, handlers and the wait is that of plain calls.
+ */
+static bool module_flush_wait(struct esca_thread *t, const struct esca_entry *w, long *res)
+{
+	unsigned n = t->n, next = 0;
+	struct esca_entry *we = &t->table[n];
+	bool confined = false;
+	struct esca_flush f;
+	long k;
+
+	*we = *w;
+	we->status = ESCA_ST_QUEUED;
+	memset(&f, 0, sizeof(f));
+	f.count = n + 1;
+	k = ioctl(t->module_fd, ESCA_IOC_FLUSH_WAIT, &f);
+	t->st.kernel_entries++;
+	if (k < 0) {
+		module_failed();
+		module_direct_tail(t, 0, false);
+		return false;
+	}
+	if (k == 0) {	/* a signal was pending: nothing ran */
+		esca_run_direct(t, 0);
+		module_flush_from(t, 1);
+		return false;
+	}
+	if (!module_finish(t, 0, (unsigned)k < n ? (unsigned)k : n, &next, &confined)) {
+		module_direct_tail(t, next, confined);
+		return false;
+	}
+	if ((unsigned)k <= n) {
+		module_flush_from(t, next);
+		return false;
+	}
+	if (we->status == ESCA_ST_DONE) {
+		*res = (long)we->result;
+		return true;
+	}
+	/* the wait was refused: the thread's state, as for any entry */
+	if (we->result == ESCA_REFUSED_SECCOMP)
 		module_leave_confined(t);
+	return false;
 }
 
 static int module_own_fd(const struct esca_thread *t)
@@ -181,6 +276,7 @@ const struct esca_backend_ops esca_module_ops = {
 	.thread_init = esca_module_thread_init,
 	.thread_fini = esca_module_thread_fini,
 	.flush = esca_module_flush,
+	.flush_wait = module_flush_wait,
 	.own_fd = module_own_fd,
 	.fd_moved = module_fd_moved,
 };

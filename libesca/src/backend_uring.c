@@ -41,7 +41,9 @@
 #include <liburing.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <stdio.h>
 #include <sys/syscall.h>
+#include <sys/utsname.h>
 #include <unistd.h>
 
 enum op {
@@ -51,11 +53,28 @@ enum op {
 	OP_CLOSE,
 	OP_SHUTDOWN,
 	OP_COPYFILE,	/* sendfile as READ + WRITE through the arena */
+	OP_SOCKOPT,	/* setsockopt as SOCKET_URING_OP_SETSOCKOPT (Linux 6.7) */
 };
+
+/* The socket command of IORING_OP_URING_CMD (Linux 6.7): not in the
+ * headers of older liburing releases. */
+#define ESCA_SOCKET_URING_OP_SETSOCKOPT	3
+
+/* IORING_OP_EPOLL_WAIT (Linux 6.15): not in the headers of older liburing
+ * releases (bookworm has 2.3); probed on each ring, never assumed. */
+#define ESCA_IORING_OP_EPOLL_WAIT	59
+
+/* user_data of the carried wait and of its cancellation (entries use i * 2
+ * and i * 2 + 1) */
+#define WAIT_TAG	(~0ULL)
+#define CANCEL_TAG	(~0ULL - 1)
+#define TIMEOUT_TAG	(~0ULL - 2)
 
 struct esca_uring {
 	struct io_uring ring;
 	bool has_shutdown;
+	bool has_epoll_wait;	/* EPOLL_WAIT op and IORING_FEAT_EXT_ARG */
+	bool has_sockopt;	/* URING_CMD and a kernel with socket commands */
 	bool broken;	/* an enter failed: the ring is not used again */
 	/* per-entry scratch, sized by the table */
 	uint8_t *op;
@@ -74,7 +93,27 @@ struct esca_uring {
 
 
 
-static bool probe_ops(struct io_uring *ring, bool *has_shutdown)
+/*
+ * Whether the running kernel is at least major.minor.  The socket commands
+ * of URING_CMD (6.7) have no opcode of their own to probe; a kernel that
+ * still lacks one answers the op with -EOPNOTSUPP, and the call then runs
+ * directly (ring_flush()), so a wrong answer here costs time, not results.
+ */
+static bool kernel_at_least(unsigned major, unsigned minor)
+{
+	static int known;	/* 0: not read; 1: no; 2: yes (benign race) */
+	struct utsname u;
+	unsigned a = 0, b = 0;
+
+	if (!known) {
+		known = uname(&u) == 0 && sscanf(u.release, "%u.%u", &a, &b) == 2 &&
+				(a > major || (a == major && b >= minor)) ? 2 : 1;
+	}
+	return known == 2;
+}
+
+static bool probe_ops(struct io_uring *ring, bool *has_shutdown, bool *has_epoll_wait,
+		      bool *has_sockopt)
 {
 	struct io_uring_probe *p = io_uring_get_probe_ring(ring);
 	bool ok;
@@ -88,6 +127,10 @@ static bool probe_ops(struct io_uring *ring, bool *has_shutdown)
 	     io_uring_opcode_supported(p, IORING_OP_CLOSE);
 	if (has_shutdown)
 		*has_shutdown = io_uring_opcode_supported(p, IORING_OP_SHUTDOWN);
+	*has_sockopt = io_uring_opcode_supported(p, IORING_OP_URING_CMD) && kernel_at_least(6, 7);
+	*has_epoll_wait = p->last_op >= ESCA_IORING_OP_EPOLL_WAIT &&
+			  io_uring_opcode_supported(p, ESCA_IORING_OP_EPOLL_WAIT) &&
+			  (ring->features & IORING_FEAT_EXT_ARG);
 	io_uring_free_probe(p);
 	return ok;
 }
@@ -111,18 +154,22 @@ static int uring_probe(void)
 
 static int ring_init(struct io_uring *ring, unsigned entries)
 {
-	static const unsigned flag_sets[] = {
-		IORING_SETUP_SUBMIT_ALL | IORING_SETUP_COOP_TASKRUN | IORING_SETUP_SINGLE_ISSUER |
-			IORING_SETUP_DEFER_TASKRUN,
-		IORING_SETUP_SUBMIT_ALL | IORING_SETUP_COOP_TASKRUN,
-		0,
-	};
+	unsigned want = esca_cfg.uring_setup;
+	unsigned flag_sets[3], nsets = 0, k;
 	struct io_uring_params p;
-	unsigned k;
 	int err = -EINVAL;
 
-	/* newest features first; older kernels reject unknown flags */
-	for (k = 0; k < sizeof(flag_sets) / sizeof(flag_sets[0]); k++) {
+	/* newest features first (as ESCA_URING_SETUP allows); older kernels
+	 * reject unknown flags */
+	if ((want & ESCA_RING_DEFER) && (want & ESCA_RING_COOP))
+		flag_sets[nsets++] = IORING_SETUP_SUBMIT_ALL | IORING_SETUP_COOP_TASKRUN |
+				     IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN;
+	else if (want & ESCA_RING_DEFER)
+		flag_sets[nsets++] = IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN;
+	if (want & ESCA_RING_COOP)
+		flag_sets[nsets++] = IORING_SETUP_SUBMIT_ALL | IORING_SETUP_COOP_TASKRUN;
+	flag_sets[nsets++] = 0;
+	for (k = 0; k < nsets; k++) {
 		memset(&p, 0, sizeof(p));
 		p.flags = flag_sets[k];
 		err = io_uring_queue_init_params(entries, ring, &p);
@@ -144,7 +191,7 @@ static void uring_thread_fini(struct esca_thread *t, bool after_fork);
  */
 static void hide_ring_fd(struct io_uring *ring)
 {
-	if (io_uring_register_ring_fd(ring) == 1) {
+	if ((esca_cfg.uring_setup & ESCA_RING_REGISTER) && io_uring_register_ring_fd(ring) == 1) {
 		syscall(SYS_close, ring->ring_fd);
 		ring->ring_fd = -1;
 		return;
@@ -207,9 +254,13 @@ static int uring_thread_init(struct esca_thread *t)
 		goto fail;	/* nothing was set up */
 	/* a forked child must not share the rings with us */
 	io_uring_ring_dontfork(&u->ring);
-	usable = probe_ops(&u->ring, &u->has_shutdown);
+	usable = probe_ops(&u->ring, &u->has_shutdown, &u->has_epoll_wait, &u->has_sockopt);
 	hide_ring_fd(&u->ring);
 	t->uring = u;
+	/* measured here: one enter with the batch and an EPOLL_WAIT op costs
+	 * more CPU than the flush and a plain epoll_wait (docs/libesca.md), so
+	 * only where every batch goes to the ring anyway (ESCA_ADAPT=0) */
+	t->can_carry = usable && u->has_epoll_wait && esca_cfg.flush_wait && !esca_cfg.adapt;
 	if (!usable) {
 		/* its memory goes now; a registered ring stays with the thread
 		 * until it exits, an unregistered one goes with its fd (kernels
@@ -311,6 +362,8 @@ static enum op classify(struct esca_uring *u, struct esca_thread *t, unsigned i)
 		return u->has_shutdown ? OP_SHUTDOWN : OP_DIRECT;
 	case SYS_sendfile:
 		return m->data ? OP_COPYFILE : OP_DIRECT;
+	case SYS_setsockopt:
+		return u->has_sockopt && esca_cfg.uring_sockopt ? OP_SOCKOPT : OP_DIRECT;
 	default:
 		return OP_DIRECT;
 	}
@@ -353,6 +406,15 @@ static void prep(struct esca_uring *u, struct esca_thread *t, unsigned i, bool l
 	case OP_CLOSE:
 		io_uring_prep_close(sqe, fd);
 		break;
+	case OP_SOCKOPT:
+		/* cmd_op in off, level and optname in addr, optlen in
+		 * splice_fd_in, optval in addr3 (the 6.7 layout) */
+		io_uring_prep_rw(IORING_OP_URING_CMD, sqe, fd, NULL, 0, 0);
+		sqe->off = ESCA_SOCKET_URING_OP_SETSOCKOPT;
+		sqe->addr = (uint64_t)(uint32_t)e->args[1] | (uint64_t)(uint32_t)e->args[2] << 32;
+		sqe->splice_fd_in = (int32_t)e->args[4];
+		sqe->addr3 = e->args[3];
+		break;
 	case OP_SHUTDOWN:
 		io_uring_prep_shutdown(sqe, fd, (int)e->args[1]);
 		break;
@@ -371,19 +433,15 @@ static void prep(struct esca_uring *u, struct esca_thread *t, unsigned i, bool l
 	io_uring_sqe_set_data64(sqe, (uint64_t)i * 2);
 }
 
-static void ring_flush(struct esca_thread *t, struct esca_uring *u, unsigned nsqe);
-
-static void uring_flush(struct esca_thread *t)
+/*
+ * Groups t's entries by the fds they touch and decides each entry's op;
+ * returns the number of SQEs the ring ops need.  A group with a direct op,
+ * or a SENDMSG that is not its last entry, runs directly as a whole.
+ */
+static unsigned group(struct esca_thread *t, struct esca_uring *u)
 {
-	struct esca_uring *u = t->uring;
 	unsigned n = t->n, i, nsqe = 0;
 
-	if (n < esca_cfg.uring_min_ops || unlikely(u->broken)) {
-		for (i = 0; i < n; i++)
-			esca_run_direct(t, i);
-		return;
-	}
-	/* group entries by the fds they touch */
 	if (++u->gen == 0) {
 		memset(u->fdgen, 0, (u->hmask + 1) * sizeof(unsigned));
 		u->gen = 1;
@@ -396,8 +454,7 @@ static void uring_flush(struct esca_thread *t)
 		if (t->meta[i].in_fd >= 0)
 			join_fd(u, (int)i, t->meta[i].in_fd);
 	}
-	/* build each group's list; a group with a direct op, or a SENDMSG
-	 * that is not its last entry, runs directly as a whole */
+	/* build each group's list */
 	for (i = 0; i < n; i++) {
 		int root = find(u->parent, (int)i);
 
@@ -425,6 +482,22 @@ static void uring_flush(struct esca_thread *t)
 		for (int j = (int)i; j >= 0; j = u->next[j])
 			nsqe += u->op[j] == OP_COPYFILE ? 2 : 1;
 	}
+	return nsqe;
+}
+
+static void ring_flush(struct esca_thread *t, struct esca_uring *u, unsigned nsqe);
+
+static void uring_flush(struct esca_thread *t)
+{
+	struct esca_uring *u = t->uring;
+	unsigned n = t->n, i, nsqe;
+
+	if (n < esca_cfg.uring_min_ops || unlikely(u->broken)) {
+		for (i = 0; i < n; i++)
+			esca_run_direct(t, i);
+		return;
+	}
+	nsqe = group(t, u);
 	if (nsqe < esca_cfg.uring_min_ops) {
 		for (i = 0; i < n; i++)
 			esca_run_direct(t, i);
@@ -434,9 +507,56 @@ static void uring_flush(struct esca_thread *t)
 }
 
 /* Submits the grouped batch in one io_uring_enter() and finishes it. */
+struct carried {
+	bool done;		/* the wait's CQE came */
+	bool cancel_done;	/* the CQE of its cancellation came */
+	bool timeout_done;	/* the CQE of its LINK_TIMEOUT came */
+	int res, timeout_res;
+};
+
+/*
+ * Takes every CQE there is: entries' results into the table (the read half
+ * of an emulated sendfile into meta), a carried wait's into w.  Returns
+ * how many entries' CQEs it took.
+ */
+static unsigned reap(struct esca_thread *t, struct esca_uring *u, struct carried *w)
+{
+	struct io_uring_cqe *cqe;
+	unsigned got = 0, seen = 0, head;
+
+	io_uring_for_each_cqe(&u->ring, head, cqe) {
+		uint64_t d = io_uring_cqe_get_data64(cqe);
+
+		got++;
+		if (d == WAIT_TAG && w) {
+			w->done = true;
+			w->res = cqe->res;
+			continue;
+		}
+		if (d == CANCEL_TAG && w) {
+			w->cancel_done = true;
+			continue;
+		}
+		if (d == TIMEOUT_TAG && w) {
+			w->timeout_done = true;
+			w->timeout_res = cqe->res;
+			continue;
+		}
+		if (d & 1)
+			t->meta[d >> 1].aux_result = cqe->res;
+		else
+			t->table[d >> 1].result = cqe->res;
+		seen++;
+	}
+	io_uring_cq_advance(&u->ring, got);
+	return seen;
+}
+
+static void finish_results(struct esca_thread *t, struct esca_uring *u);
+
 static void ring_flush(struct esca_thread *t, struct esca_uring *u, unsigned nsqe)
 {
-	unsigned n = t->n, i, seen = 0, head;
+	unsigned n = t->n, i, seen = 0;
 	struct io_uring_cqe *cqe;
 	int r;
 
@@ -466,24 +586,18 @@ static void ring_flush(struct esca_thread *t, struct esca_uring *u, unsigned nsq
 	/* every op is non-blocking, so all completions are there; wait for
 	 * any straggler rather than reuse memory it may still read */
 	while (seen < nsqe) {
-		unsigned got = 0;
-
-		io_uring_for_each_cqe(&u->ring, head, cqe) {
-			uint64_t d = io_uring_cqe_get_data64(cqe);
-
-			if (d & 1)
-				t->meta[d >> 1].aux_result = cqe->res;
-			else
-				t->table[d >> 1].result = cqe->res;
-			got++;
-		}
-		io_uring_cq_advance(&u->ring, got);
-		seen += got;
+		seen += reap(t, u, NULL);
 		if (seen < nsqe && io_uring_wait_cqe(&u->ring, &cqe) < 0)
 			break;
 	}
+	finish_results(t, u);
+}
 
-	/* results in program order */
+/* The results of a flushed batch, in program order. */
+static void finish_results(struct esca_thread *t, struct esca_uring *u)
+{
+	unsigned n = t->n, i;
+
 	for (i = 0; i < n; i++) {
 		struct esca_entry *e = &t->table[i];
 		struct esca_meta *m = &t->meta[i];
@@ -511,6 +625,151 @@ static void ring_flush(struct esca_thread *t, struct esca_uring *u, unsigned nsq
 	}
 }
 
+/*
+ * The wait's timeout as io_uring_enter() takes it: false when the ring
+ * cannot carry this wait the plain call's way (timeout 0, which must not
+ * block at all; a timespec that cannot be read or is invalid, which the
+ * plain call reports).  *ts NULL: no timeout.
+ */
+static bool wait_timeout(const struct esca_entry *w, struct __kernel_timespec *buf,
+			 struct __kernel_timespec **ts)
+{
+	struct timespec t;
+
+	*ts = NULL;
+	if (w->nr != SYS_epoll_pwait2) {
+		int ms = (int)w->args[3];
+
+		if (ms < 0)
+			return true;
+		if (ms == 0)
+			return false;
+		buf->tv_sec = ms / 1000;
+		buf->tv_nsec = (long long)(ms % 1000) * 1000000;
+		*ts = buf;
+		return true;
+	}
+	if (!w->args[3])
+		return true;
+	if (esca_copy(&t, (const void *)(uintptr_t)w->args[3], sizeof(t)) < 0 || t.tv_sec < 0 ||
+	    t.tv_nsec < 0 || t.tv_nsec >= 1000000000 || (!t.tv_sec && !t.tv_nsec))
+		return false;
+	buf->tv_sec = t.tv_sec;
+	buf->tv_nsec = t.tv_nsec;
+	*ts = buf;
+	return true;
+}
+
+/*
+ * The batch and the wait in one io_uring_enter(): every ring op in one
+ * IOSQE_IO_LINK chain in program order, then the EPOLL_WAIT op, then (with
+ * a timeout) a LINK_TIMEOUT for it.  The wait starts only when every op of
+ * the batch completed in full: a short or failed op breaks the chain, the
+ * wait comes back -ECANCELED, and the caller makes it itself after the
+ * batch is finished.  A batch with an op the ring cannot run (setsockopt,
+ * a file write ...) is not carried: those run only after the enter, and the
+ * wait would hold them back.  Nor is a wait with a signal mask (epoll_pwait
+ * with one) or a zero timeout: they go the plain way.
+ *
+ * The enter waits for every CQE.  io_uring_enter() returns the number it
+ * submitted even when a signal cut its wait short, so the signal shows as
+ * CQEs missing: the wait is then cancelled and reaped -- if it completed
+ * meanwhile its events are the result, never lost; else -EINTR, as
+ * epoll_wait.  The timeout is an op (LINK_TIMEOUT), never the enter's, so
+ * that nothing else ends the enter early.
+ */
+static bool uring_flush_wait(struct esca_thread *t, const struct esca_entry *w, long *res)
+{
+	struct esca_uring *u = t->uring;
+	struct __kernel_timespec tsbuf, *ts;
+	struct carried cw = { .done = false };
+	unsigned n = t->n, i, nsqe, seen = 0, extra;
+	struct io_uring_sqe *sqe;
+	bool cancelled = false;
+	int r;
+
+	if (unlikely(u->broken) || (int)w->args[2] <= 0 || w->args[4] ||
+	    !wait_timeout(w, &tsbuf, &ts)) {
+		uring_flush(t);
+		return false;
+	}
+	nsqe = group(t, u);
+	for (i = 0; i < n; i++) {
+		if (u->op[i] == OP_DIRECT || u->op[i] == OP_SENDMSG) {
+			if (nsqe < esca_cfg.uring_min_ops) {
+				for (i = 0; i < n; i++)
+					esca_run_direct(t, i);
+			} else {
+				ring_flush(t, u, nsqe);
+			}
+			return false;
+		}
+	}
+	for (i = 0; i < n; i++)
+		prep(u, t, i, true);
+	sqe = io_uring_get_sqe(&u->ring);
+	io_uring_prep_rw(ESCA_IORING_OP_EPOLL_WAIT, sqe, (int)w->args[0],
+			 (void *)(uintptr_t)w->args[1], (unsigned)w->args[2], 0);
+	io_uring_sqe_set_data64(sqe, WAIT_TAG);
+	extra = 1;
+	if (ts) {
+		sqe->flags |= IOSQE_IO_LINK;
+		sqe = io_uring_get_sqe(&u->ring);
+		io_uring_prep_link_timeout(sqe, ts, 0);
+		io_uring_sqe_set_data64(sqe, TIMEOUT_TAG);
+		extra = 2;
+	}
+
+	r = io_uring_submit_and_wait(&u->ring, nsqe + extra);
+	t->st.kernel_entries++;
+	if (unlikely(r < 0 && io_uring_sq_ready(&u->ring))) {
+		/* nothing was submitted: as in ring_flush() */
+		esca_log("thread %d: io_uring_enter failed (%s); this thread runs its calls "
+			 "directly", (int)gettid(), strerror(-r));
+		u->broken = true;
+		for (i = 0; i < n; i++)
+			esca_run_direct(t, i);
+		return false;
+	}
+	for (;;) {
+		seen += reap(t, u, &cw);
+		if (seen >= nsqe && cw.done && (!ts || cw.timeout_done) &&
+		    (!cancelled || cw.cancel_done))
+			break;
+		if (!cw.done && !cancelled) {
+			/* the enter came back before the wait: a signal, whose
+			 * handler has run; the wait is still armed */
+			sqe = io_uring_get_sqe(&u->ring);
+			io_uring_prep_cancel64(sqe, WAIT_TAG, 0);
+			io_uring_sqe_set_data64(sqe, CANCEL_TAG);
+			cancelled = true;
+		}
+		/* what is missing comes at once */
+		do
+			r = io_uring_submit_and_wait(&u->ring, 1);
+		while (r == -EINTR);
+		t->st.kernel_entries++;
+		if (r < 0)
+			break;
+	}
+	finish_results(t, u);
+	if (!cw.done)
+		return false;	/* the ring failed under us: the caller waits */
+	if (cw.res == -ECANCELED) {
+		if (cancelled) {
+			*res = -EINTR;
+			return true;
+		}
+		if (ts && cw.timeout_res == -ETIME) {
+			*res = 0;
+			return true;
+		}
+		return false;	/* the chain broke: the batch stopped before the wait */
+	}
+	*res = cw.res;
+	return true;
+}
+
 const struct esca_backend_ops esca_uring_ops = {
 	.id = ESCA_BACKEND_URING,
 	.name = "uring",
@@ -521,6 +780,7 @@ const struct esca_backend_ops esca_uring_ops = {
 	.thread_init = uring_thread_init,
 	.thread_fini = uring_thread_fini,
 	.flush = uring_flush,
+	.flush_wait = uring_flush_wait,
 	.own_fd = uring_own_fd,
 	.fd_moved = uring_fd_moved,
 };

@@ -31,8 +31,10 @@ static enum esca_fd_kind socket_kind(int type)
 
 ESCA_API int accept(int fd, struct sockaddr *addr, socklen_t *alen)
 {
-	int r = REAL(accept)(fd, addr, alen);
+	int r;
 
+	esca_touch();
+	r = REAL(accept)(fd, addr, alen);
 	if (r >= 0)
 		esca_fd_set(r, accepted_kind(fd));
 	return r;
@@ -40,8 +42,10 @@ ESCA_API int accept(int fd, struct sockaddr *addr, socklen_t *alen)
 
 ESCA_API int accept4(int fd, struct sockaddr *addr, socklen_t *alen, int flags)
 {
-	int r = REAL(accept4)(fd, addr, alen, flags);
+	int r;
 
+	esca_touch();
+	r = REAL(accept4)(fd, addr, alen, flags);
 	if (r >= 0)
 		esca_fd_set(r, accepted_kind(fd));
 	return r;
@@ -49,16 +53,20 @@ ESCA_API int accept4(int fd, struct sockaddr *addr, socklen_t *alen, int flags)
 
 ESCA_API int socket(int domain, int type, int proto)
 {
-	int r = REAL(socket)(domain, type, proto);
+	int r;
 
+	esca_touch();
+	r = REAL(socket)(domain, type, proto);
 	esca_fd_set(r, socket_kind(type));
 	return r;
 }
 
 ESCA_API int socketpair(int domain, int type, int proto, int sv[2])
 {
-	int r = REAL(socketpair)(domain, type, proto, sv);
+	int r;
 
+	esca_touch();
+	r = REAL(socketpair)(domain, type, proto, sv);
 	if (r == 0) {
 		esca_fd_set(sv[0], socket_kind(type));
 		esca_fd_set(sv[1], socket_kind(type));
@@ -68,8 +76,10 @@ ESCA_API int socketpair(int domain, int type, int proto, int sv[2])
 
 ESCA_API int pipe(int fds[2])
 {
-	int r = REAL(pipe)(fds);
+	int r;
 
+	esca_touch();
+	r = REAL(pipe)(fds);
 	if (r == 0) {
 		esca_fd_set(fds[0], ESCA_FD_PIPE);
 		esca_fd_set(fds[1], ESCA_FD_PIPE);
@@ -79,8 +89,10 @@ ESCA_API int pipe(int fds[2])
 
 ESCA_API int pipe2(int fds[2], int flags)
 {
-	int r = REAL(pipe2)(fds, flags);
+	int r;
 
+	esca_touch();
+	r = REAL(pipe2)(fds, flags);
 	if (r == 0) {
 		esca_fd_set(fds[0], ESCA_FD_PIPE);
 		esca_fd_set(fds[1], ESCA_FD_PIPE);
@@ -103,6 +115,7 @@ ESCA_API int open(const char *path, int flags, ...)
 	va_start(ap, flags);
 	mode = open_mode(flags, ap);
 	va_end(ap);
+	esca_touch();
 	r = REAL(open)(path, flags, mode);
 	esca_fd_set(r, ESCA_FD_FILE);
 	return r;
@@ -116,6 +129,7 @@ ESCA_API int openat(int dirfd, const char *path, int flags, ...)
 	va_start(ap, flags);
 	mode = open_mode(flags, ap);
 	va_end(ap);
+	esca_touch();
 	r = REAL(openat)(dirfd, path, flags, mode);
 	esca_fd_set(r, ESCA_FD_FILE);
 	return r;

@@ -194,7 +194,7 @@ static unsigned size_class(unsigned n)
  * vDSO clock is not usable, as under QEMU TCG), elsewhere the monotonic
  * clock.
  */
-static uint64_t stamp(void)
+uint64_t esca_stamp(void)
 {
 #if defined(__x86_64__)
 	return __builtin_ia32_rdtsc();
@@ -269,32 +269,26 @@ static void flush_measured(struct esca_thread *t)
 		batch = !batch;
 	}
 	if (timed)
-		t0 = stamp();
+		t0 = esca_stamp();
 	if (batch) {
 		flush_backend(t);
 		if (timed)
-			learn(&t->cost[c].backend, (stamp() - t0) / n);
+			learn(&t->cost[c].backend, (esca_stamp() - t0) / n);
 		t->st.batched_flushes++;
 	} else {
 		for (i = 0; i < n; i++)
 			esca_run_direct(t, i);
 		if (timed)
-			learn(&t->cost[c].direct, (stamp() - t0) / n);
+			learn(&t->cost[c].direct, (esca_stamp() - t0) / n);
 		t->st.direct_flushes++;
 	}
 }
 
-int esca_flush_thread(struct esca_thread *t)
+/* What every flush of t's n entries leaves behind. */
+static void flushed(struct esca_thread *t, unsigned n)
 {
-	unsigned n = t->n, i;
+	unsigned i;
 
-	if (!n || t->flushing)
-		return 0;
-	t->flushing = true;
-	if (esca_cfg.adapt && n >= 2 && t->ops && t->ops->measured)
-		flush_measured(t);
-	else
-		flush_backend(t);
 	t->st.flushes++;
 	t->st.flushed_calls += n;
 	t->seg_entries += n;
@@ -305,6 +299,37 @@ int esca_flush_thread(struct esca_thread *t)
 	}
 	t->n = 0;
 	t->arena_used = 0;
+	t->carrying = false;
 	t->flushing = false;
+}
+
+int esca_flush_thread(struct esca_thread *t)
+{
+	unsigned n = t->n;
+
+	if (!n || t->flushing)
+		return 0;
+	t->flushing = true;
+	if (esca_cfg.adapt && n >= 2 && t->ops && t->ops->measured)
+		flush_measured(t);
+	else
+		flush_backend(t);
+	flushed(t, n);
 	return (int)n;
+}
+
+bool esca_flush_wait(struct esca_thread *t, const struct esca_entry *w, long *res)
+{
+	unsigned n = t->n;
+	bool ran;
+
+	if (!n || t->flushing || !t->ops || !t->ops->flush_wait) {
+		esca_flush_thread(t);
+		return false;
+	}
+	t->flushing = true;
+	ran = t->ops->flush_wait(t, w, res);
+	t->st.waits_carried += ran;
+	flushed(t, n);
+	return ran;
 }

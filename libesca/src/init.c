@@ -24,6 +24,9 @@ struct esca_config esca_cfg = {
 	.uring_copy_max = 4096,
 	.uring_min_ops = 2,
 	.adapt = true,
+	.flush_wait = true,
+	.uring_sockopt = false,	/* measured dearer than the plain call (docs/libesca.md) */
+	.uring_setup = ESCA_RING_ALL,
 	.write_timeout_ms = 10000,
 };
 _Atomic int esca_initialized;
@@ -80,6 +83,40 @@ static bool env_flag(const char *name)
 	return s && *s && strcmp(s, "0") != 0;
 }
 
+/* ESCA_URING_SETUP: "all", "none", or a comma list of coop, defer, register. */
+static unsigned env_uring_setup(void)
+{
+	static const struct {
+		const char *name;
+		unsigned bit;
+	} words[] = {
+		{ "coop", ESCA_RING_COOP },
+		{ "defer", ESCA_RING_DEFER },
+		{ "register", ESCA_RING_REGISTER },
+		{ "all", ESCA_RING_ALL },
+		{ "none", 0 },
+	};
+	const char *s = secure_getenv("ESCA_URING_SETUP"), *p;
+	unsigned v = 0, k;
+	size_t len;
+
+	if (!s || !*s)
+		return ESCA_RING_ALL;
+	for (p = s; *p; p += len + (p[len] == ',')) {
+		len = strcspn(p, ",");
+		for (k = 0; k < sizeof(words) / sizeof(words[0]); k++)
+			if (strlen(words[k].name) == len && !strncmp(p, words[k].name, len))
+				break;
+		if (k == sizeof(words) / sizeof(words[0])) {
+			esca_log("ESCA_URING_SETUP=%s: not a comma list of coop, defer, register "
+				 "(or all, none); using all", s);
+			return ESCA_RING_ALL;
+		}
+		v |= words[k].bit;
+	}
+	return v;
+}
+
 static void read_config(void)
 {
 	esca_cfg.debug = env_flag("ESCA_DEBUG");
@@ -97,6 +134,9 @@ static void read_config(void)
 	esca_cfg.uring_min_ops = env_ulong("ESCA_URING_MIN_OPS", esca_cfg.uring_min_ops, 1,
 					   ESCA_MAX_ENTRIES);
 	esca_cfg.adapt = env_ulong("ESCA_ADAPT", 1, 0, 1) != 0;
+	esca_cfg.flush_wait = env_ulong("ESCA_FLUSH_WAIT", 1, 0, 1) != 0;
+	esca_cfg.uring_sockopt = env_ulong("ESCA_URING_SOCKOPT", 0, 0, 1) != 0;
+	esca_cfg.uring_setup = env_uring_setup();
 	esca_cfg.write_timeout_ms = (int)env_ulong("ESCA_WRITE_TIMEOUT_MS",
 						   esca_cfg.write_timeout_ms, 1, 3600000);
 }

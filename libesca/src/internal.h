@@ -45,10 +45,19 @@ struct esca_config {
 	size_t uring_copy_max;	/* sendfile emulated by read+write up to this */
 	unsigned uring_min_ops;	/* fewer ring ops than this run directly */
 	bool adapt;		/* ESCA_ADAPT: batch only where it pays (measured) */
+	bool flush_wait;	/* ESCA_FLUSH_WAIT: carry a flush to the next epoll wait */
+	bool uring_sockopt;	/* ESCA_URING_SOCKOPT: setsockopt through the ring */
+	unsigned uring_setup;	/* ESCA_URING_SETUP: ESCA_RING_* the ring may use */
 	int write_timeout_ms;	/* bounded wait when completing a short write */
 	bool debug;
 	bool stats;
 };
+
+/* ESCA_URING_SETUP: how the ring is set up (where the kernel allows) */
+#define ESCA_RING_COOP		(1u << 0)	/* COOP_TASKRUN | SUBMIT_ALL (5.18/5.19) */
+#define ESCA_RING_DEFER		(1u << 1)	/* SINGLE_ISSUER | DEFER_TASKRUN (6.1) */
+#define ESCA_RING_REGISTER	(1u << 2)	/* ring fd registered, no fd (5.18) */
+#define ESCA_RING_ALL		(ESCA_RING_COOP | ESCA_RING_DEFER | ESCA_RING_REGISTER)
 
 extern struct esca_config esca_cfg;
 extern char esca_stats_dir[256];	/* ESCA_STATS_DIR, read at load time */
@@ -177,6 +186,13 @@ struct esca_thread {
 		uint32_t backend, direct;
 	} cost[5];
 	unsigned adapt_flushes;
+	/* carrying the flush to the next epoll wait (docs/libesca.md, Flush
+	 * with the wait) */
+	bool can_carry;		/* the backend runs a batch and a wait in one entry */
+	bool await_wait;	/* batch_flush() ran; the next interposed call decides */
+	bool carrying;		/* t->n entries were left for that call */
+	unsigned wait_streak;	/* batch_flush() -> epoll wait seen in a row */
+	uint64_t flush_stamp;	/* when batch_flush() ran (stamp units) */
 	struct esca_stats st;	/* this thread's counters since its last publish */
 	/* backend state */
 	int module_fd;
@@ -192,12 +208,33 @@ void esca_thread_fork_child(void);
 /* Before the program puts a file at fd, one of libesca's own fds. */
 void esca_own_fd_evict(int fd);
 
+/*
+ * After batch_flush(), the first interposed call the thread makes decides
+ * what happens to a batch left for the next epoll wait: an epoll wait takes
+ * it into the kernel with it; any other interposed call runs it first
+ * (esca_carry_break).  Every interposed entry point calls esca_touch() or
+ * esca_segment(), which does.
+ */
+void esca_carry_break(struct esca_thread *t);
+
+static inline void esca_touch(void)
+{
+	struct esca_thread *t = esca_self;
+
+	if (t && unlikely(t->await_wait))
+		esca_carry_break(t);
+}
+
 /* The thread's segment, when calls are to be recorded. */
 static inline struct esca_thread *esca_segment(void)
 {
 	struct esca_thread *t = esca_self;
 
-	return (t && t->in_segment && !t->flushing && !t->busy) ? t : NULL;
+	if (!t)
+		return NULL;
+	if (unlikely(t->await_wait))
+		esca_carry_break(t);
+	return (t->in_segment && !t->flushing && !t->busy) ? t : NULL;
 }
 
 /* Before a call that goes to libc while a segment is open: pending entries
@@ -237,6 +274,18 @@ static inline void esca_fd_mark_pending(struct esca_thread *t, int fd)
 
 /* Runs all pending entries of t.  Returns the number run. */
 int esca_flush_thread(struct esca_thread *t);
+/*
+ * Runs all pending entries of t, then the wait w, in one kernel entry where
+ * the backend can (ops->flush_wait).  Returns true when the wait ran there
+ * (its result, or -errno, in *res); false when it did not (the entries ran
+ * all the same): the caller then makes the wait itself.
+ */
+bool esca_flush_wait(struct esca_thread *t, const struct esca_entry *w, long *res);
+/* A timestamp for comparing durations on this thread (TSC on x86-64). */
+uint64_t esca_stamp(void);
+/* The next definition of a libc function (dlsym(RTLD_NEXT)); aborts
+ * with a message when there is none. */
+void *esca_real_next(const char *name);
 
 /* Runs entry i directly with syscall(2) and finishes it. */
 void esca_run_direct(struct esca_thread *t, unsigned i);
@@ -260,6 +309,9 @@ struct esca_backend_ops {
 	int (*thread_init)(struct esca_thread *t);
 	void (*thread_fini)(struct esca_thread *t, bool after_fork);
 	void (*flush)(struct esca_thread *t);	/* runs and finishes t->table[0, t->n) */
+	/* flush, then the wait w in the same kernel entry: true when the wait
+	 * ran (result in *res); NULL where the backend cannot */
+	bool (*flush_wait)(struct esca_thread *t, const struct esca_entry *w, long *res);
 	int (*own_fd)(const struct esca_thread *t);	/* its fd among libesca's, or -1 */
 	void (*fd_moved)(struct esca_thread *t, int fd);
 };

@@ -28,6 +28,11 @@ static void *lookup(const char *name)
 	return p;
 }
 
+void *esca_real_next(const char *name)
+{
+	return lookup(name);
+}
+
 void esca_resolve_real(void)
 {
 	static _Atomic int resolving;

@@ -284,6 +284,7 @@ void esca_stats_publish(struct esca_thread *t)
 	add(&global->direct_flushes, &s->direct_flushes);
 	add(&global->segments_passthrough, &s->segments_passthrough);
 	add(&global->direct_calls, &s->direct_calls);
+	add(&global->waits_carried, &s->waits_carried);
 }
 
 void esca_stats_exit(void)
@@ -310,7 +311,8 @@ void esca_stats_exit(void)
 				") direct_in_segment=%llu flushes=%llu mean_batch=%.1f kernel_entries=%llu"
 				" arena_bytes=%llu short_writes_completed=%llu bytes_completed=%llu"
 				" errors_dropped=%llu errors_other=%llu bytes_lost=%llu"
-				" batched_flushes=%llu direct_flushes=%llu segments_passthrough=%llu\n",
+				" batched_flushes=%llu direct_flushes=%llu segments_passthrough=%llu"
+				" waits_carried=%llu\n",
 				(unsigned long long)global->direct_in_segment,
 				(unsigned long long)global->flushes,
 				global->flushes ? (double)global->flushed_calls / (double)global->flushes : 0.0,
@@ -323,7 +325,8 @@ void esca_stats_exit(void)
 				(unsigned long long)global->bytes_lost,
 				(unsigned long long)global->batched_flushes,
 				(unsigned long long)global->direct_flushes,
-				(unsigned long long)global->segments_passthrough);
+				(unsigned long long)global->segments_passthrough,
+				(unsigned long long)global->waits_carried);
 		if (len >= sizeof(line))
 			len = sizeof(line) - 1;
 		(void)!syscall(SYS_write, STDERR_FILENO, line, len);

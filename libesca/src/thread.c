@@ -245,7 +245,7 @@ struct esca_thread *esca_thread_setup(void)
 	if (!t)
 		return NULL;
 	t->cap = esca_cfg.table_entries;
-	t->table = map_anon(page_round(sizeof(struct esca_entry) * t->cap));
+	t->table = map_anon(page_round(sizeof(struct esca_entry) * (t->cap + 1)));
 	t->meta = map_anon(page_round(sizeof(struct esca_meta) * t->cap));
 	t->arena_cap = esca_cfg.arena_bytes;
 	t->arena = map_anon(t->arena_cap);
@@ -273,7 +273,7 @@ static void teardown(struct esca_thread *t, bool after_fork)
 	if (t->meta)
 		munmap(t->meta, page_round(sizeof(struct esca_meta) * t->cap));
 	if (t->table)
-		munmap(t->table, page_round(sizeof(struct esca_entry) * t->cap));
+		munmap(t->table, page_round(sizeof(struct esca_entry) * (t->cap + 1)));
 	munmap(t, page_round(sizeof(*t)));
 }
 
@@ -350,6 +350,15 @@ ESCA_API void batch_start(void)
 	t->in_segment = true;
 }
 
+/*
+ * batch_flush() leaves the batch to the thread's next epoll wait (which
+ * takes it into the kernel with it) once the thread has shown, this many
+ * times in a row, that its next interposed call after batch_flush() is an
+ * epoll wait, made within ESCA_CARRY_CYCLES (docs/libesca.md, Flush with
+ * the wait).
+ */
+#define ESCA_CARRY_STREAK	8
+
 ESCA_API int batch_flush(void)
 {
 	struct esca_thread *t = self;
@@ -360,10 +369,17 @@ ESCA_API int batch_flush(void)
 	n = 0;
 	if (t->in_segment) {
 		t->in_segment = false;
-		if (t->n) {
+		if (t->n && t->can_carry && t->wait_streak >= ESCA_CARRY_STREAK) {
+			t->carrying = true;
+			n = (int)t->n;
+		} else if (t->n) {
 			saved = errno;
 			n = esca_flush_thread(t);
 			errno = saved;
+		}
+		if (t->can_carry) {
+			t->await_wait = true;
+			t->flush_stamp = esca_stamp();
 		}
 		average(&t->avg_calls, t->seg_calls);
 		average(&t->avg_entries, t->seg_entries);
@@ -375,6 +391,29 @@ ESCA_API int batch_flush(void)
 		esca_stats_publish(t);
 	}
 	return n;
+}
+
+/*
+ * An interposed call other than an epoll wait came first after
+ * batch_flush(): the pattern is broken, and a batch left for the wait runs
+ * now, before that call, as it would have at batch_flush().  Not from a
+ * signal handler that interrupted libesca itself (flushing, busy: the
+ * handler's calls go direct, as in a segment), nor from a vfork() child,
+ * which must not run its parent's calls.
+ */
+void esca_carry_break(struct esca_thread *t)
+{
+	int saved;
+
+	if (t->flushing || t->busy || (t->carrying && t->pid != getpid()))
+		return;
+	t->await_wait = false;
+	t->wait_streak = 0;
+	if (!t->carrying)
+		return;
+	saved = errno;
+	esca_flush_thread(t);
+	errno = saved;
 }
 
 __attribute__((destructor)) static void esca_process_exit(void)

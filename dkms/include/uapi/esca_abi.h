@@ -85,12 +85,20 @@ struct esca_entry {
 	__s64 result;		/* return value, or -errno */
 };
 
-/* ESCA_IOC_VERSION: the module's ABI version and limits. */
+/* ESCA_IOC_VERSION: the module's ABI version, limits and features. */
 struct esca_version {
 	__u32 abi_version;
 	__u32 max_entries;
-	__u64 reserved[2];
+	__u64 features;		/* ESCA_FEATURE_*; 0 from modules before them */
+	__u64 reserved;
 };
+
+/*
+ * struct esca_version.features.  A module that predates a feature wrote 0
+ * in this (then reserved) field: user space of version 1 that does not find
+ * a bit does without the feature.
+ */
+#define ESCA_FEATURE_FLUSH_WAIT	(1ULL << 0)	/* ESCA_IOC_FLUSH_WAIT */
 
 /*
  * ESCA_IOC_REGISTER: bind a table of the calling process to this open file.
@@ -120,11 +128,25 @@ struct esca_flush {
 	__u64 reserved;		/* must be zero */
 };
 
+/*
+ * ESCA_IOC_FLUSH_WAIT (struct esca_flush): FLUSH, whose last entry
+ * (first + count - 1) is a wait of ESCA_WAIT_SYSCALLS: the entries before it
+ * run exactly as FLUSH runs them; the wait runs only when all of them ran
+ * and none stopped the flush, no signal is pending, and the thread may use
+ * the module (the refusal rules of FLUSH apply to the wait too).  It blocks
+ * like the plain call (a signal ends it with -EINTR) and its result (the
+ * number of events, or -errno) is the wait entry's result.  Returns the
+ * number of entries processed, count when the wait ran or was refused;
+ * count 0 (no wait) is -EINVAL.  A wait anywhere else (in FLUSH, or before
+ * the last entry) and a last entry that is not a wait, or has flags, are
+ * refused with ESCA_REFUSED_CALL.
+ */
 #define ESCA_IOC_MAGIC		0xE5
 #define ESCA_IOC_VERSION	_IOR(ESCA_IOC_MAGIC, 0x00, struct esca_version)
 #define ESCA_IOC_REGISTER	_IOW(ESCA_IOC_MAGIC, 0x01, struct esca_register)
 #define ESCA_IOC_FLUSH		_IOW(ESCA_IOC_MAGIC, 0x02, struct esca_flush)
 #define ESCA_IOC_UNREGISTER	_IO(ESCA_IOC_MAGIC, 0x03)
+#define ESCA_IOC_FLUSH_WAIT	_IOW(ESCA_IOC_MAGIC, 0x04, struct esca_flush)
 
 /*
  * The system calls libesca defers, and so the module's allowlist.  Numbers
@@ -139,5 +161,14 @@ struct esca_flush {
 	X(46,  sendmsg)			\
 	X(48,  shutdown)		\
 	X(54,  setsockopt)
+
+/*
+ * The waits ESCA_IOC_FLUSH_WAIT runs as its last entry (never in FLUSH):
+ * their handlers are resolved and validated like the allowlist's.
+ */
+#define ESCA_WAIT_SYSCALLS(X)		\
+	X(232, epoll_wait)		\
+	X(281, epoll_pwait)		\
+	X(441, epoll_pwait2)
 
 #endif /* _UAPI_ESCA_ABI_H */
