@@ -36,7 +36,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "helpers.h"
+#include "esca_test.h"
 
 #define BIG 15000
 
@@ -86,12 +86,12 @@ static void start(long iterations)
 	for (int i = 0; i < BIG; i++)
 		big[i] = (char)t_pattern((unsigned)i, 7);
 	if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) < 0)
-		DIE("socketpair");
+		FAIL("socketpair: %m");
 	if (setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &small, sizeof(small)) < 0)
-		DIE("SO_SNDBUF");
+		FAIL("SO_SNDBUF: %m");
 	peer_pid = fork();
 	if (peer_pid < 0)
-		DIE("fork");
+		FAIL("fork: %m");
 	if (peer_pid == 0) {
 		close(sv[0]);
 		peer(sv[1], iterations);
@@ -99,7 +99,7 @@ static void start(long iterations)
 	close(sv[1]);
 	ep = epoll_create1(EPOLL_CLOEXEC);
 	if (ep < 0 || epoll_ctl(ep, EPOLL_CTL_ADD, sv[0], &ev) < 0)
-		DIE("epoll");
+		FAIL("epoll: %m");
 }
 
 /* Iterations of the loop: epoll_wait -> read the request -> reply; with
@@ -113,18 +113,18 @@ static void loop(long iterations, int marker)
 		char c;
 
 		if (n != 1)
-			DIE("epoll_wait returned %d (%s)", n, strerror(errno));
+			FAIL("epoll_wait returned %d (%s): %m", n, strerror(errno));
 		ESCA_BATCH_START();
 		if (read(sv[0], &c, 1) != 1)
-			DIE("read");
+			FAIL("read: %m");
 		for (int k = 0; k < 3; k++) {
 			ssize_t w = c == 'b' ? write(sv[0], big, BIG) : write(sv[0], &c, 1);
 
 			if (w != (c == 'b' ? BIG : 1))
-				DIE("write %zd", w);
+				FAIL("write %zd: %m", w);
 		}
 		if (marker && i == iterations - 1 && write(sv[0], "m", 1) != 1)
-			DIE("write marker");
+			FAIL("write marker: %m");
 		ESCA_BATCH_FLUSH();
 	}
 }
@@ -135,8 +135,8 @@ static int finish(void)
 
 	close(sv[0]);
 	if (waitpid(peer_pid, &status, 0) < 0 || !WIFEXITED(status) || WEXITSTATUS(status))
-		DIE("peer status %#x", status);
-	return t_failures ? T_EXIT_FAIL : T_EXIT_PASS;
+		FAIL("peer status %#x: %m", status);
+	return T_PASS;
 }
 
 /* The echo is there now, checked without any interposed call. */
@@ -221,14 +221,14 @@ static int do_break(const char *kind)
 		void *seen = NULL;
 
 		if (pthread_create(&th, NULL, echo_waiter, NULL))
-			DIE("pthread_create");
+			FAIL("pthread_create: %m");
 		ok = pthread_join(th, &seen) == 0 && seen == (void *)1;
 	} else if (!strcmp(kind, "exit")) {
 		/* the batch must reach the peer though _exit() skips destructors;
 		 * the parent of this process checks the echo (below) */
 		_exit(0);
 	} else {
-		DIE("unknown kind %s", kind);
+		FAIL("unknown kind %s: %m", kind);
 	}
 	t_say("%s: batch sent before the call: %s\n", kind, ok ? "yes" : "no");
 	CHECK(ok, "%s: the marker write was not sent before the call", kind);
@@ -257,7 +257,7 @@ static int do_wait(const char *kind)
 	int ep2 = epoll_create1(EPOLL_CLOEXEC);
 
 	if (pipe(pp) < 0 || ep2 < 0 || epoll_ctl(ep2, EPOLL_CTL_ADD, pp[0], &ev) < 0)
-		DIE("pipe/epoll");
+		FAIL("pipe/epoll: %m");
 	sigaction(SIGALRM, &sa, NULL);
 	sigaction(SIGUSR1, &sa, NULL);
 	loop(20, 1);
@@ -277,7 +277,7 @@ static int do_wait(const char *kind)
 		sigprocmask(SIG_BLOCK, NULL, &now);
 		CHECK(sigismember(&now, SIGUSR1), "epoll_pwait's mask was not restored");
 	} else {
-		DIE("unknown kind %s", kind);
+		FAIL("unknown kind %s: %m", kind);
 	}
 	err = n < 0 ? errno : 0;
 	t_say("%s: epoll_wait %d errno %s handled %d\n", kind, n, err ? strerror(err) : "-",
@@ -285,7 +285,7 @@ static int do_wait(const char *kind)
 	/* the batch went out before (or with) the wait */
 	for (int i = 0; i < 500 && !echo_there(); i++) {
 		if (i == 499)
-			CHECK(0, "%s: the marker write was never sent", kind);
+			FAIL("%s: the marker write was never sent", kind);
 		syscall(SYS_nanosleep, &(struct timespec){ 0, 10000000 }, NULL);
 	}
 	return finish();
@@ -315,11 +315,11 @@ int main(int argc, char **argv)
 			if (child == 0)
 				return do_break(kind);
 			if (waitpid(child, &status, 0) != child)
-				DIE("waitpid");
+				FAIL("waitpid: %m");
 			/* our copy of sv[0] is open too: the echo reaches it */
 			for (int i = 0; i < 500 && !echo_there(); i++) {
 				if (i == 499)
-					CHECK(0, "exit: the batch of a process that called _exit was lost");
+					FAIL("exit: the batch of a process that called _exit was lost");
 				syscall(SYS_nanosleep, &(struct timespec){ 0, 10000000 }, NULL);
 			}
 			t_say("exit: batch sent before _exit\n");

@@ -23,7 +23,6 @@
 #include <sys/prctl.h>
 #include <time.h>
 #include "esca_test.h"
-#include "sigwatch.h"
 
 #define N	ESCA_MAX_ENTRIES
 #define BLOCK	4096
