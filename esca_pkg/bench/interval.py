@@ -112,3 +112,22 @@ def describe(ratio: Interval, lower_is_better: bool = True) -> str:
     elif v == UNRESOLVED:
         text += f" ({ratio.n} pairs: {ratio.confidence * 100:.0f} % interval)"
     return text
+
+
+def half_width_pct(ratio: Interval) -> float:
+    """Half the interval's width, in % of 1: the ±x of '-3.0 % ± x'."""
+    return 100.0 * (ratio.high - ratio.low) / 2
+
+
+def pairs_within(ratios: Sequence[float], target_pct: float) -> int | None:
+    """The fewest of the first pairs (in the order they ran) whose interval is
+    resolved and no wider than ±target_pct, and stays so with every later
+    pair; None when the run never got there."""
+    found = None
+    for n in range(1, len(ratios) + 1):
+        iv = median_interval(ratios[:n])
+        if iv.resolved and half_width_pct(iv) <= target_pct:
+            found = n if found is None else found
+        else:
+            found = None
+    return found

@@ -14,8 +14,7 @@ from esca_pkg.log import die
 REFERENCE_BEST = {"nginx": 12.0, "lighttpd": 23.0, "lwan": 30.0}
 #: syscalls per request may exceed the minimum by this much
 GAP_TARGET = 0.1
-#: the CPU-per-request interval should reach no further than this from the median
-INTERVAL_TARGET_PCT = 2.0
+INTERVAL_TARGET_PCT = summary.TARGET_PCT
 SMALL_KB = (1, 5)
 
 
@@ -129,6 +128,7 @@ def targets(doc: dict[str, Any]) -> list[dict[str, Any]]:
 
         # the interval's half width: "-3.0 % ± 1.0"
         widest = max((f["high_pct"] - f["low_pct"]) / 2 for f in cpu)
+        needed = [f.get("pairs_within_target") for f in cpu]
         ref = REFERENCE_BEST.get(server)
         out.append(
             {
@@ -141,6 +141,7 @@ def targets(doc: dict[str, Any]) -> list[dict[str, Any]]:
                 "cpu_unresolved": len(named(interval.UNRESOLVED)),
                 "cpu_best_change_pct": min(f["change_pct"] for f in cpu),
                 "cpu_widest_pct": widest,
+                "cpu_pairs_needed": None if None in needed else max(n for n in needed if n),
                 "cpu_interval_met": widest <= INTERVAL_TARGET_PCT
                 and not named(interval.UNRESOLVED),
                 "max_gap": max(gaps),
@@ -160,6 +161,7 @@ def targets_table(rows: list[dict[str, Any]]) -> str:
         "CPU/request: improvement / no change / regression / unresolved",
         "best CPU change",
         f"widest CPU interval, half width (target ±{INTERVAL_TARGET_PCT:g}%)",
+        f"pairs needed for ±{INTERVAL_TARGET_PCT:g}% (this run)",
         f"max gap to minimum (target ≤ {GAP_TARGET})",
         "best req/s at 1-5 KB vs reference best",
     ]
@@ -181,6 +183,7 @@ def targets_table(rows: list[dict[str, Any]]) -> str:
                 f"{t['cpu_best_change_pct']:+.1f}%",
                 f"±{t['cpu_widest_pct']:.1f}% "
                 + ("(met)" if t["cpu_interval_met"] else "(missed)"),
+                "not reached" if t["cpu_pairs_needed"] is None else str(t["cpu_pairs_needed"]),
                 f"{t['max_gap']:.2f} " + ("(met)" if t["gap_met"] else "(missed)"),
                 small,
             ]

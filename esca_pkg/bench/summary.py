@@ -14,6 +14,8 @@ from typing import Any
 from esca_pkg.bench import interval
 from esca_pkg.servers.measure import DEFERRABLE
 
+#: the CPU-per-request interval should reach no further than this from its median
+TARGET_PCT = 2.0
 #: the calls that end an event-loop iteration (the server waits for events)
 WAITS = ("epoll_wait", "epoll_pwait", "epoll_pwait2")
 #: libesca counters of waits that entered the kernel inside a flush (flush +
@@ -100,7 +102,10 @@ def ratio_figure(
         "low_pct": (iv.low - 1.0) * 100.0,
         "high_pct": (iv.high - 1.0) * 100.0,
         "resolution_pct": interval.resolution_pct(iv),
+        "half_width_pct": interval.half_width_pct(iv),
         "verdict": interval.verdict(iv, lower_is_better),
+        # how many pairs this run needed for an interval within ±TARGET_PCT
+        "pairs_within_target": interval.pairs_within(ratios, TARGET_PCT),
     }
 
 

@@ -164,3 +164,18 @@ def test_report_reads_the_older_schema():
     text = report.markdown(doc)
     assert "CPU change [95% interval]" in text and "unresolved (5 pairs: 94% interval)" in text
     assert all(not t["cpu_interval_met"] for t in doc["targets"])
+
+
+def test_pairs_within_the_target_is_where_the_interval_stays_narrow():
+    # ratios within ±1 % from the start: 6 pairs (the fewest for 95 %) suffice
+    tight = [1.0 + 0.01 * ((i % 5) - 2) / 2 for i in range(12)]
+    assert interval.pairs_within(tight, 2.0) == 6
+    # an outlier among the first pairs widens the interval until enough pairs
+    # put it outside the order-statistic ranks
+    late = [0.90, 1.0, 1.01, 0.99, 1.0, 1.005, 0.995, 1.0, 1.01, 0.99, 1.0, 1.0]
+    n = interval.pairs_within(late, 2.0)
+    assert n is not None and n > 6
+    assert interval.half_width_pct(interval.median_interval(late[:n])) <= 2.0
+    assert interval.half_width_pct(interval.median_interval(late[: n - 1])) > 2.0
+    # never narrow enough
+    assert interval.pairs_within([0.9, 1.1] * 6, 2.0) is None
