@@ -36,9 +36,9 @@ if [ "${2:-}" = __call ]; then
 	exit
 fi
 
-must load 120 load
-[ -z "$BINARIES" ] || must stage 60 stage
-step calib 600 "$run/calib" "$CALIB_CALLS"
+must load 900 load
+[ -z "$BINARIES" ] || must stage 900 stage
+step calib 1800 "$run/calib" "$CALIB_CALLS"
 [ -z "$BINARIES" ] || step serve 7200 "$REPO/.venv/bin/python" "$run/serve_bench.py" --repo "$REPO" \
 	--out "$run/serve.json" --plan "$run/serve_plan.json"
 step rmmod 60 rmmod esca
