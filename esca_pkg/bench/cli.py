@@ -42,11 +42,13 @@ QUICK: dict[str, Any] = {
     "micro_rounds": 200,
     "micro_repeats": 1,
 }
-#: --precise: enough pairs and long enough runs for a CPU-per-request interval
-#: within ±2 % on this shared 2-vCPU machine (docs/bench.md, measured)
+#: --precise: more pairs for a CPU-per-request interval within ±2 % on this
+#: shared 2-vCPU machine.  Measured (docs/bench.md): 20 pairs of 2 s brought 3
+#: of the 4 nginx/lighttpd 1 and 20 KB cells within ±2 %, nginx 1 KB to ±2.7 %,
+#: narrowing about as 1/sqrt(pairs); 40 is that extrapolation, not yet verified
 PRECISE: dict[str, Any] = {
-    "duration": 3,
-    "repeats": 20,
+    "duration": 2,
+    "repeats": 40,
 }
 
 
