@@ -225,6 +225,8 @@ class GuestSpec:
     cpus: int = 2
     kaslr: bool = True
     timeout: float = 1800
+    #: more QEMU options (scripts/guest-bench: -icount)
+    qemu_args: Sequence[str] = ()
 
 
 @dataclasses.dataclass
@@ -365,6 +367,7 @@ def boot(spec: GuestSpec) -> GuestRun:
     ]
     if spec.share_repo:
         argv += ["-virtfs", f"local,path={REPO},mount_tag=repo,security_model=none,multidevs=remap"]
+    argv += list(spec.qemu_args)
     if spec.overlay_disk:
         argv += ["-drive", f"file={spec.overlay_disk},format=raw,if=virtio,cache=unsafe"]
     log(f"boot {spec.name}: {spec.vmlinuz.name} (console: {rundir / 'console.log'})")

@@ -42,6 +42,14 @@ QUICK: dict[str, Any] = {
     "micro_rounds": 200,
     "micro_repeats": 1,
 }
+#: --precise: more pairs for a CPU-per-request interval within ±2 % on this
+#: shared 2-vCPU machine.  Measured (docs/bench.md): 20 pairs of 2 s brought 3
+#: of the 4 nginx/lighttpd 1 and 20 KB cells within ±2 %, nginx 1 KB to ±2.7 %,
+#: narrowing about as 1/sqrt(pairs); 40 is that extrapolation, not yet verified
+PRECISE: dict[str, Any] = {
+    "duration": 2,
+    "repeats": 40,
+}
 
 
 def parse_ints(text: str, what: str) -> tuple[int, ...]:
@@ -197,6 +205,12 @@ def cli(ctx: click.Context, debug: bool, quick: bool) -> None:
     "(options given explicitly still apply).",
 )
 @click.option(
+    "--precise",
+    is_flag=True,
+    help=f"More and longer pairs ({PRECISE['repeats']} pairs of {PRECISE['duration']} s): "
+    "a CPU-per-request interval within ±2% here (options given explicitly still apply).",
+)
+@click.option(
     "--server",
     "server_names",
     multiple=True,
@@ -228,10 +242,11 @@ def cli(ctx: click.Context, debug: bool, quick: bool) -> None:
 )
 @click.option(
     "--repeats",
-    type=click.IntRange(1, 100),
-    default=5,
+    type=click.IntRange(1, 200),
+    default=10,
     show_default=True,
-    help="Rounds: A/B pairs per cell, each round with a fresh pair of servers.",
+    help="Rounds: A/B pairs per cell, each round with a fresh pair of servers "
+    "(6 or more for a 95% interval).",
 )
 @click.option(
     "--warmup",
@@ -291,6 +306,7 @@ def cli(ctx: click.Context, debug: bool, quick: bool) -> None:
 )
 def servers_command(
     quick: bool,
+    precise: bool,
     server_names: tuple[str, ...],
     backend_names: tuple[str, ...],
     sizes: str,
@@ -310,9 +326,11 @@ def servers_command(
 
     wrk on 127.0.0.1 over file sizes and connection counts, A/B pairs
     interleaved in rounds of fresh servers, server and wrk on different CPUs;
-    per cell the median and spread of requests/s, syscalls per request
-    (perf) and their theoretical minimum.
-    Writes results.json, results.md, throughput.png and syscalls.png.
+    per cell the server's CPU time per request (the verdict: median change of
+    the per-pair ratios with its 95% interval), requests/s, syscalls per
+    request (perf), their theoretical minimum and kernel entries per loop
+    iteration.  Writes results.json, results.md, cpu.png, throughput.png and
+    syscalls.png.
     """
     if os.geteuid() != 0:
         die(
@@ -321,8 +339,15 @@ def servers_command(
             "attaches perf to them: sudo esca-bench servers",
         )
     micro_rounds, micro_repeats = 1000, 3
+    ctx = click.get_current_context()
+    if quick and precise:
+        raise click.UsageError("--quick and --precise exclude each other")
+    if precise:  # the precise settings, except where an option was given
+        if ctx.get_parameter_source("duration") is ParameterSource.DEFAULT:
+            duration = PRECISE["duration"]
+        if ctx.get_parameter_source("repeats") is ParameterSource.DEFAULT:
+            repeats = PRECISE["repeats"]
     if quick:  # the quick settings, except where an option was given
-        ctx = click.get_current_context()
         given = {
             p
             for p in (
@@ -397,6 +422,7 @@ def _outputs(doc: dict[str, Any], out_dir: Path, draw: bool) -> None:
     text = report.markdown(doc)
     (out_dir / "results.md").write_text(text)
     if draw and doc["cells"]:
+        plots.cpu(doc, out_dir / "cpu.png")
         plots.throughput(doc, out_dir / "throughput.png")
         plots.syscalls(doc, out_dir / "syscalls.png")
     click.echo(text)
@@ -423,12 +449,12 @@ def report_command(results: Path, out_dir: Path | None, draw: bool) -> None:
         doc = json.loads(results.read_text())
     except (OSError, ValueError) as e:
         die(f"cannot read {results}: {e}", hint="give the results.json esca-bench servers wrote")
-    if doc.get("schema") != runner.SCHEMA:
+    if doc.get("schema") not in runner.SCHEMAS_READ:
         die(
             f"{results} is not a result of esca-bench servers (schema {doc.get('schema')!r})",
-            hint=f"expected schema {runner.SCHEMA}",
+            hint=f"give a results.json of schema {' or '.join(runner.SCHEMAS_READ)}",
         )
-    doc["targets"] = report.targets(doc)
+    report.upgrade(doc)
     out = out_dir or results.parent
     out.mkdir(parents=True, exist_ok=True)
     _outputs(doc, out, draw)

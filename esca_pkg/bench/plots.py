@@ -52,28 +52,52 @@ def _size_axis(ax: Any, doc: dict[str, Any]) -> None:
     ax.set_xlabel("file size (KB)")
 
 
-def throughput(doc: dict[str, Any], path: Path) -> None:
-    """Throughput ratio ESCA/vanilla against file size, one panel per server."""
+def _ratio_panels(doc: dict[str, Any], path: Path, figure: str, ylabel: str, title: str) -> None:
+    """A B/A ratio (figure: "cpu" or "rps") against file size, one panel per
+    server, a line per backend and connection count; bars: the 95 % interval."""
     plt = _pyplot()
     names = _servers(doc)
     fig, axes = plt.subplots(1, len(names), figsize=(5.5 * len(names), 4.2), squeeze=False)
     for ax, server in zip(axes[0], names, strict=True):
         for (backend, conns), cells in _by(doc, server).items():
             x = [c["size_kb"] for c in cells]
-            r = [c["summary"]["ratio"] for c in cells]
+            r = [c["summary"][figure]["ratio"] for c in cells]
             y = [q["median"] for q in r]
-            err = [[q["median"] - q["min"] for q in r], [q["max"] - q["median"] for q in r]]
+            err = [[q["median"] - q["low"] for q in r], [q["high"] - q["median"] for q in r]]
             ax.errorbar(x, y, yerr=err, marker="o", capsize=3, label=f"{backend}, -c {conns}")
         ax.axhline(1.0, color="grey", linewidth=1, linestyle="--")
         _size_axis(ax, doc)
-        ax.set_ylabel("requests/s, ESCA / vanilla")
+        ax.set_ylabel(ylabel)
         ax.set_title(server)
         ax.legend(fontsize=8)
         ax.grid(True, alpha=0.3)
-    fig.suptitle("Throughput ratio (median of interleaved pairs, bars: min-max)", fontsize=10)
+    fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def cpu(doc: dict[str, Any], path: Path) -> None:
+    """Server CPU per request, ESCA/vanilla, against file size (the verdict's figure)."""
+    _ratio_panels(
+        doc,
+        path,
+        "cpu",
+        "server CPU per request, ESCA / vanilla",
+        "Server CPU time per request (median of interleaved pairs, bars: 95% interval; "
+        "below 1 = cheaper)",
+    )
+
+
+def throughput(doc: dict[str, Any], path: Path) -> None:
+    """Throughput ratio ESCA/vanilla against file size, one panel per server."""
+    _ratio_panels(
+        doc,
+        path,
+        "rps",
+        "requests/s, ESCA / vanilla",
+        "Throughput ratio (median of interleaved pairs, bars: 95% interval)",
+    )
 
 
 def syscalls(doc: dict[str, Any], path: Path) -> None:

@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 import json
-import statistics
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from esca_pkg.bench import summary
+from esca_pkg.bench import interval, summary
 from esca_pkg.log import die
 
 #: the reference's best throughput gains (paper: 2-vCPU Graviton2; lwan: prototype README)
 REFERENCE_BEST = {"nginx": 12.0, "lighttpd": 23.0, "lwan": 30.0}
 #: syscalls per request may exceed the minimum by this much
 GAP_TARGET = 0.1
+INTERVAL_TARGET_PCT = summary.TARGET_PCT
 SMALL_KB = (1, 5)
 
 
@@ -49,69 +49,101 @@ def _groups(doc: dict[str, Any]) -> dict[tuple[str, str], list[dict[str, Any]]]:
     return out
 
 
+def _us(v: float) -> str:
+    return f"{v:.2f}"
+
+
+def _loop(q: dict[str, Any]) -> str:
+    v = q.get("entries_per_iteration")
+    return "-" if v is None else f"{v:.2f}"
+
+
+def _interval(f: dict[str, Any]) -> str:
+    """'-3.1% [-4.0, -2.2]'"""
+    return f"{f['change_pct']:+.1f}% [{f['low_pct']:+.1f}, {f['high_pct']:+.1f}]"
+
+
+def _verdict(f: dict[str, Any]) -> str:
+    v = str(f["verdict"])
+    if v == interval.NO_CHANGE:
+        return f"{v} (±{f['resolution_pct']:.1f}%)"
+    if v == interval.UNRESOLVED:
+        r = f["ratio"]
+        return f"{v} ({r['n']} pairs: {r['confidence'] * 100:.0f}% interval)"
+    return v
+
+
 def cells_table(cells: list[dict[str, Any]]) -> str:
     head = [
         "size",
         "conns",
-        "vanilla req/s (min-max)",
-        "ESCA req/s (min-max)",
-        "change (pairs)",
-        "verdict",
         "CPU µs/req A→B",
-        "sc/req vanilla",
-        "sc/req ESCA",
+        "CPU change [95% interval]",
+        "verdict (CPU/request)",
+        "req/s A→B",
+        "req/s change [95%]",
+        "sc/req A→B",
         "minimum",
-        "gap",
+        "entries/iteration A→B",
         "other load",
     ]
     rows = []
     for c in cells:
         s = c["summary"]
-        v, e, r, m = s["vanilla_rps"], s["esca_rps"], s["ratio"], s["esca_syscalls"]
+        cpu, rps, m = s["cpu"], s["rps"], s["esca_syscalls"]
         rows.append(
             [
                 f"{c['size_kb']} KB",
                 str(c["connections"]),
-                f"{_k(v['median'])} ({_k(v['min'])}-{_k(v['max'])})",
-                f"{_k(e['median'])} ({_k(e['min'])}-{_k(e['max'])})",
-                f"{s['change_pct']:+.1f}% "
-                f"({(r['min'] - 1) * 100:+.0f}…{(r['max'] - 1) * 100:+.0f})",
-                s["verdict"] + (" ⚠ errors" if s["errors"] else ""),
-                f"{s['vanilla_cpu_us_per_request']:.1f}→{s['esca_cpu_us_per_request']:.1f}",
-                f"{s['vanilla_syscalls_per_request']:.2f}",
-                f"{m['measured']:.2f}",
+                f"{_us(cpu['vanilla']['median'])}→{_us(cpu['esca']['median'])}",
+                _interval(cpu),
+                _verdict(cpu) + (" ⚠ errors" if s["errors"] else ""),
+                f"{_k(rps['vanilla']['median'])}→{_k(rps['esca']['median'])}",
+                _interval(rps),
+                f"{s['vanilla_syscalls_per_request']:.2f}→{m['measured']:.2f}",
                 f"{m['minimum']:.2f}",
-                f"{m['gap']:.2f}",
-                f"{s['foreign_cpu_pct']:.0f}%" if "foreign_cpu_pct" in s else "?",
+                f"{_loop(s['vanilla_loop'])}→{_loop(s['esca_loop'])}",
+                f"{s['foreign_cpu_pct']:.0f}%",
             ]
         )
     return _table(head, rows)
 
 
 def targets(doc: dict[str, Any]) -> list[dict[str, Any]]:
-    """Per server and backend: the issue's three targets, measured."""
+    """Per server and backend: the verdicts on CPU per request, the widest
+    interval against the ±2 % target, the gap to the minimum, the best
+    requests/s change at 1-5 KB against the reference's best."""
     out = []
     for (server, backend), cells in _groups(doc).items():
-        changes = [c["summary"]["change_pct"] for c in cells]
-        small = [c["summary"]["change_pct"] for c in cells if c["size_kb"] in SMALL_KB]
+        cpu = [c["summary"]["cpu"] for c in cells]
+        small = [c["summary"]["rps"]["change_pct"] for c in cells if c["size_kb"] in SMALL_KB]
         gaps = [c["summary"]["esca_syscalls"]["gap"] for c in cells]
-        slower = [
-            f"{c['size_kb']} KB -c {c['connections']}"
-            for c in cells
-            if c["summary"]["verdict"] == summary.SLOWER
-        ]
-        faster = sum(c["summary"]["verdict"] == summary.FASTER for c in cells)
+
+        def named(verdict: str, cells: list[dict[str, Any]] = cells) -> list[str]:
+            return [
+                f"{c['size_kb']} KB -c {c['connections']}"
+                for c in cells
+                if c["summary"]["cpu"]["verdict"] == verdict
+            ]
+
+        # the interval's half width: "-3.0 % ± 1.0"
+        widest = max((f["high_pct"] - f["low_pct"]) / 2 for f in cpu)
+        needed = [f.get("pairs_within_target") for f in cpu]
         ref = REFERENCE_BEST.get(server)
         out.append(
             {
                 "server": server,
                 "backend": backend,
                 "cells": len(cells),
-                "best_change_pct": max(changes),
-                "mean_change_pct": statistics.mean(changes),
-                "faster": faster,
-                "slower": slower,
-                "no_change": len(cells) - faster - len(slower),
+                "cpu_improvement": named(interval.IMPROVEMENT),
+                "cpu_regression": named(interval.REGRESSION),
+                "cpu_no_change": len(named(interval.NO_CHANGE)),
+                "cpu_unresolved": len(named(interval.UNRESOLVED)),
+                "cpu_best_change_pct": min(f["change_pct"] for f in cpu),
+                "cpu_widest_pct": widest,
+                "cpu_pairs_needed": None if None in needed else max(n for n in needed if n),
+                "cpu_interval_met": widest <= INTERVAL_TARGET_PCT
+                and not named(interval.UNRESOLVED),
                 "max_gap": max(gaps),
                 "gap_met": max(gaps) <= GAP_TARGET,
                 "small_best_change_pct": max(small) if small else None,
@@ -126,26 +158,32 @@ def targets_table(rows: list[dict[str, Any]]) -> str:
     head = [
         "server",
         "backend",
-        "best / mean change",
-        "faster / no change / slower",
+        "CPU/request: improvement / no change / regression / unresolved",
+        "best CPU change",
+        f"widest CPU interval, half width (target ±{INTERVAL_TARGET_PCT:g}%)",
+        f"pairs needed for ±{INTERVAL_TARGET_PCT:g}% (this run)",
         f"max gap to minimum (target ≤ {GAP_TARGET})",
-        "best at 1-5 KB vs reference best",
+        "best req/s at 1-5 KB vs reference best",
     ]
     out = []
     for t in rows:
         small = (
             "not measured"
             if t["small_best_change_pct"] is None
-            else f"{t['small_best_change_pct']:+.1f}% vs +{t['reference_best_pct']:.0f}% "
-            + ("(met)" if t["small_met"] else "(missed)")
+            else f"{t['small_best_change_pct']:+.1f}% vs +{t['reference_best_pct']:.0f}%"
         )
+        changed = t["cpu_improvement"] + t["cpu_regression"]
         out.append(
             [
                 t["server"],
                 t["backend"],
-                f"{t['best_change_pct']:+.1f}% / {t['mean_change_pct']:+.1f}%",
-                f"{t['faster']} / {t['no_change']} / {len(t['slower'])}"
-                + (f" ({', '.join(t['slower'])})" if t["slower"] else ""),
+                f"{len(t['cpu_improvement'])} / {t['cpu_no_change']} / "
+                f"{len(t['cpu_regression'])} / {t['cpu_unresolved']}"
+                + (f" ({', '.join(changed)})" if changed else ""),
+                f"{t['cpu_best_change_pct']:+.1f}%",
+                f"±{t['cpu_widest_pct']:.1f}% "
+                + ("(met)" if t["cpu_interval_met"] else "(missed)"),
+                "not reached" if t["cpu_pairs_needed"] is None else str(t["cpu_pairs_needed"]),
                 f"{t['max_gap']:.2f} " + ("(met)" if t["gap_met"] else "(missed)"),
                 small,
             ]
@@ -166,6 +204,16 @@ def _contention(doc: dict[str, Any]) -> str:
     )
 
 
+def upgrade(doc: dict[str, Any]) -> dict[str, Any]:
+    """A result of any schema esca-bench wrote, with the current summaries and
+    targets: each cell's summary is recomputed from its raw samples (schema
+    1 kept every sample the current one needs)."""
+    for cell in doc["cells"]:
+        cell["summary"] = summary.summarize(cell, cell["backend"])
+    doc["targets"] = targets(doc)
+    return doc
+
+
 def markdown(doc: dict[str, Any]) -> str:
     m, s = doc["machine"], doc["settings"]
     parts = [
@@ -184,10 +232,15 @@ def markdown(doc: dict[str, Any]) -> str:
         _contention(doc),
         "",
         "A = vanilla (same binary, libesca preloaded with `--backend off`), "
-        "B = ESCA. req/s: median (min-max); change: median of the per-pair ratios B/A "
-        "(their range); a range that contains 0 is *no change*. sc/req: syscalls per "
-        "request of the serving processes (perf raw_syscalls:sys_enter); minimum: calls that "
-        "cannot be deferred + one kernel entry per flush (docs/bench.md).",
+        "B = ESCA. The verdict rests on the server's CPU time per request (schedstat of "
+        "the serving processes ÷ requests): change = median of the per-pair ratios B/A, "
+        "with its 95% interval (distribution-free, from order statistics; fewer than "
+        f"{interval.pairs_needed()} pairs give none: *unresolved*); an interval wholly "
+        "below 0 is an *improvement*, wholly above a *regression*, else *no change* "
+        "to within the ±x% it reaches. req/s: the same, a secondary figure. sc/req: "
+        "syscalls per request of the serving processes (perf raw_syscalls:sys_enter); "
+        "minimum: calls that cannot be deferred + one kernel entry per flush; "
+        "entries/iteration: syscalls ÷ epoll waits (docs/bench.md).",
     ]
     for (server, backend), cells in _groups(doc).items():
         v = doc["versions"]["packages"].get(server, "")

@@ -1,6 +1,8 @@
-"""From raw samples to what a cell reports: medians and spreads, the paired
-ESCA/vanilla ratio with its verdict, syscalls per request and the theoretical
-minimum (see docs/bench.md for the definitions)."""
+"""From raw samples to what a cell reports: the server's CPU time per request
+as the primary figure (the median of the per-pair ESCA/vanilla ratios, its
+95 % interval and the verdict drawn from it), requests/s the same way as a
+secondary figure, syscalls and kernel entries per loop iteration, and the
+theoretical minimum (see docs/bench.md for the definitions)."""
 
 from __future__ import annotations
 
@@ -9,11 +11,16 @@ import statistics
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from esca_pkg.bench import interval
 from esca_pkg.servers.measure import DEFERRABLE
 
-NO_CHANGE = "no change"
-FASTER = "faster"
-SLOWER = "slower"
+#: the CPU-per-request interval should reach no further than this from its median
+TARGET_PCT = 2.0
+#: the calls that end an event-loop iteration (the server waits for events)
+WAITS = ("epoll_wait", "epoll_pwait", "epoll_pwait2")
+#: libesca counters of waits that entered the kernel inside a flush (flush +
+#: wait in one entry) when the library reports them: those are iterations too
+LIBESCA_WAITS = ("flush_waits",)
 
 
 def spread(values: Sequence[float]) -> dict[str, float]:
@@ -31,14 +38,19 @@ def paired_ratios(esca: Sequence[float], vanilla: Sequence[float]) -> list[float
     return [b / a for a, b in zip(vanilla, esca, strict=True)]
 
 
-def verdict(ratios: Sequence[float]) -> str:
-    """'faster' or 'slower' only when every pair agrees: a change whose range of
-    pair ratios contains 1 is inside the spread, i.e. no change."""
-    if min(ratios) > 1.0:
-        return FASTER
-    if max(ratios) < 1.0:
-        return SLOWER
-    return NO_CHANGE
+def loop_entries(counted: Mapping[str, Any]) -> dict[str, float | None]:
+    """Kernel entries per event-loop iteration: every system call of the serving
+    processes divided by the waits for events (epoll_wait and its variants,
+    plus the waits libesca made inside a flush when it counts them).  None
+    when the run counted no wait (a server that does not use epoll)."""
+    sc = counted["syscalls"]
+    lib = counted.get("libesca", {})
+    waits = sum(sc.get(k, 0) for k in WAITS) + sum(lib.get(k, 0) for k in LIBESCA_WAITS)
+    n = counted["requests"]
+    return {
+        "entries_per_iteration": sc["total"] / waits if waits else None,
+        "iterations_per_request": waits / n,
+    }
 
 
 def minimum(counted: Mapping[str, Any]) -> dict[str, float]:
@@ -75,24 +87,40 @@ def minimum(counted: Mapping[str, Any]) -> dict[str, float]:
     }
 
 
+def ratio_figure(
+    esca: Sequence[float], vanilla: Sequence[float], lower_is_better: bool
+) -> dict[str, Any]:
+    """Median and spread of A and B, and the interval and verdict of the pairs' B/A."""
+    ratios = paired_ratios(esca, vanilla)
+    iv = interval.median_interval(ratios)
+    return {
+        "vanilla": spread(vanilla),
+        "esca": spread(esca),
+        "ratios": ratios,
+        "ratio": iv.as_dict(),
+        "change_pct": (iv.median - 1.0) * 100.0,
+        "low_pct": (iv.low - 1.0) * 100.0,
+        "high_pct": (iv.high - 1.0) * 100.0,
+        "resolution_pct": interval.resolution_pct(iv),
+        "half_width_pct": interval.half_width_pct(iv),
+        "verdict": interval.verdict(iv, lower_is_better),
+        # how many pairs this run needed for an interval within ±TARGET_PCT
+        "pairs_within_target": interval.pairs_within(ratios, TARGET_PCT),
+    }
+
+
 def summarize(cell: Mapping[str, Any], esca_backend: str) -> dict[str, Any]:
+    """What a cell reports.  Works on the raw samples of every schema (the
+    report recomputes it when it reads an older results.json)."""
     runs = cell["runs"]
-    van = [s["rps"] for s in runs["off"]]
-    esc = [s["rps"] for s in runs[esca_backend]]
-    ratios = paired_ratios(esc, van)
-    r = spread(ratios)
+    off, on = runs["off"], runs[esca_backend]
     out: dict[str, Any] = {
-        "vanilla_rps": spread(van),
-        "esca_rps": spread(esc),
-        "ratio": r,
-        "change_pct": (r["median"] - 1.0) * 100.0,
-        "verdict": verdict(ratios),
-        "vanilla_cpu_us_per_request": statistics.median(
-            s["server_cpu_us_per_request"] for s in runs["off"]
+        "cpu": ratio_figure(
+            [s["server_cpu_us_per_request"] for s in on],
+            [s["server_cpu_us_per_request"] for s in off],
+            lower_is_better=True,
         ),
-        "esca_cpu_us_per_request": statistics.median(
-            s["server_cpu_us_per_request"] for s in runs[esca_backend]
-        ),
+        "rps": ratio_figure([s["rps"] for s in on], [s["rps"] for s in off], False),
         "foreign_cpu_pct": statistics.median(
             s.get("foreign_cpu_pct", 0.0) for v in runs.values() for s in v
         ),
@@ -103,6 +131,8 @@ def summarize(cell: Mapping[str, Any], esca_backend: str) -> dict[str, Any]:
         counted["off"]["syscalls"]["total"] / counted["off"]["requests"]
     )
     out["esca_syscalls"] = minimum(counted[esca_backend])
+    out["vanilla_loop"] = loop_entries(counted["off"])
+    out["esca_loop"] = loop_entries(counted[esca_backend])
     return out
 
 

@@ -89,13 +89,17 @@ def quick(
 @pytest.mark.usefixtures("needs_server")
 def test_quick_writes_json_markdown_and_plots(quick):
     res, out = quick
-    for name in ("results.json", "results.md", "throughput.png", "syscalls.png"):
+    for name in ("results.json", "results.md", "cpu.png", "throughput.png", "syscalls.png"):
         assert (out / name).is_file(), name
-    for name in ("throughput.png", "syscalls.png"):
+    for name in ("cpu.png", "throughput.png", "syscalls.png"):
         assert (out / name).read_bytes()[:8] == PNG_MAGIC
     md = (out / "results.md").read_text()
     assert md in res.stdout  # the table is printed too
-    assert "| size | conns |" in md and "## Targets" in md and "## Micro-benchmark" in md
+    assert (
+        "| size | conns | CPU µs/req A→B | CPU change [95% interval] |" in md
+        and "## Targets" in md
+        and "## Micro-benchmark" in md
+    )
 
 
 @needs_root
@@ -103,7 +107,7 @@ def test_quick_writes_json_markdown_and_plots(quick):
 def test_quick_json_shape_and_every_number_measured(quick):
     _, out = quick
     doc = json.loads((out / "results.json").read_text(), parse_constant=no_constant)
-    assert doc["schema"] == "esca-bench/servers/1"
+    assert doc["schema"] == "esca-bench/servers/2"
     assert doc["command"][:3] == ["esca-bench", "servers", "--quick"]
     assert doc["machine"]["kernel"] == os.uname().release
     assert doc["machine"]["cpus_usable"] >= 1
@@ -140,7 +144,18 @@ def test_quick_json_shape_and_every_number_measured(quick):
     assert cell["counted"][backend]["libesca"]["bytes_lost"] == 0
 
     s = cell["summary"]
-    assert s["verdict"] in ("faster", "slower", "no change")
+    # two pairs (--quick): a median and a range, but no 95 % interval
+    for figure in ("cpu", "rps"):
+        f = s[figure]
+        assert f["verdict"] == "unresolved", f
+        assert f["ratio"]["n"] == 2 and f["ratio"]["confidence"] == 0.5
+        assert f["low_pct"] <= f["change_pct"] <= f["high_pct"]
+        assert len(f["ratios"]) == 2
+    assert s["cpu"]["vanilla"]["median"] > 0 and s["cpu"]["esca"]["median"] > 0
+    # nginx and lighttpd wait in epoll: entries per loop iteration are measured
+    for loop in (s["vanilla_loop"], s["esca_loop"]):
+        assert loop["iterations_per_request"] > 0
+        assert loop["entries_per_iteration"] >= 1
     m = s["esca_syscalls"]
     assert 0 < m["minimum"] <= m["measured"] + 1e-9
     assert m["gap"] == pytest.approx(m["measured"] - m["minimum"])
@@ -184,6 +199,7 @@ def test_report_draws_again_from_the_json(quick, tmp_path):
     assert res.returncode == 0, res.stderr
     assert (tmp_path / "results.md").read_text() == (out / "results.md").read_text()
     assert (tmp_path / "throughput.png").read_bytes()[:8] == PNG_MAGIC
+    assert (tmp_path / "cpu.png").read_bytes()[:8] == PNG_MAGIC
 
 
 def test_report_refuses_what_is_not_a_result(tmp_path):

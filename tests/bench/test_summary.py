@@ -1,4 +1,5 @@
-"""What a cell reports, from samples: verdict inside the spread, the minimum."""
+"""What a cell reports, from samples: wrk's output, the spread, the minimum
+(the interval and verdict: tests/unit/test_bench_interval.py)."""
 
 from __future__ import annotations
 
@@ -35,19 +36,6 @@ def test_wrk_output_is_read():
 def test_unreadable_wrk_output_is_an_error():
     with pytest.raises(EscaError, match="cannot read wrk's output"):
         measure.parse_wrk("unable to connect to 127.0.0.1:1 Connection refused")
-
-
-@pytest.mark.parametrize(
-    ("esca", "vanilla", "expected"),
-    [
-        ([110, 111, 109], [100, 101, 99], summary.FASTER),
-        ([90, 91, 89], [100, 101, 99], summary.SLOWER),
-        # one pair the other way: the change is inside the spread
-        ([110, 99, 109], [100, 101, 99], summary.NO_CHANGE),
-    ],
-)
-def test_verdict_needs_every_pair(esca, vanilla, expected):
-    assert summary.verdict(summary.paired_ratios(esca, vanilla)) is expected
 
 
 def test_spread():
