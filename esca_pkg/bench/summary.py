@@ -19,8 +19,8 @@ TARGET_PCT = 2.0
 #: the calls that end an event-loop iteration (the server waits for events)
 WAITS = ("epoll_wait", "epoll_pwait", "epoll_pwait2")
 #: libesca counters of waits that entered the kernel inside a flush (flush +
-#: wait in one entry) when the library reports them: those are iterations too
-LIBESCA_WAITS = ("flush_waits",)
+#: wait in one entry, libesca's waits_carried): those are iterations too
+LIBESCA_WAITS = ("waits_carried",)
 
 
 def spread(values: Sequence[float]) -> dict[str, float]:

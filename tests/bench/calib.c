@@ -23,6 +23,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "esca_test.h"
+
 #define ROUNDS 7
 #define BURST 64
 
@@ -46,8 +48,7 @@ static double lowest(const double *v)
 
 static void die(const char *what)
 {
-	perror(what);
-	exit(1);
+	FAIL("%s: %m", what);
 }
 
 /* a connected pair of TCP sockets on 127.0.0.1: fds[0] writes, fds[1] reads */

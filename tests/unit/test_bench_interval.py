@@ -148,7 +148,7 @@ def test_entries_per_loop_iteration():
     assert s["esca_loop"]["entries_per_iteration"] == pytest.approx(8.0)
     assert s["esca_loop"]["iterations_per_request"] == pytest.approx(0.5)
     # waits libesca made inside a flush count as iterations too
-    loop = summary.loop_entries(_counted(4000, 0, flush_waits=500))
+    loop = summary.loop_entries(_counted(4000, 0, waits_carried=500))
     assert loop["entries_per_iteration"] == pytest.approx(8.0)
     assert summary.loop_entries(_counted(4000, 0))["entries_per_iteration"] is None
 

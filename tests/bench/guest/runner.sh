@@ -23,6 +23,7 @@ load() {
 stage() {
 	# the servers' packages, extracted on the host: a read-only overlay
 	# with them above the shared root's /usr
+	modprobe overlay 2>/dev/null || true
 	mount -t overlay overlay -o "lowerdir=$run/stage/usr:/usr" /usr || return 1
 	local b
 	for b in $BINARIES; do
