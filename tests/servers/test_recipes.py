@@ -30,9 +30,22 @@ def prototypes(text: str) -> dict[str, tuple[str, str]]:
     return {m.group(2): (m.group(1), m.group(3)) for m in _PROTO.finditer(text)}
 
 
-@pytest.mark.parametrize("name", recipe.names(SERVERS))
-def test_recipe_loads_and_patch_has_dep3_header(name: str) -> None:
+#: every recipe, and each with its [release.<codename>] tables applied
+VARIANTS = [
+    (name, release)
+    for name in recipe.names(SERVERS)
+    for release in ("", *sorted(recipe.load(SERVERS, name).releases))
+]
+
+
+def variant(name: str, release: str) -> recipe.Recipe:
     r = recipe.load(SERVERS, name)
+    return r.for_release(release) if release else r
+
+
+@pytest.mark.parametrize(("name", "release"), VARIANTS)
+def test_recipe_loads_and_patch_has_dep3_header(name: str, release: str) -> None:
+    r = variant(name, release)
     r.check_build_files()
     assert r.patches[-1] == r.patch
     for patch in r.patches:
@@ -42,15 +55,15 @@ def test_recipe_loads_and_patch_has_dep3_header(name: str) -> None:
     assert r.suffix == "+esca1"
 
 
-@pytest.mark.parametrize("name", recipe.names(SERVERS))
-def test_patch_declares_the_hooks_weak_as_esca_h_does(name: str) -> None:
+@pytest.mark.parametrize(("name", "release"), VARIANTS)
+def test_patch_declares_the_hooks_weak_as_esca_h_does(name: str, release: str) -> None:
     """The patches declare the hooks themselves (no Build-Depends on libesca-dev):
     the prototypes must stay those of libesca's header, and weak."""
     want = prototypes(HEADER.read_text())
     assert set(want) == {"esca_init", "batch_start", "batch_flush"}
     added = "\n".join(
         ln[1:]
-        for ln in recipe.load(SERVERS, name).patch.read_text().splitlines()
+        for ln in variant(name, release).patch.read_text().splitlines()
         if ln.startswith("+") and not ln.startswith("+++")
     )
     assert prototypes(added) == want
