@@ -166,3 +166,13 @@ def test_failed_hunks_are_read_from_gnu_patch(tmp_path: Path) -> None:
         check=False,
     )
     assert rebuild.failed_hunks(res.stdout) == {"src/a.c": ["hunk #1 at line 1"]}
+
+
+@pytest.mark.fast
+def test_lintian_failure_of_a_server_names_its_recipe() -> None:
+    """A server's lintian warning points at its recipe's overrides, not at a
+    templates/ directory servers do not have."""
+    from esca_pkg.packaging.targets.server import ServerTarget
+
+    fix = ServerTarget("lighttpd").lint_fix()
+    assert "servers/lighttpd/recipe.toml" in fix and "templates" not in fix

@@ -43,6 +43,13 @@ class ServerTarget(Target):
         found.check_build_files()
         return found
 
+    def lint_fix(self) -> str:
+        return (
+            f"a tag Debian's own packaging raises: override it with the reason in "
+            f"servers/{self.name}/recipe.toml ([lintian-overrides], or "
+            f"[release.<codename>.lintian-overrides] for one release); else fix the patch"
+        )
+
     def _archive(self, ctx: BuildContext) -> debian_source.SourceArchive:
         return debian_source.SourceArchive.for_build_dir(ctx.build_dir)
 
