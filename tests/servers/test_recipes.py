@@ -210,3 +210,19 @@ def test_nginx_foreground_arguments_keep_the_esca_environment() -> None:
     ]
     assert lighttpd.foreground_args(["-f", "x.conf"], env) == ["-D", "-f", "x.conf"]
     assert recipe.load(SERVERS, "lwan").run.foreground_args(["-r", "/w"], env) == ["-r", "/w"]
+
+
+def test_unserved_source_version_is_named_with_apt_reason() -> None:
+    """apt-get source's errors (as apt 2.6/3.0 print them for a version the index
+    lists but the mirror does not serve: trixie's nginx, measured) become the reason
+    esca-pkg gives for each version it tried."""
+    stderr = (
+        "E: Failed to fetch http://deb.debian.org/debian-security/pool/updates/main/n/nginx/"
+        "nginx_1.26.3-3%2bdeb13u11.dsc  404  Not Found [IP: 203.0.113.80 80]\n"
+        "E: Failed to fetch some archives.\n"
+    )
+    assert debian_source.fetch_failure(stderr) == "404 Not Found"
+    assert debian_source.fetch_failure("E: Unable to find a source package for x\n") == (
+        "Unable to find a source package for x"
+    )
+    assert debian_source.fetch_failure("") == ""
