@@ -2,9 +2,11 @@
 
 Steps, each a function so that a target (or a test) can run them one by one:
 unpack the .dsc, add the patch to debian/patches/series (DEP-3 header kept),
-apply it with dpkg-source, add a changelog entry whose version carries the
-local suffix, install the build dependencies, run dpkg-buildpackage, and pick
-the binary packages the recipe keeps.
+apply it with dpkg-source and require it in quilt's .pc/applied-patches
+(dpkg-source silently leaves out a patch that does not apply), add a changelog
+entry whose version carries the local suffix, install the build dependencies,
+run dpkg-buildpackage, pick the binary packages the recipe keeps, and check
+that the server binary in them carries the hooks (check_hooks).
 """
 
 from __future__ import annotations
@@ -133,7 +135,7 @@ def check_applied(tree: Path, patch: Path) -> None:
 
 
 def failed_hunks(output: str) -> dict[str, list[str]]:
-    """File -> its failed hunks ("hunk #1 at 33") from GNU patch's output."""
+    """File -> its failed hunks ("hunk #1 at line 33") from GNU patch's output."""
     found: dict[str, list[str]] = {}
     current = "?"
     for line in output.splitlines():
