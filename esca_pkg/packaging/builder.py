@@ -71,8 +71,7 @@ def build_one(ctx: BuildContext, target: Target, position: str) -> Outcome:
                 if not report.clean:
                     raise EscaError(
                         f"{target.name}: lintian found errors or warnings:\n" + report.text,
-                        hint="fix the packaging (esca_pkg/templates/"
-                        f"{target.name}/), or override with a written reason",
+                        hint=target.lint_fix(),
                     )
     except EscaError as e:
         return _failed(target, label, time.monotonic() - t0, e, log)

@@ -138,10 +138,17 @@ def unmet_build_depends(control: Path) -> str:
     )
     if res.returncode == 0:
         return ""
-    m = re.search(r"Unmet build dependencies: (.*)", res.stderr)
-    if not m:
+    unmet = parse_unmet(res.stderr)
+    if unmet is None:
         die(f"dpkg-checkbuilddeps {control} failed: {res.stderr.strip()}")
-    return m.group(1).strip()
+    return unmet
+
+
+def parse_unmet(stderr: str) -> str | None:
+    """The relations of dpkg-checkbuilddeps' complaint (None: no such line).  dpkg 1.21
+    (Debian 12) writes "Unmet build dependencies:", dpkg 1.22 (Debian 13) "unmet ..."."""
+    m = re.search(r"unmet build dependencies: (.*)", stderr, re.IGNORECASE)
+    return m.group(1).strip() if m else None
 
 
 def relation_names(relations: str) -> list[str]:

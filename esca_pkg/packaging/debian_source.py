@@ -15,6 +15,7 @@ download() tries versions newest first and takes the first that downloads.
 from __future__ import annotations
 
 import os
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -193,16 +194,27 @@ class SourceArchive:
                         f"({', '.join(failures)}); using {version}"
                     )
                 return version, dsc
-            reason = next(
-                (ln for ln in res.stderr.splitlines() if ln.startswith("E:")),
-                f"exit code {res.returncode}",
-            )
-            debug(f"{package} {version}: {reason}")
-            failures.append(str(version))
+            reason = fetch_failure(res.stderr) or f"apt-get exit code {res.returncode}"
+            debug(f"{package} {version}: {res.stderr.strip()}")
+            failures.append(f"{version}: {reason}")
         die(
-            f"none of the listed versions of {package} could be downloaded ({', '.join(failures)})",
-            hint="check the network and the mirror; run with --debug to see apt's errors",
+            f"none of the versions of {package} listed for {self.release} could be downloaded "
+            f"({'; '.join(failures)})",
+            hint="the archive lists versions its mirror does not serve (yet): retry later, or "
+            "set ESCA_DEBIAN_MIRROR / ESCA_DEBIAN_SECURITY_MIRROR to another Debian mirror; "
+            "--debug shows apt's errors",
         )
+
+
+def fetch_failure(stderr: str) -> str:
+    """Why apt-get could not fetch a source package: the HTTP status of its first
+    failed file ("404  Not Found"), else its first error line ('' when none)."""
+    errors = [ln for ln in stderr.splitlines() if ln.startswith("E:")]
+    for line in errors:
+        m = re.search(r"\s(\d{3}\s+[A-Za-z][A-Za-z ]*?)\s*(?:\[|$)", line)
+        if m:
+            return " ".join(m.group(1).split())
+    return errors[0][2:].strip() if errors else ""
 
 
 def _strip_epoch(version: Version) -> str:

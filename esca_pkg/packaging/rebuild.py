@@ -2,9 +2,11 @@
 
 Steps, each a function so that a target (or a test) can run them one by one:
 unpack the .dsc, add the patch to debian/patches/series (DEP-3 header kept),
-apply it with dpkg-source, add a changelog entry whose version carries the
-local suffix, install the build dependencies, run dpkg-buildpackage, and pick
-the binary packages the recipe keeps.
+apply it with dpkg-source and require it in quilt's .pc/applied-patches
+(dpkg-source silently leaves out a patch that does not apply), add a changelog
+entry whose version carries the local suffix, install the build dependencies,
+run dpkg-buildpackage, pick the binary packages the recipe keeps, and check
+that the server binary in them carries the hooks (check_hooks).
 """
 
 from __future__ import annotations
@@ -12,7 +14,9 @@ from __future__ import annotations
 import email.utils
 import fnmatch
 import os
+import re
 import shutil
+import tempfile
 from pathlib import Path
 
 from debian.changelog import Changelog
@@ -22,6 +26,7 @@ from debian.debian_support import Version
 from esca_pkg import proc
 from esca_pkg.log import die, info
 from esca_pkg.packaging import debbuild
+from esca_pkg.runtime import hooks
 from esca_pkg.servers.recipe import Recipe, Selection
 
 APT_LOCK_TIMEOUT = 600  # seconds apt waits for another apt/dpkg to finish
@@ -78,10 +83,84 @@ def add_quilt_patch(tree: Path, patch: Path) -> str:
         detail = "\n".join(lines)
         die(
             f"{patch} does not apply to {tree.name}:\n{detail}",
-            hint=f"refresh the patch against this version: cd {tree} && quilt push -f, fix, "
-            "quilt refresh, and copy it back to servers/",
+            hint=_refresh_hint(tree, patch),
         )
+    check_applied(tree, patch)
     return patch.name
+
+
+def applied_patches(tree: Path) -> list[str]:
+    """The patches quilt's database of the tree lists as applied (.pc/applied-patches)."""
+    path = tree / ".pc" / "applied-patches"
+    if not path.is_file():
+        return []
+    return [ln.strip() for ln in path.read_text().splitlines() if ln.strip()]
+
+
+def check_applied(tree: Path, patch: Path) -> None:
+    """Stop unless patch is listed in .pc/applied-patches.
+
+    dpkg-source --before-build applies the next patch of the series only when
+    a dry run of it succeeds, and otherwise leaves it out and exits 0: a stale
+    patch would build a server without the hooks.  The hunks that fail are
+    named from the same dry run (GNU patch, no fuzz, as dpkg-source applies).
+    """
+    if patch.name in applied_patches(tree):
+        return
+    res = proc.run(
+        [
+            "patch",
+            "--dry-run",
+            "--batch",
+            "--forward",
+            "-F0",
+            "-p1",
+            "-i",
+            tree / "debian" / "patches" / patch.name,
+        ],
+        cwd=tree,
+        capture=True,
+        check=False,
+        hint="install patch (a dependency of dpkg-dev)",
+    )
+    failed = failed_hunks(res.stdout + res.stderr)
+    detail = "\n".join(f"  {f}: {', '.join(h)}" for f, h in failed.items()) or (
+        "  " + "\n  ".join((res.stdout + res.stderr).strip().splitlines()[-6:])
+    )
+    die(
+        f"{patch} was not applied to {tree.name} (dpkg-source skipped it: "
+        f"not in .pc/applied-patches); failing hunks:\n{detail}",
+        hint=_refresh_hint(tree, patch),
+    )
+
+
+def failed_hunks(output: str) -> dict[str, list[str]]:
+    """File -> its failed hunks ("hunk #1 at line 33") from GNU patch's output."""
+    found: dict[str, list[str]] = {}
+    current = "?"
+    for line in output.splitlines():
+        m = re.match(r"(?:checking|patching) file (.+)", line)
+        if m:
+            current = m.group(1).strip().strip("'")
+            continue
+        m = re.match(r"Hunk #(\d+) FAILED at (\d+)", line)
+        if m:
+            found.setdefault(current, []).append(f"hunk #{m.group(1)} at line {m.group(2)}")
+    return found
+
+
+def _refresh_hint(tree: Path, patch: Path) -> str:
+    try:
+        with (tree / "debian" / "changelog").open() as fh:
+            version = str(Changelog(fh, max_blocks=1).full_version)
+    except (OSError, ValueError):
+        version = tree.name
+    rel = f"servers/{patch.parent.name}/{patch.name}"
+    return (
+        f"refresh {rel} for {version}: in {tree}, quilt push -f, fix the rejected hunks, "
+        f"quilt refresh, and copy it back (or add a patch for this release under "
+        f"[release.<codename>] in servers/{patch.parent.name}/recipe.toml)"
+    )
 
 
 def add_changelog_entry(tree: Path, suffix: str, patch_name: str, distribution: str) -> Version:
@@ -187,6 +266,43 @@ def kept_debs(changes: Path, keep: tuple[str, ...]) -> list[Path]:
             hint="fix the recipe's keep list",
         )
     return chosen
+
+
+def check_hooks(debs: list[Path], binary: Path) -> Path:
+    """The .deb of debs that installs binary, after checking that the binary carries the
+    ESCA hooks as esca-run checks them (runtime/hooks.py); stops the build otherwise, so
+    that a server without the hooks is never published."""
+    for deb in debs:
+        listing = proc.run(["dpkg-deb", "--contents", deb], capture=True).stdout
+        members = {ln.split()[-1] for ln in listing.splitlines() if ln.split()}
+        if f".{binary}" not in members:
+            continue
+        with tempfile.TemporaryDirectory(prefix="esca-hooks-") as tmp:
+            proc.run(["dpkg-deb", "--extract", deb, tmp], capture=True)
+            path = Path(tmp) / binary.relative_to("/")
+            try:
+                state, present = hooks.hook_state(path)
+            except hooks.ElfError as e:
+                die(f"{deb.name}: cannot read {binary}: {e}", hint="see the build log")
+        if state is not hooks.HookState.HOOKED:
+            what = {
+                hooks.HookState.NONE: "references none of them",
+                hooks.HookState.PARTIAL: f"references only {', '.join(present)}",
+                hooks.HookState.DEFINES: "defines them itself instead of leaving them to libesca",
+            }[state]
+            die(
+                f"{deb.name}: {binary} does not carry the ESCA hooks "
+                f"({', '.join(hooks.HOOKS)}): it {what}; the build is not published",
+                hint="the hook patch did not take effect: check that it is applied "
+                "(debian/patches/series) and that the build compiles the patched file",
+            )
+        info(f"{deb.name}: {binary} carries the hooks ({', '.join(present)})")
+        return deb
+    names = ", ".join(d.name for d in debs) or "(none)"
+    die(
+        f"no package of the build installs {binary} ({names})",
+        hint="fix [run] binary or keep in the recipe",
+    )
 
 
 def rebuild(recipe: Recipe, dsc: Path, work: Path, jobs: int, log: Path, distribution: str) -> Path:

@@ -31,9 +31,22 @@ def prototypes(text: str) -> dict[str, tuple[str, str]]:
     return {m.group(2): (m.group(1), m.group(3)) for m in _PROTO.finditer(text)}
 
 
-@pytest.mark.parametrize("name", recipe.names(SERVERS))
-def test_recipe_loads_and_patch_has_dep3_header(name: str) -> None:
+#: every recipe, and each with its [release.<codename>] tables applied
+VARIANTS = [
+    (name, release)
+    for name in recipe.names(SERVERS)
+    for release in ("", *sorted(recipe.load(SERVERS, name).releases))
+]
+
+
+def variant(name: str, release: str) -> recipe.Recipe:
     r = recipe.load(SERVERS, name)
+    return r.for_release(release) if release else r
+
+
+@pytest.mark.parametrize(("name", "release"), VARIANTS)
+def test_recipe_loads_and_patch_has_dep3_header(name: str, release: str) -> None:
+    r = variant(name, release)
     r.check_build_files()
     assert r.patches[-1] == r.patch
     for patch in r.patches:
@@ -43,15 +56,15 @@ def test_recipe_loads_and_patch_has_dep3_header(name: str) -> None:
     assert r.suffix == "+esca1"
 
 
-@pytest.mark.parametrize("name", recipe.names(SERVERS))
-def test_patch_declares_the_hooks_weak_as_esca_h_does(name: str) -> None:
+@pytest.mark.parametrize(("name", "release"), VARIANTS)
+def test_patch_declares_the_hooks_weak_as_esca_h_does(name: str, release: str) -> None:
     """The patches declare the hooks themselves (no Build-Depends on libesca-dev):
     the prototypes must stay those of libesca's header, and weak."""
     want = prototypes(HEADER.read_text())
     assert set(want) == {"esca_init", "batch_start", "batch_flush"}
     added = "\n".join(
         ln[1:]
-        for ln in recipe.load(SERVERS, name).patch.read_text().splitlines()
+        for ln in variant(name, release).patch.read_text().splitlines()
         if ln.startswith("+") and not ln.startswith("+++")
     )
     assert prototypes(added) == want
@@ -198,3 +211,19 @@ def test_nginx_foreground_arguments_keep_the_esca_environment() -> None:
     ]
     assert lighttpd.foreground_args(["-f", "x.conf"], env) == ["-D", "-f", "x.conf"]
     assert recipe.load(SERVERS, "lwan").run.foreground_args(["-r", "/w"], env) == ["-r", "/w"]
+
+
+def test_unserved_source_version_is_named_with_apt_reason() -> None:
+    """apt-get source's errors (as apt 2.6/3.0 print them for a version the index
+    lists but the mirror does not serve: trixie's nginx, measured) become the reason
+    esca-pkg gives for each version it tried."""
+    stderr = (
+        "E: Failed to fetch http://deb.debian.org/debian-security/pool/updates/main/n/nginx/"
+        "nginx_1.26.3-3%2bdeb13u11.dsc  404  Not Found [IP: 203.0.113.80 80]\n"
+        "E: Failed to fetch some archives.\n"
+    )
+    assert debian_source.fetch_failure(stderr) == "404 Not Found"
+    assert debian_source.fetch_failure("E: Unable to find a source package for x\n") == (
+        "Unable to find a source package for x"
+    )
+    assert debian_source.fetch_failure("") == ""

@@ -46,6 +46,13 @@ class Target(ABC):
         """Further things the outputs depend on (versions of tools, settings)."""
         return {}
 
+    def lint_fix(self) -> str:
+        """The fix named when lintian finds errors or warnings in this target's packages."""
+        return (
+            f"fix the packaging (esca_pkg/templates/{self.name}/), "
+            "or override with a written reason"
+        )
+
     @abstractmethod
     def control(self, ctx: BuildContext) -> Path:
         """A debian/control file whose Build-Depends are this target's (for doctor)."""

@@ -21,6 +21,7 @@ from esca_pkg.log import die, info
 from esca_pkg.packaging import debbuild, debian_source, rebuild, upstream
 from esca_pkg.packaging.context import BuildContext
 from esca_pkg.packaging.targets.base import Target
+from esca_pkg.runtime import hooks
 from esca_pkg.servers import recipe as recipes
 from esca_pkg.servers.recipe import Kind, Recipe
 
@@ -42,6 +43,13 @@ class ServerTarget(Target):
         found.check_build_files()
         return found
 
+    def lint_fix(self) -> str:
+        return (
+            f"a tag Debian's own packaging raises: override it with the reason in "
+            f"servers/{self.name}/recipe.toml ([lintian-overrides], or "
+            f"[release.<codename>.lintian-overrides] for one release); else fix the patch"
+        )
+
     def _archive(self, ctx: BuildContext) -> debian_source.SourceArchive:
         return debian_source.SourceArchive.for_build_dir(ctx.build_dir)
 
@@ -54,7 +62,7 @@ class ServerTarget(Target):
 
     def inputs(self, ctx: BuildContext) -> list[tuple[str, Path]]:
         files = [(f"servers/{self.name}/{rel}", p) for rel, p in self.recipe(ctx).input_files()]
-        for mod in (debbuild, debian_source, rebuild, upstream, recipes):
+        for mod in (debbuild, debian_source, rebuild, upstream, recipes, hooks):
             files.append((f"esca_pkg:{mod.__name__}", Path(str(mod.__file__))))
         files.append(("esca_pkg:packaging/targets/server.py", Path(__file__)))
         return files
@@ -120,6 +128,9 @@ class ServerTarget(Target):
         else:
             changes = upstream.build(recipe, self._upstream(ctx), work, ctx.jobs, log)
         debs = rebuild.kept_debs(changes, recipe.keep)
+        # Never publish a server without the hooks (the builder publishes only
+        # what build() returns).
+        rebuild.check_hooks(debs, recipe.run.binary)
         return debbuild.BuildResult(changes, debs)
 
     def _upstream(self, ctx: BuildContext) -> upstream.UpstreamSource:
