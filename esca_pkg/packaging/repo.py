@@ -35,6 +35,7 @@ from debian.debian_support import Version
 
 from esca_pkg import proc
 from esca_pkg.log import die
+from esca_pkg.packaging import release
 
 DEFAULT_ORIGIN = "ESCA"
 DEFAULT_LABEL = "ESCA"
@@ -73,13 +74,14 @@ def _digests(path: Path) -> dict[str, str]:
 
 
 def debs_by_distribution(dirs: Iterable[Path]) -> dict[str, list[Path]]:
-    """The .debs of dirs, grouped by the Distribution of the .changes listing each
-    (esca-pkg keeps every build's .changes beside its .debs)."""
+    """The .debs of dirs, grouped by the Debian release they were built for: the
+    Distribution of the .changes listing a .deb (esca-pkg keeps its own packages'
+    .changes beside them), else the directory's name when it is a release's
+    codename (esca-pkg builds into dist/<codename>/)."""
     found: dict[str, list[Path]] = {}
-    debs: set[Path] = set()
-    seen: set[Path] = set()
+    orphans: list[Path] = []
     for d in dirs:
-        debs.update(p for p in d.glob("*.deb") if p.is_file())
+        by_changes: dict[Path, str] = {}
         for ch_path in sorted(d.glob("*.changes")):
             with ch_path.open() as fh:
                 ch = Changes(fh)
@@ -87,16 +89,24 @@ def debs_by_distribution(dirs: Iterable[Path]) -> dict[str, list[Path]]:
             if not dist:
                 die(f"{ch_path} names no Distribution", hint="rebuild it with esca-pkg build-all")
             for f in ch.get("Files", []):
-                p = d / f["name"]
-                if p.suffix == ".deb" and p.is_file():
-                    found.setdefault(dist[0], []).append(p)
-                    seen.add(p)
-    orphans = sorted(debs - seen)
+                by_changes[d / f["name"]] = dist[0]
+        named = d.name if d.name in release.NUMBERS else None
+        for deb in sorted(p for p in d.glob("*.deb") if p.is_file()):
+            suite = by_changes.get(deb, named)
+            if suite is None:
+                orphans.append(deb)
+                continue
+            if named and suite != named:
+                die(
+                    f"{deb} was built for {suite} (its .changes says so) but lies in {d}",
+                    hint=f"move it to {d.parent / suite}, or rebuild it there",
+                )
+            found.setdefault(suite, []).append(deb)
     if orphans:
         die(
-            "no .changes says which Debian release these were built for: "
-            + ", ".join(p.name for p in orphans),
-            hint="rebuild them with esca-pkg build-all (it keeps the .changes), or put every "
+            "no .changes and no directory name say which Debian release these were built "
+            "for: " + ", ".join(str(p) for p in orphans),
+            hint="build them with esca-pkg (into dist/<codename>/), or put every "
             "package into one suite: esca-pkg repo --suite CODENAME",
         )
     return {k: sorted(v) for k, v in sorted(found.items())}

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import qemu_guest as guest
 
+from esca_pkg.packaging.release import host_release
 from esca_pkg.proc import run
 
 E2E_DIR = Path(__file__).resolve().parent
@@ -66,8 +67,14 @@ def _esca_pkg() -> list[str]:
     return [str(esca_pkg)] if esca_pkg.exists() else [sys.executable, "-m", "esca_pkg.packaging"]
 
 
-def build_packages(dist: Path, build_dir: Path) -> float:
-    """esca-pkg build of the operator's packages into dist (reused when unchanged)."""
+def codename() -> str:
+    """The release the guest runs: this machine's (the release root's, in one)."""
+    return host_release().codename
+
+
+def build_packages(dist: Path, codename: str, build_dir: Path) -> float:
+    """esca-pkg build of the operator's packages into dist/<codename> (reused when
+    unchanged), and esca-pkg repo of dist (one suite per release built there)."""
     argv = _esca_pkg()
     t0 = time.monotonic()
     proc = run(
@@ -78,7 +85,7 @@ def build_packages(dist: Path, build_dir: Path) -> float:
             "--project",
             REPO,
             "--dist",
-            dist,
+            dist / codename,
             "--build-dir",
             build_dir,
         ],

@@ -80,21 +80,26 @@ def test_one_suite_per_release_with_its_own_indexes(tmp_path: Path) -> None:
             assert int(p["Size"]) == len(data)
 
 
-def test_the_release_comes_from_the_changes(tmp_path: Path) -> None:
-    twelve, thirteen = tmp_path / "bookworm", tmp_path / "trixie"
-    twelve.mkdir()
-    thirteen.mkdir()
+def test_the_release_comes_from_the_changes_or_the_directory(tmp_path: Path) -> None:
+    twelve, thirteen, other = tmp_path / "bookworm", tmp_path / "trixie", tmp_path / "other"
+    for d in (twelve, thirteen, other):
+        d.mkdir()
     changes(twelve, "bookworm", [deb(twelve, "a", "1+deb12")])
-    changes(thirteen, "trixie", [deb(thirteen, "a", "1+deb13"), deb(thirteen, "c", "1+deb13")])
-    found = repo.debs_by_distribution([twelve, thirteen])
+    changes(thirteen, "trixie", [deb(thirteen, "a", "1+deb13")])
+    deb(thirteen, "server", "2+esca1")  # a server's build: its .changes is not kept
+    changes(other, "trixie", [deb(other, "c", "1+deb13")])
+    found = repo.debs_by_distribution([twelve, thirteen, other])
     assert {k: [p.name for p in v] for k, v in found.items()} == {
         "bookworm": ["a_1+deb12_all.deb"],
-        "trixie": ["a_1+deb13_all.deb", "c_1+deb13_all.deb"],
+        "trixie": ["c_1+deb13_all.deb", "a_1+deb13_all.deb", "server_2+esca1_all.deb"],
     }
-    deb(thirteen, "stray", "1")
+    deb(other, "stray", "1")
     with pytest.raises(EscaError, match=r"stray_1_all\.deb") as e:
-        repo.debs_by_distribution([twelve, thirteen])
+        repo.debs_by_distribution([other])
     assert "--suite" in (e.value.hint or "")
+    changes(twelve, "trixie", [deb(twelve, "wrong", "1+deb13")])
+    with pytest.raises(EscaError, match="was built for trixie"):
+        repo.debs_by_distribution([twelve])
 
 
 def test_a_second_run_drops_what_is_gone(tmp_path: Path) -> None:

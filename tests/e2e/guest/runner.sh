@@ -93,16 +93,16 @@ check_purged() {
 }
 
 prepare() {
-	# An offline Debian 12 machine whose apt sources are two local
-	# repositories: ESCA's (esca-pkg repo) and one with the Debian packages
-	# it will install (the second kernel).  The host's root is below the
+	# An offline Debian machine whose apt sources are two local
+	# repositories: ESCA's (esca-pkg repo: its suite of this release) and one
+	# with the Debian packages it will install (the second kernel).  The host's root is below the
 	# overlay: packages the host's own tests left installed (ESCA's, the
 	# patched servers) and the second kernel are purged first.
 	mkdir -p /etc/apt/sources.list.d.off
 	mv /etc/apt/sources.list.d/* /etc/apt/sources.list.d.off/ 2>/dev/null
 	cat > /etc/apt/sources.list <<EOS
-deb [trusted=yes] file:$ESCA_REPO ./
-deb [trusted=yes] file:$DEPS_REPO ./
+deb [trusted=yes] file:$ESCA_REPO $CODENAME main
+deb [trusted=yes] file:$DEPS_REPO local main
 EOS
 	cat > /etc/apt/preferences.d/esca <<EOS
 Package: *
@@ -131,11 +131,12 @@ EOS
 }
 
 install_esca() {
-	cd "$ESCA_REPO" || return 1
+	# The operator's install: this release's builds (dist/<codename>).
+	cd "$ESCA_DEBS" || return 1
 	apt-get install -y -q ./esca-dkms_*.deb ./libesca0_*.deb ./esca-tools_*.deb nginx ||
 		return 1
 	apt-cache policy nginx
-	dpkg-query -W nginx nginx-common esca-dkms libesca0 esca-tools
+	dpkg-query -W nginx nginx-common esca-dkms libesca0 esca-tools || return 1
 	local p
 	for p in esca-dkms libesca0 esca-tools; do
 		dpkg-query -L "$p" > "$state/$p.files"
