@@ -126,7 +126,8 @@ def build_all(
 @click.option(
     "--source",
     type=click.Path(path_type=Path, exists=True),
-    help="external source tree or tarball, for targets built from one (lwan)",
+    help="external source tree or tarball, for targets built from one (lwan); for a "
+    "server built from Debian's source, a .dsc to use instead of the archive's",
 )
 @build_options
 def build(

@@ -201,7 +201,9 @@ class SourceArchive:
             failures.append(str(version))
         die(
             f"none of the listed versions of {package} could be downloaded ({', '.join(failures)})",
-            hint="check the network and the mirror; run with --debug to see apt's errors",
+            hint="check the network and the mirror (run with --debug to see apt's errors); or "
+            f"fetch a {package} .dsc of this release (dget) and build from it: "
+            "esca-pkg build <server> --source FILE.dsc",
         )
 
 
