@@ -144,11 +144,40 @@ def _abi(release: str) -> str:
     return release.rsplit("-", 1)[0]
 
 
-def local_deps_repo(dest: Path, pkgs: list[Pkg]) -> Path:
-    """A flat repository of the Debian packages the guest installs offline
-    (the second kernel), downloaded once with apt-get download and cached."""
+def operator_dependencies(debs: list[Path], dest: Path) -> None:
+    """Download into dest the Debian packages the operator's `apt install` of debs
+    pulls in that this machine lacks (trixie's nginx needs iproute2, which a
+    buildd root has not): the guest is offline, so they go to its local repository."""
+    archives = dest.parent / "operator-archives"
+    (archives / "partial").mkdir(parents=True, exist_ok=True)
+    run(
+        [
+            "apt-get",
+            "-o",
+            f"Dir::Cache::archives={archives}",
+            "-o",
+            "DPkg::Lock::Timeout=600",
+            "install",
+            "--download-only",
+            "-y",
+            "-q",
+            *(str(d) for d in debs),
+        ],
+        capture=True,
+        timeout=900,
+        hint="the Debian archive must be reachable (apt-get update)",
+    )
+    for deb in archives.glob("*.deb"):
+        if not (dest / deb.name).exists():
+            shutil.copy(deb, dest)
+
+
+def local_deps_repo(dest: Path, pkgs: list[Pkg], operator_debs: list[Path]) -> Path:
+    """A repository of the Debian packages the guest installs offline (the second
+    kernel, what the operator's install pulls in), downloaded once and cached."""
     debs = dest / "debs"
     debs.mkdir(parents=True, exist_ok=True)
+    operator_dependencies(operator_debs, debs)
     for p in pkgs:
         if list(debs.glob(f"{p.name}_*.deb")):
             continue

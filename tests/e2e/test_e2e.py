@@ -53,7 +53,12 @@ def _run_all(base: Path) -> E2E:
     e2e.timings["build packages"] = g.build_packages(dist, codename, g.BUILD / "pkg-build")
     t1 = time.monotonic()
     kernel2_pkgs = g.installed_kernel_packages(k2.release, k2.series)
-    deps = g.local_deps_repo(g.BUILD / "deps", kernel2_pkgs)
+    ours = dist / codename
+    operator_debs = [
+        next(ours.glob(f"{name}_*.deb"))
+        for name in ("esca-dkms", "libesca0", "esca-tools", "nginx", "nginx-common")
+    ]
+    deps = g.local_deps_repo(g.BUILD / "deps", kernel2_pkgs, operator_debs)
     e2e.timings["dependency repository"] = time.monotonic() - t1
     purge = [*LEFTOVER_PATTERNS, *(p.name for p in kernel2_pkgs)]
     # What the operator installs: the kernel's metapackages where the release
