@@ -159,6 +159,7 @@ def operator_dependencies(debs: list[Path], dest: Path) -> None:
             "DPkg::Lock::Timeout=600",
             "install",
             "--download-only",
+            "--no-install-recommends",  # as the guest installs (guest/runner.sh)
             "-y",
             "-q",
             *(str(d) for d in debs),

@@ -132,9 +132,12 @@ EOS
 
 install_esca() {
 	# The operator's install: this release's builds (dist/<codename>).
+	# Without Recommends: esca-tools recommends python3-matplotlib (esca-bench's
+	# plots), whose scientific stack takes over half an hour to byte-compile
+	# under TCG; the root has wrk and linux-perf the measurement step uses.
 	cd "$ESCA_DEBS" || return 1
-	apt-get install -y -q ./esca-dkms_*.deb ./libesca0_*.deb ./esca-tools_*.deb nginx ||
-		return 1
+	apt-get install -y -q --no-install-recommends \
+		./esca-dkms_*.deb ./libesca0_*.deb ./esca-tools_*.deb nginx || return 1
 	apt-cache policy nginx
 	dpkg-query -W nginx nginx-common esca-dkms libesca0 esca-tools || return 1
 	local p
