@@ -201,9 +201,7 @@ class SourceArchive:
             failures.append(str(version))
         die(
             f"none of the listed versions of {package} could be downloaded ({', '.join(failures)})",
-            hint="check the network and the mirror (run with --debug to see apt's errors); or "
-            f"fetch a {package} .dsc of this release (dget) and build from it: "
-            "esca-pkg build <server> --source FILE.dsc",
+            hint="check the network and the mirror; run with --debug to see apt's errors",
         )
 
 
