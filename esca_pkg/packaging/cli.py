@@ -18,6 +18,7 @@ from esca_pkg.packaging import repo as repo_mod
 from esca_pkg.packaging import symbols as symbols_mod
 from esca_pkg.packaging.context import BuildContext
 from esca_pkg.packaging.project import find_project
+from esca_pkg.packaging.release import host_release
 
 
 def _context(
@@ -30,9 +31,11 @@ def _context(
     sources: dict[str, Path] | None = None,
 ) -> BuildContext:
     proj = find_project(project)
+    release = host_release()
     return BuildContext(
         project=proj,
-        dist=(dist or proj.root / "dist").resolve(),
+        release=release,
+        dist=(dist or proj.root / "dist" / release.codename).resolve(),
         build_dir=(build_dir or proj.root / "build" / "esca-pkg").resolve(),
         jobs=jobs or os.cpu_count() or 1,
         lint=lint,
@@ -60,7 +63,7 @@ _build_options = [
     click.option(
         "--dist",
         type=click.Path(path_type=Path, file_okay=False),
-        help="where the packages go (default: <project>/dist)",
+        help="where the packages go (default: <project>/dist/<codename of this Debian release>)",
     ),
     click.option(
         "--build-dir",
@@ -123,7 +126,8 @@ def build_all(
 @click.option(
     "--source",
     type=click.Path(path_type=Path, exists=True),
-    help="external source tree or tarball, for targets built from one (lwan)",
+    help="external source tree or tarball, for targets built from one (lwan); for a "
+    "server built from Debian's source, a .dsc to use instead of the archive's",
 )
 @build_options
 def build(
@@ -151,7 +155,8 @@ def build(
 @click.option(
     "--dist",
     type=click.Path(path_type=Path, file_okay=False),
-    help="where the built packages are (default: <project>/dist)",
+    help="where the built packages are: a directory of .debs, or one with a "
+    "subdirectory per release (default: <project>/dist, holding bookworm/, trixie/)",
 )
 @click.option(
     "-o",
@@ -163,11 +168,16 @@ def build(
     "--origin",
     default=repo_mod.DEFAULT_ORIGIN,
     show_default=True,
-    help="Origin of the Release file (what `Pin: release o=...` names)",
+    help="Origin of the Release files (what `Pin: release o=...` names)",
 )
 @click.option("--label", default=repo_mod.DEFAULT_LABEL, show_default=True)
-@click.option("--suite", default=repo_mod.DEFAULT_SUITE, show_default=True)
-@click.option("--sign-key", metavar="KEYID", help="sign Release with this gpg key")
+@click.option(
+    "--suite",
+    metavar="CODENAME",
+    help="put every package into this suite (default: the release each package was "
+    "built for, from its .changes)",
+)
+@click.option("--sign-key", metavar="KEYID", help="sign the Release files with this gpg key")
 @click.option(
     "--gnupghome",
     type=click.Path(path_type=Path, file_okay=False, exists=True),
@@ -179,12 +189,12 @@ def repo(
     output: Path | None,
     origin: str,
     label: str,
-    suite: str,
+    suite: str | None,
     sign_key: str | None,
     gnupghome: Path | None,
 ) -> None:
-    """Publish the built .debs of DIST (default: <project>/dist) as a flat apt
-    repository in DIST/repo."""
+    """Publish the built .debs of DIST as an apt repository in DIST/repo, one
+    suite per Debian release they were built for."""
     if dist_arg and dist and dist_arg.resolve() != dist.resolve():
         die("give the package directory once: as DIST or as --dist")
     dist = dist or dist_arg
@@ -194,19 +204,32 @@ def repo(
     out = (output or dist / "repo").resolve()
     if not dist.is_dir():
         die(f"{dist} does not exist", hint="build the packages first: esca-pkg build-all")
-    debs = sorted(p for p in dist.glob("*.deb") if p.is_file())
+    # One build directory, or the per-release ones under it (dist/bookworm, ...).
+    dirs = [dist]
+    if not any(p.is_file() for p in dist.glob("*.deb")):
+        dirs = sorted(
+            p for p in dist.iterdir() if p.is_dir() and p != out and not p.name.startswith(".")
+        )
+    if suite:
+        suites = {suite: sorted(p for d in dirs for p in d.glob("*.deb") if p.is_file())}
+    else:
+        suites = repo_mod.debs_by_distribution(dirs)
     res = repo_mod.build_repo(
-        debs, out, origin=origin, label=label, suite=suite, sign_key=sign_key, gnupghome=gnupghome
+        suites, out, origin=origin, label=label, sign_key=sign_key, gnupghome=gnupghome
     )
-    for name, version, arch in res.packages:
-        info(f"  {name} {version} {arch}")
+    count = sum(len(v) for v in res.suites.values())
+    for name, listed in res.suites.items():
+        info(f"suite {name}:")
+        for pkg, version, arch in listed:
+            info(f"  {pkg} {version} {arch}")
     info(
-        f"repository: {out} ({len(res.packages)} packages"
+        f"repository: {out} ({count} packages in {len(res.suites)} suites"
         + (", signed" if res.signed else ", unsigned")
         + ")"
     )
-    click.echo("apt source line (for a file in /etc/apt/sources.list.d/):")
-    click.echo(f"  {res.sources_line()}")
+    click.echo("apt source line (for a file in /etc/apt/sources.list.d/), by release:")
+    for name in res.suites:
+        click.echo(f"  {res.sources_line(name)}")
     click.echo(
         f"pin (for /etc/apt/preferences.d/esca):  Package: *  /  Pin: release o={origin}"
         "  /  Pin-Priority: 600"

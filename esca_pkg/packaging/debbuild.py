@@ -23,7 +23,6 @@ from esca_pkg import proc, templating
 from esca_pkg.log import die
 
 DEFAULT_MAINTAINER = "ESCA developers <esca@example.org>"
-DISTRIBUTION = "bookworm"
 
 
 def maintainer() -> str:
@@ -99,14 +98,22 @@ def render_templates(name: str, dest: Path, variables: Mapping[str, object]) -> 
 
 
 def write_changelog(
-    path: Path, package: str, version: str, epoch: int, changes: list[str], who: str | None = None
+    path: Path,
+    package: str,
+    version: str,
+    epoch: int,
+    changes: list[str],
+    *,
+    distribution: str,
+    who: str | None = None,
 ) -> None:
-    """debian/changelog with one entry for version (python-debian writes the format)."""
+    """debian/changelog with one entry for version, for the Debian release
+    distribution (python-debian writes the format)."""
     log = Changelog()
     log.new_block(
         package=package,
         version=version,
-        distributions=DISTRIBUTION,
+        distributions=distribution,
         urgency="medium",
         author=who or maintainer(),
         date=email.utils.formatdate(epoch, usegmt=False, localtime=False),

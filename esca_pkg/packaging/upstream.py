@@ -23,7 +23,7 @@ from debian.debian_support import Version
 
 from esca_pkg import proc, templating
 from esca_pkg.log import die, info
-from esca_pkg.packaging import debbuild, rebuild
+from esca_pkg.packaging import debbuild, rebuild, release
 from esca_pkg.servers.recipe import Recipe
 
 _TARBALL_SUFFIXES = (".tar.gz", ".tgz", ".tar.xz", ".tar.bz2", ".tar.zst", ".tar")
@@ -194,6 +194,7 @@ def generate_debian(recipe: Recipe, tree: Path, version: Version) -> None:
         str(version),
         int(time.time()),
         ["Upstream lwan with the ESCA hooks (debian/patches/esca-hooks.patch)."],
+        distribution=release.host_release().codename,
     )
 
 

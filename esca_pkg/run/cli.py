@@ -12,7 +12,9 @@ instead (for a systemd drop-in).
 
 from __future__ import annotations
 
+import grp
 import os
+import pwd
 import shlex
 import shutil
 import sys
@@ -145,6 +147,34 @@ def live_stats_dir(
     return statsdir.prepare(default, writers, make_parent=True)
 
 
+def systemd_stats_dir(program: Program, option: Path | None) -> list[str]:
+    """Drop-in lines that make the live counters' directory as esca-run does
+    (root, the workers' primary group, mode 1770) before the service starts,
+    and point libesca at it.  A service runs as root: the default is
+    RUN_DIR/<server> whoever prints the drop-in."""
+    name = program.server.name if program.server else program.path.name
+    path = Path(os.path.abspath(option)) if option else statsdir.RUN_DIR / name
+    user = program.server.run.worker_user if program.server else None
+    group = "root"
+    if user:
+        try:
+            group = grp.getgrgid(pwd.getpwnam(user).pw_gid).gr_name
+        except KeyError:
+            die(
+                f"the workers' user {user} does not exist on this machine",
+                hint="install the server's package (it creates the user), or give --no-stats-dir",
+            )
+    mode = statsdir.SHARED_MODE if group != "root" else statsdir.PRIVATE_MODE
+    make = shlex.join(
+        ["/usr/bin/install", "-d", "-o", "root", "-g", group, "-m", f"{mode:04o}", str(path)]
+    )
+    return [
+        f"# live counters (esca-stat): {path}, root:{group} {mode:04o}, made as esca-run makes it",
+        f"ExecStartPre=+{make}",
+        f'Environment="ESCA_STATS_DIR={path}"',
+    ]
+
+
 @click.command(
     context_settings={"help_option_names": ["-h", "--help"]},
     epilog="Servers: " + ", ".join(recipe.names(recipe.installed_dir())) + ".",
@@ -238,7 +268,11 @@ def cli(
             click.echo(f"# esca-run {' '.join(words)} --print-env --systemd: run under ESCA")
             click.echo("[Service]")
             for k, v in env.items():
-                click.echo(f'Environment="{k}={v}"')
+                if k != "ESCA_STATS_DIR":  # with the lines that make it, below
+                    click.echo(f'Environment="{k}={v}"')
+            if not no_stats_dir:
+                for line in systemd_stats_dir(program, stats_dir):
+                    click.echo(line)
         else:
             for k, v in env.items():
                 click.echo(f"{k}={shlex.quote(v)}")

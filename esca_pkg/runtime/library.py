@@ -7,6 +7,7 @@ import sysconfig
 from pathlib import Path
 
 from esca_pkg.log import die
+from esca_pkg.packaging.release import dist_hint
 from esca_pkg.runtime import hooks
 
 LIBRARY_ENV = "ESCA_LIBRARY"
@@ -33,7 +34,8 @@ def find(option: Path | None) -> Path:
     if not lib.is_file():
         die(
             f"libesca not found at {lib} (from {origin})",
-            hint="install it (esca-pkg build libesca && apt install ./dist/libesca0_*.deb), or "
+            hint="install it (esca-pkg build libesca && apt install "
+            f"./{dist_hint()}/libesca0_*.deb), or "
             f"point {LIBRARY_ENV} at a built one (make -C libesca: libesca/build/{SONAME})",
         )
     try:

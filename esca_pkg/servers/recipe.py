@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from esca_pkg.log import die
+from esca_pkg.packaging import release
 
 RECIPE = "recipe.toml"
 # Local version suffix of a rebuilt Debian package: sorts above the version
@@ -116,7 +117,8 @@ class RunFacts:
         return out
 
     def install_hint(self, name: str) -> str:
-        debs = " ".join(f"./dist/{p}_*+esca*.deb" for p in self.packages)
+        dist = release.dist_hint()
+        debs = " ".join(f"./{dist}/{p}_*+esca*.deb" for p in self.packages)
         return f"esca-pkg build {name} && apt install {debs}"
 
 

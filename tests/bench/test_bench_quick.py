@@ -49,8 +49,8 @@ def needs_server() -> None:
     if not installed():
         pytest.skip(
             "no patched server is installed (nginx, lighttpd or lwan with the ESCA hooks: "
-            "esca-pkg build nginx && apt install ./dist/nginx*_+esca1_*.deb; the servers "
-            "suite does it)"
+            "esca-pkg build nginx && apt install ./dist/<codename>/nginx*_+esca1_*.deb; "
+            "the servers suite does it)"
         )
 
 

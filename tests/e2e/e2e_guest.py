@@ -25,6 +25,7 @@ from pathlib import Path
 
 import qemu_guest as guest
 
+from esca_pkg.packaging.release import host_release
 from esca_pkg.proc import run
 
 E2E_DIR = Path(__file__).resolve().parent
@@ -36,6 +37,7 @@ BUILD = Path(os.environ.get("ESCA_E2E_BUILD", REPO / "tests" / "_build" / "e2e")
 INITRAMFS_MODULES = (*guest.MODULES_9P, *guest.MODULES_DISK)
 # The packages esca-pkg builds for the operator's install, and the servers.
 PACKAGE_TARGETS = ("dkms", "libesca", "tool", "nginx")
+NGINX_SOURCE_ENV = "ESCA_NGINX_SOURCE"
 
 HarnessError = guest.HarnessError
 GuestRun = guest.GuestRun
@@ -66,32 +68,46 @@ def _esca_pkg() -> list[str]:
     return [str(esca_pkg)] if esca_pkg.exists() else [sys.executable, "-m", "esca_pkg.packaging"]
 
 
-def build_packages(dist: Path, build_dir: Path) -> float:
-    """esca-pkg build of the operator's packages into dist (reused when unchanged)."""
+def codename() -> str:
+    """The release the guest runs: this machine's (the release root's, in one)."""
+    return host_release().codename
+
+
+def build_packages(dist: Path, codename: str, build_dir: Path) -> float:
+    """esca-pkg build of the operator's packages into dist/<codename> (reused when
+    unchanged), and esca-pkg repo of dist (one suite per release built there).
+    ESCA_NGINX_SOURCE (a .dsc): nginx from that source, for a mirror that lists
+    a version it does not serve."""
     argv = _esca_pkg()
     t0 = time.monotonic()
-    proc = run(
-        [
-            *argv,
-            "build",
-            *PACKAGE_TARGETS,
-            "--project",
-            REPO,
-            "--dist",
-            dist,
-            "--build-dir",
-            build_dir,
-        ],
-        capture=True,
-        check=False,
-        system_path=False,
-        timeout=3600,
-    )
-    if proc.returncode != 0:
-        raise HarnessError(
-            f"esca-pkg build {' '.join(PACKAGE_TARGETS)} failed:\n"
-            f"{(proc.stdout + proc.stderr)[-4000:]}"
+    nginx_source = os.environ.get(NGINX_SOURCE_ENV)
+    groups: list[tuple[list[str], list[str]]] = [(list(PACKAGE_TARGETS), [])]
+    if nginx_source:
+        others = [t for t in PACKAGE_TARGETS if t != "nginx"]
+        groups = [(others, []), (["nginx"], ["--source", nginx_source])]
+    for names, extra in groups:
+        proc = run(
+            [
+                *argv,
+                "build",
+                *names,
+                *extra,
+                "--project",
+                REPO,
+                "--dist",
+                dist / codename,
+                "--build-dir",
+                build_dir,
+            ],
+            capture=True,
+            check=False,
+            system_path=False,
+            timeout=3600,
         )
+        if proc.returncode != 0:
+            raise HarnessError(
+                f"esca-pkg build {' '.join(names)} failed:\n{(proc.stdout + proc.stderr)[-4000:]}"
+            )
     repo = run([*argv, "repo", "--dist", dist], capture=True, check=False, system_path=False)
     if repo.returncode != 0:
         raise HarnessError(f"esca-pkg repo failed:\n{repo.stdout}{repo.stderr}")
@@ -128,11 +144,41 @@ def _abi(release: str) -> str:
     return release.rsplit("-", 1)[0]
 
 
-def local_deps_repo(dest: Path, pkgs: list[Pkg]) -> Path:
-    """A flat repository of the Debian packages the guest installs offline
-    (the second kernel), downloaded once with apt-get download and cached."""
+def operator_dependencies(debs: list[Path], dest: Path) -> None:
+    """Download into dest the Debian packages the operator's `apt install` of debs
+    pulls in that this machine lacks (trixie's nginx needs iproute2, which a
+    buildd root has not): the guest is offline, so they go to its local repository."""
+    archives = dest.parent / "operator-archives"
+    (archives / "partial").mkdir(parents=True, exist_ok=True)
+    run(
+        [
+            "apt-get",
+            "-o",
+            f"Dir::Cache::archives={archives}",
+            "-o",
+            "DPkg::Lock::Timeout=600",
+            "install",
+            "--download-only",
+            "--no-install-recommends",  # as the guest installs (guest/runner.sh)
+            "-y",
+            "-q",
+            *(str(d) for d in debs),
+        ],
+        capture=True,
+        timeout=900,
+        hint="the Debian archive must be reachable (apt-get update)",
+    )
+    for deb in archives.glob("*.deb"):
+        if not (dest / deb.name).exists():
+            shutil.copy(deb, dest)
+
+
+def local_deps_repo(dest: Path, pkgs: list[Pkg], operator_debs: list[Path]) -> Path:
+    """A repository of the Debian packages the guest installs offline (the second
+    kernel, what the operator's install pulls in), downloaded once and cached."""
     debs = dest / "debs"
     debs.mkdir(parents=True, exist_ok=True)
+    operator_dependencies(operator_debs, debs)
     for p in pkgs:
         if list(debs.glob(f"{p.name}_*.deb")):
             continue

@@ -1,9 +1,10 @@
-"""End to end, as an operator: a Debian 12 guest under QEMU TCG, Debian's 6.1
-kernel, `apt install` of ESCA's .debs and the patched nginx, DKMS building the
-module in the guest, `esca-run nginx --backend module` serving verified bytes;
-then Debian's 6.12 kernel installed in the guest (DKMS builds through the
-kernel's hook), a reboot into it, the same serving run, and apt remove /
-purge leaving nothing.  See docs/e2e.md.
+"""End to end, as an operator: a guest of this Debian release under QEMU TCG
+(Debian 12, or Debian 13 inside scripts/release-root), the release's default
+kernel, `apt install` of ESCA's .debs (this release's builds) and the patched
+nginx, DKMS building the module in the guest, `esca-run nginx --backend
+module` serving verified bytes; then the release's newest kernel installed in
+the guest with apt (DKMS builds through the kernel's hook), a reboot into it,
+the same serving run, and apt remove / purge leaving nothing.  See docs/e2e.md.
 
 Two boots share the guest's disk; each guest step's output, exit code and
 kernel log come back in its run directory (tests/_build/e2e/run/).  Every
@@ -15,12 +16,15 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import shutil
 import time
 from pathlib import Path
 
 import e2e_guest as g
 import pytest
+
+from esca_pkg.packaging.release import host_release
 
 pytestmark = pytest.mark.e2e
 
@@ -44,11 +48,17 @@ def _run_all(base: Path) -> E2E:
     k1, k2 = g.kernels()
     e2e = E2E(k1.release, k2.release, {})
     t0 = time.monotonic()
+    codename = g.codename()
     dist = g.BUILD / "dist"
-    e2e.timings["build packages"] = g.build_packages(dist, g.BUILD / "pkg-build")
+    e2e.timings["build packages"] = g.build_packages(dist, codename, g.BUILD / "pkg-build")
     t1 = time.monotonic()
     kernel2_pkgs = g.installed_kernel_packages(k2.release, k2.series)
-    deps = g.local_deps_repo(g.BUILD / "deps", kernel2_pkgs)
+    ours = dist / codename
+    operator_debs = [
+        next(ours.glob(f"{name}_*.deb"))
+        for name in ("esca-dkms", "libesca0", "esca-tools", "nginx", "nginx-common")
+    ]
+    deps = g.local_deps_repo(g.BUILD / "deps", kernel2_pkgs, operator_debs)
     e2e.timings["dependency repository"] = time.monotonic() - t1
     purge = [*LEFTOVER_PATTERNS, *(p.name for p in kernel2_pkgs)]
     # What the operator installs: the kernel's metapackages where the release
@@ -63,6 +73,8 @@ def _run_all(base: Path) -> E2E:
     plan = {
         "KREL1": k1.release,
         "KREL2": k2.release,
+        "CODENAME": codename,
+        "ESCA_DEBS": str(dist / codename),
         "ESCA_REPO": str(dist / "repo"),
         "DEPS_REPO": str(deps),
         "PURGE": " ".join(purge),
@@ -169,6 +181,12 @@ def test_install_on_first_kernel(e2e: E2E) -> None:
     _step(e2e, "first", "udev")
     out = _step(e2e, "first", "install").out
     assert "+esca1" in out, "apt did not install the patched nginx:\n" + out[-3000:]
+    # this release's builds: VERSION+deb<N> (esca-dkms, libesca0, esca-tools)
+    suffix = host_release().suffix
+    for pkg in ("esca-dkms", "libesca0", "esca-tools"):
+        # dpkg-query -W: "libesca0:amd64<TAB>0.1.0+deb13"
+        line = rf"^{pkg}(:\S+)?\t\S+{re.escape(suffix)}$"
+        assert re.search(line, out, re.M), f"{pkg} {suffix}?\n" + out[-3000:]
     mod = _step(e2e, "first", "module").out
     assert e2e.krel1 in mod
     loaded = _step(e2e, "first", "loaded").out

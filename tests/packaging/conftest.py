@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 from pkg_helpers import ROOT, TARGETS, Built, esca_pkg, snapshot
 
+from esca_pkg.packaging.release import host_release
+
 
 @pytest.fixture(scope="session")
 def built(tmp_path_factory: pytest.TempPathFactory) -> Built:
@@ -23,7 +25,17 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Built:
     secs = time.monotonic() - t0
     sys.stderr.write(f"\nbuild {' '.join(TARGETS)} from clean: {secs:.1f} s\n")
     version = (ROOT / "VERSION").read_text().strip()
-    return Built(project, dist, build_dir, version, secs, res.stdout + res.stderr)
+    release = host_release()
+    return Built(
+        project,
+        dist,
+        build_dir,
+        version,
+        release.package_version(version),
+        release.codename,
+        secs,
+        res.stdout + res.stderr,
+    )
 
 
 @pytest.fixture(scope="session")

@@ -104,12 +104,14 @@ class Built:
     project: Path
     dist: Path
     build_dir: Path
-    version: str
+    version: str  # VERSION: the module's DKMS version, libesca's file name
+    package_version: str  # the packages' version: VERSION + this release's suffix (+deb12)
+    codename: str  # the release they were built for (changelog, .changes)
     clean_seconds: float
     clean_output: str
 
     def deb(self, package: str) -> Path:
-        found = sorted(self.dist.glob(f"{package}_{self.version}_*.deb"))
+        found = sorted(self.dist.glob(f"{package}_{self.package_version}_*.deb"))
         assert len(found) == 1, f"expected one {package} .deb in {self.dist}, found {found}"
         return found[0]
 

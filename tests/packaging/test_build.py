@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 import pytest
+from debian.deb822 import Changes
 from debian.debfile import DebFile
 from pkg_helpers import ROOT, TARGETS, Built, esca_pkg, sh, snapshot
 
@@ -70,11 +71,26 @@ def _names(deb: Path) -> set[str]:
     return {"/" + n.removeprefix(".").lstrip("/") for n in DebFile(str(deb)).data.tgz().getnames()}
 
 
-def test_versions_come_from_VERSION(built: Built) -> None:
+def test_versions_come_from_VERSION_and_the_release(built: Built) -> None:
+    """VERSION plus +deb<N> of the release built on; changelog and .changes name it."""
+    number = {"bookworm": 12, "trixie": 13}[built.codename]
+    assert built.package_version == f"{built.version}+deb{number}"
     for pkg in PACKAGES:
-        ctl = DebFile(str(built.deb(pkg))).debcontrol()
-        assert ctl["Version"] == built.version
+        deb = DebFile(str(built.deb(pkg)))
+        ctl = deb.debcontrol()
+        assert ctl["Version"] == built.package_version
         assert ctl["Package"] == pkg
+    sources = {"esca-dkms", "libesca", "esca-tools"}
+    found = {}
+    for path in built.dist.glob("*.changes"):
+        with path.open() as fh:
+            ch = Changes(fh)
+        found[ch["Source"]] = (ch["Version"], ch["Distribution"])
+        assert ch["Changes"].splitlines()[1].split(";")[0].endswith(f") {built.codename}")
+    assert found == {s: (built.package_version, built.codename) for s in sources}
+    # the newer release's build sorts above the older one's: dist-upgrade takes it
+    twelve, thirteen = f"{built.version}+deb12", f"{built.version}+deb13"
+    assert sh("dpkg", "--compare-versions", thirteen, "gt", twelve).returncode == 0
     # a newer VERSION sorts above, a pre-release (~) below, a local rebuild (+) above
     v = built.version
     for rel, other in (("gt", "0.0.1"), ("lt", v + ".1"), ("gt", v + "~rc1"), ("lt", v + "+esca1")):

@@ -1,5 +1,5 @@
-"""esca-pkg repo: a flat apt repository apt installs from, with an apt
-configuration of the test's own (nothing under /etc/apt changes)."""
+"""esca-pkg repo: an apt repository (one suite per Debian release) apt installs
+from, with an apt configuration of the test's own (nothing under /etc/apt changes)."""
 
 from __future__ import annotations
 
@@ -71,25 +71,31 @@ class Apt:
 def test_repo_metadata(built: Built, tmp_path: Path) -> None:
     out = tmp_path / "repo"
     res = esca_pkg("repo", "--dist", built.dist, "--output", out)
-    assert f"deb [trusted=yes] file:{out} ./" in res.stdout
-    with (out / "Release").open() as fh:
+    assert f"deb [trusted=yes] file:{out} {built.codename} main" in res.stdout
+    suite = out / "dists" / built.codename
+    assert [p.name for p in (out / "dists").iterdir()] == [built.codename]
+    with (suite / "Release").open() as fh:
         rel = Release(fh)
     assert rel["Origin"] == "ESCA" and rel["Label"] == "ESCA"
+    assert rel["Suite"] == rel["Codename"] == built.codename
     listed = {e["name"]: e for e in rel["SHA256"]}
-    assert set(listed) == {"Packages", "Packages.gz"}
+    arch = sh("dpkg", "--print-architecture").stdout.strip()
+    index = f"main/binary-{arch}/Packages"
+    assert set(listed) == {index, index + ".gz"}
     for name, entry in listed.items():
-        data = (out / name).read_bytes()
+        data = (suite / name).read_bytes()
         assert entry["sha256"] == hashlib.sha256(data).hexdigest()
         assert int(entry["size"]) == len(data)
-    with (out / "Packages").open() as fh:
+    with (suite / index).open() as fh:
         stanzas = list(Packages.iter_paragraphs(fh, use_apt_pkg=False))
     debs = sorted(p.name for p in built.dist.glob("*.deb"))
-    assert sorted(s["Filename"].removeprefix("./") for s in stanzas) == debs
+    pool = f"pool/{built.codename}/"
+    assert sorted(s["Filename"].removeprefix(pool) for s in stanzas) == debs
     for s in stanzas:
         deb = out / s["Filename"]
         assert s["SHA256"] == hashlib.sha256(deb.read_bytes()).hexdigest()
         assert int(s["Size"]) == deb.stat().st_size
-    assert not (out / "InRelease").exists()
+    assert not (suite / "InRelease").exists()
 
 
 def test_apt_installs_and_upgrades_esca_dkms_from_the_repo(
@@ -97,9 +103,10 @@ def test_apt_installs_and_upgrades_esca_dkms_from_the_repo(
 ) -> None:
     require_root()
     # A second, newer esca-dkms: the same tree with VERSION raised.
-    newer = built.version + "+test1"
+    newer_upstream = built.version + "+test1"
+    newer = built.package_version.replace(built.version, newer_upstream, 1)
     proj = snapshot(tmp_path / "proj")
-    (proj / "VERSION").write_text(newer + "\n")
+    (proj / "VERSION").write_text(newer_upstream + "\n")
     dist = tmp_path / "dist"
     esca_pkg(
         "build",
@@ -112,23 +119,24 @@ def test_apt_installs_and_upgrades_esca_dkms_from_the_repo(
         tmp_path / "build",
         "--no-lint",
     )
-    for deb in built.dist.glob("*.deb"):
-        os.link(deb, dist / deb.name)
+    for f in [*built.dist.glob("*.deb"), *built.dist.glob("*.changes")]:
+        os.link(f, dist / f.name)
     repo = tmp_path / "repo"
     esca_pkg("repo", "--dist", dist, "--output", repo)
 
-    apt = Apt(tmp_path / "apt", f"deb [trusted=yes] file:{repo} ./", pin_priority=990)
+    line = f"deb [trusted=yes] file:{repo} {built.codename} main"
+    apt = Apt(tmp_path / "apt", line, pin_priority=990)
     apt.get("update")
     policy = apt.cache("policy", "esca-dkms")
     assert f"Candidate: {newer}" in policy, policy
     # 990 (not apt's default 500) shows the pin on the Release's Origin matched.
     assert "990 file:" in policy and " 500 " not in policy, policy
     assert "o=ESCA" in apt.cache("policy")
-    assert sh("dpkg", "--compare-versions", newer, "gt", built.version).returncode == 0
+    assert sh("dpkg", "--compare-versions", newer, "gt", built.package_version).returncode == 0
 
     sh("apt-get", "purge", "-y", "esca-dkms", check=False)
     try:
-        apt.get("install", "-y", f"esca-dkms={built.version}")
+        apt.get("install", "-y", f"esca-dkms={built.package_version}")
         status = sh("dkms", "status", "-m", "esca").stdout
         for kver in headers_kernels:
             assert f"esca/{built.version}, {kver}, " in status and "installed" in status, status
@@ -136,10 +144,10 @@ def test_apt_installs_and_upgrades_esca_dkms_from_the_repo(
         out = apt.get("install", "-y", "esca-dkms")  # the upgrade
         status = sh("dkms", "status", "-m", "esca").stdout
         for kver in headers_kernels:
-            assert f"esca/{newer}, {kver}, " in status, status + out
+            assert f"esca/{newer_upstream}, {kver}, " in status, status + out
         assert f"esca/{built.version}," not in status, "the old version stayed in DKMS"
         assert not Path(f"/usr/src/esca-{built.version}").exists()
-        assert Path(f"/usr/src/esca-{newer}/dkms.conf").exists()
+        assert Path(f"/usr/src/esca-{newer_upstream}/dkms.conf").exists()
     finally:
         sh("apt-get", "purge", "-y", "esca-dkms", check=False)
     assert not Path("/var/lib/dkms/esca").exists()
@@ -175,18 +183,20 @@ def test_signed_repo_verifies_and_detects_tampering(built: Built, tmp_path: Path
         gnupg,
     )
     keyring = repo / "esca-archive-keyring.gpg"
-    assert f"deb [signed-by={keyring}] file:{repo} ./" in res.stdout
-    assert (repo / "InRelease").exists() and (repo / "Release.gpg").exists()
+    line = f"deb [signed-by={keyring}] file:{repo} {built.codename} main"
+    assert line in res.stdout
+    suite = repo / "dists" / built.codename
+    assert (suite / "InRelease").exists() and (suite / "Release.gpg").exists()
 
-    apt = Apt(tmp_path / "apt", f"deb [signed-by={keyring}] file:{repo} ./")
+    apt = Apt(tmp_path / "apt", line)
     out = apt.get("update")
     assert "not signed" not in out and "NO_PUBKEY" not in out, out
     assert "esca-dkms" in apt.cache("policy", "esca-dkms")
 
     # A Release changed after signing must be refused.
     for name in ("InRelease", "Release"):
-        p = repo / name
+        p = suite / name
         p.write_text(p.read_text().replace("Label: ESCA", "Label: EVIL"))
-    apt2 = Apt(tmp_path / "apt2", f"deb [signed-by={keyring}] file:{repo} ./")
+    apt2 = Apt(tmp_path / "apt2", line)
     out = apt2.get("update", check=False)
     assert "BADSIG" in out or "not signed" in out or "invalid" in out.lower(), out

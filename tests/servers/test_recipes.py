@@ -3,8 +3,13 @@
 
 from __future__ import annotations
 
+import grp
+import os
+import pwd
 import re
+import shlex
 import shutil
+import stat
 import subprocess
 from pathlib import Path
 
@@ -15,7 +20,7 @@ from servers_support import ROOT, esca_run, sh
 
 from esca_pkg.log import EscaError
 from esca_pkg.packaging import debian_source
-from esca_pkg.runtime import backends, hooks
+from esca_pkg.runtime import backends, hooks, statsdir
 from esca_pkg.servers import recipe
 
 pytestmark = pytest.mark.fast
@@ -187,6 +192,46 @@ def test_print_env_for_a_systemd_drop_in(tmp_path: Path, libesca: Path) -> None:
     assert "[Service]" in lines
     assert f'Environment="LD_PRELOAD={libesca.resolve()}"' in lines
     assert 'Environment="ESCA_BACKEND=auto"' in lines
+
+
+def test_systemd_drop_in_makes_the_stats_dir_as_esca_run_does(
+    tmp_path: Path, libesca: Path
+) -> None:
+    """The drop-in's ExecStartPre makes the live counters' directory root:<workers'
+    group> 1770 (what esca-run makes, what libesca accepts) and names it."""
+    src = tmp_path / "h.c"
+    src.write_text(
+        '#include "esca.h"\nint main(void) { ESCA_INIT(); return 0; }\n'
+        "void f(void) { ESCA_BATCH_START(); ESCA_BATCH_FLUSH(); }\n"
+    )
+    sh("gcc", f"-I{ROOT / 'libesca' / 'include'}", "-o", tmp_path / "h", src)
+    base = ["--library", libesca, "--binary", tmp_path / "h", "--print-env", "--systemd"]
+    unit = esca_run(*base, "nginx")
+    assert unit.returncode == 0, unit.stderr
+    lines = unit.stdout.splitlines()
+    assert "ExecStartPre=+/usr/bin/install -d -o root -g www-data -m 1770 /run/esca/nginx" in lines
+    assert 'Environment="ESCA_STATS_DIR=/run/esca/nginx"' in lines
+    assert not [
+        ln
+        for ln in esca_run(*base, "--no-stats-dir", "nginx").stdout.splitlines()
+        if "ESCA_STATS_DIR" in ln or "ExecStartPre" in ln
+    ]
+
+    where = tmp_path / "run" / "nginx"
+    lines = esca_run(*base, "--stats-dir", where, "nginx").stdout.splitlines()
+    assert [ln for ln in lines if "ESCA_STATS_DIR" in ln] == [
+        f'Environment="ESCA_STATS_DIR={where}"'
+    ]
+    (pre,) = [ln for ln in lines if ln.startswith("ExecStartPre=")]
+    if os.geteuid() != 0:
+        pytest.skip("running the ExecStartPre command (chown) needs root")
+    # What systemd runs ('+': with full privileges), then libesca's rule.
+    where.parent.mkdir(mode=0o755)
+    sh(*shlex.split(pre.removeprefix("ExecStartPre=+")))
+    st = os.lstat(where)
+    assert (st.st_uid, grp.getgrgid(st.st_gid).gr_name) == (0, "www-data")
+    assert stat.S_IMODE(st.st_mode) == 0o1770
+    assert statsdir.refusal(st, pwd.getpwnam("www-data").pw_uid) is None
 
 
 def test_nginx_foreground_arguments_keep_the_esca_environment() -> None:

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from esca_pkg.log import EscaError
+from esca_pkg.packaging.release import dist_hint
 from esca_pkg.servers import recipe
 from esca_pkg.servers.recipe import Kind, Selection, Workers
 
@@ -47,7 +48,7 @@ def test_a_new_server_is_a_new_folder(tmp_path: Path) -> None:
     assert r.run.stop_signal is signal.SIGINT
     assert (
         r.run.install_hint("apache")
-        == "esca-pkg build apache && apt install ./dist/apache_*+esca*.deb"
+        == f"esca-pkg build apache && apt install ./{dist_hint()}/apache_*+esca*.deb"
     )
     r.check_build_files()
 

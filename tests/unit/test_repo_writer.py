@@ -1,4 +1,4 @@
-"""esca-pkg repo's writer on small real .debs (dpkg-deb, no root)."""
+"""esca-pkg repo's writer on small real .debs (dpkg-deb, no root), read back by apt."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from esca_pkg.packaging import repo
 
 
 def deb(tmp: Path, name: str, version: str, arch: str = "all") -> Path:
-    root = tmp / f"{name}-{version}"
+    root = tmp / f"{name}-{version}-{arch}"
     (root / "DEBIAN").mkdir(parents=True)
     (root / "DEBIAN" / "control").write_text(
         f"Package: {name}\nVersion: {version}\nArchitecture: {arch}\n"
@@ -30,42 +30,131 @@ def deb(tmp: Path, name: str, version: str, arch: str = "all") -> Path:
     return out
 
 
-def test_packages_and_release_describe_the_debs(tmp_path: Path) -> None:
-    debs = [
-        deb(tmp_path, "b", "1.0", "amd64"),
-        deb(tmp_path, "a", "2.0"),
-        deb(tmp_path, "a", "10.0"),
-    ]
+def changes(d: Path, distribution: str, debs: list[Path]) -> Path:
+    """A .changes as dpkg-genchanges writes it (the fields repo reads)."""
+    files = "".join(
+        f" {hashlib.md5(p.read_bytes()).hexdigest()} {p.stat().st_size} misc optional {p.name}\n"
+        for p in debs
+    )
+    out = d / f"{debs[0].name.split('_')[0]}_{distribution}.changes"
+    out.write_text(f"Format: 1.8\nSource: x\nDistribution: {distribution}\nFiles:\n{files}")
+    return out
+
+
+def packages(out: Path, suite: str, arch: str) -> list[Packages]:
+    text = (out / "dists" / suite / "main" / f"binary-{arch}" / "Packages").read_text()
+    return list(Packages.iter_paragraphs(text.splitlines(keepends=True), use_apt_pkg=False))
+
+
+def test_one_suite_per_release_with_its_own_indexes(tmp_path: Path) -> None:
+    old = [deb(tmp_path, "b", "1.0+deb12", "amd64"), deb(tmp_path, "a", "1.0+deb12")]
+    new = [deb(tmp_path, "b", "1.0+deb13", "amd64"), deb(tmp_path, "a", "1.0+deb13")]
     out = tmp_path / "repo"
-    res = repo.build_repo(debs, out, origin="O", suite="s")
-    assert res.packages == [("a", "2.0", "all"), ("a", "10.0", "all"), ("b", "1.0", "amd64")]
-    assert res.sources_line() == f"deb [trusted=yes] file:{out} ./"
-    text = (out / "Packages").read_text()
-    assert gzip.decompress((out / "Packages.gz").read_bytes()).decode() == text
-    for para in Packages.iter_paragraphs(text.splitlines(keepends=True), use_apt_pkg=False):
-        data = (out / para["Filename"]).read_bytes()
-        assert para["SHA256"] == hashlib.sha256(data).hexdigest()
-        assert int(para["Size"]) == len(data)
-    rel = Release((out / "Release").read_text())
-    assert (rel["Origin"], rel["Suite"], rel["Architectures"]) == ("O", "s", "amd64")
-    for entry in rel["SHA256"]:
-        assert entry["sha256"] == hashlib.sha256((out / entry["name"]).read_bytes()).hexdigest()
+    res = repo.build_repo({"bookworm": old, "trixie": new}, out, origin="O")
+    assert res.suites == {
+        "bookworm": [("a", "1.0+deb12", "all"), ("b", "1.0+deb12", "amd64")],
+        "trixie": [("a", "1.0+deb13", "all"), ("b", "1.0+deb13", "amd64")],
+    }
+    assert res.sources_line("trixie") == f"deb [trusted=yes] file:{out} trixie main"
+    for suite, version in (("bookworm", "1.0+deb12"), ("trixie", "1.0+deb13")):
+        sdir = out / "dists" / suite
+        rel = Release((sdir / "Release").read_text())
+        assert (rel["Origin"], rel["Suite"], rel["Codename"]) == ("O", suite, suite)
+        assert (rel["Architectures"], rel["Components"]) == ("amd64", "main")
+        listed = {e["name"] for e in rel["SHA256"]}
+        assert listed == {"main/binary-amd64/Packages", "main/binary-amd64/Packages.gz"}
+        for entry in rel["SHA256"]:
+            data = (sdir / entry["name"]).read_bytes()
+            assert entry["sha256"] == hashlib.sha256(data).hexdigest()
+            assert int(entry["size"]) == len(data)
+        text = (sdir / "main" / "binary-amd64" / "Packages").read_text()
+        gz = (sdir / "main" / "binary-amd64" / "Packages.gz").read_bytes()
+        assert gzip.decompress(gz).decode() == text
+        # Architecture: all is listed for the architecture too
+        paras = packages(out, suite, "amd64")
+        assert [(p["Package"], p["Version"]) for p in paras] == [("a", version), ("b", version)]
+        for p in paras:
+            data = (out / p["Filename"]).read_bytes()
+            assert p["Filename"].startswith(f"pool/{suite}/")
+            assert p["SHA256"] == hashlib.sha256(data).hexdigest()
+            assert int(p["Size"]) == len(data)
+
+
+def test_the_release_comes_from_the_changes_or_the_directory(tmp_path: Path) -> None:
+    twelve, thirteen, other = tmp_path / "bookworm", tmp_path / "trixie", tmp_path / "other"
+    for d in (twelve, thirteen, other):
+        d.mkdir()
+    changes(twelve, "bookworm", [deb(twelve, "a", "1+deb12")])
+    changes(thirteen, "trixie", [deb(thirteen, "a", "1+deb13")])
+    deb(thirteen, "server", "2+esca1")  # a server's build: its .changes is not kept
+    changes(other, "trixie", [deb(other, "c", "1+deb13")])
+    found = repo.debs_by_distribution([twelve, thirteen, other])
+    assert {k: [p.name for p in v] for k, v in found.items()} == {
+        "bookworm": ["a_1+deb12_all.deb"],
+        "trixie": ["c_1+deb13_all.deb", "a_1+deb13_all.deb", "server_2+esca1_all.deb"],
+    }
+    deb(other, "stray", "1")
+    with pytest.raises(EscaError, match=r"stray_1_all\.deb") as e:
+        repo.debs_by_distribution([other])
+    assert "--suite" in (e.value.hint or "")
+    changes(twelve, "trixie", [deb(twelve, "wrong", "1+deb13")])
+    with pytest.raises(EscaError, match="was built for trixie"):
+        repo.debs_by_distribution([twelve])
 
 
 def test_a_second_run_drops_what_is_gone(tmp_path: Path) -> None:
     out = tmp_path / "repo"
     a = deb(tmp_path, "a", "1")
-    repo.build_repo([a, deb(tmp_path, "b", "1")], out)
-    res = repo.build_repo([a], out)
-    assert [p for p, _, _ in res.packages] == ["a"]
-    assert sorted(p.name for p in out.glob("*.deb")) == ["a_1_all.deb"]
+    repo.build_repo({"trixie": [a, deb(tmp_path, "b", "1")], "bookworm": [a]}, out)
+    res = repo.build_repo({"trixie": [a]}, out)
+    assert res.suites == {"trixie": [("a", "1", "all")]}
+    assert sorted(p.name for p in out.rglob("*.deb")) == ["a_1_all.deb"]
+    assert not (out / "dists" / "bookworm").exists()
 
 
 def test_nothing_or_a_broken_deb_is_refused(tmp_path: Path) -> None:
     with pytest.raises(EscaError, match=r"no \.deb files"):
-        repo.build_repo([], tmp_path / "repo")
+        repo.build_repo({"trixie": []}, tmp_path / "repo")
     bad = tmp_path / "bad_1_all.deb"
     bad.write_bytes(b"not an archive")
     with pytest.raises(EscaError, match="is not a readable Debian package") as e:
-        repo.build_repo([bad], tmp_path / "repo")
+        repo.build_repo({"trixie": [bad]}, tmp_path / "repo")
     assert e.value.hint
+
+
+def apt_candidate(tmp: Path, line: str, package: str) -> str:
+    """apt-cache policy's candidate for package, with an apt configuration of its own."""
+    for d in ("lists/partial", "cache/archives/partial", "empty"):
+        (tmp / d).mkdir(parents=True, exist_ok=True)
+    (tmp / "sources.list").write_text(line + "\n")
+    (tmp / "status").write_text("")
+    opts = {
+        "Dir::Etc::SourceList": tmp / "sources.list",
+        "Dir::Etc::SourceParts": tmp / "empty",
+        "Dir::Etc::PreferencesParts": tmp / "empty",
+        "Dir::State::Lists": tmp / "lists",
+        "Dir::State::status": tmp / "status",
+        "Dir::Cache": tmp / "cache",
+        "APT::Sandbox::User": "root",
+        "Debug::NoLocking": "1",
+    }
+    args = [a for k, v in opts.items() for a in ("-o", f"{k}={v}")]
+    upd = subprocess.run(["apt-get", *args, "update"], capture_output=True, text=True)
+    assert upd.returncode == 0 and "W:" not in upd.stdout + upd.stderr, upd.stdout + upd.stderr
+    pol = subprocess.run(
+        ["apt-cache", *args, "policy", package], capture_output=True, text=True, check=True
+    ).stdout
+    return next(ln.split()[1] for ln in pol.splitlines() if "Candidate:" in ln)
+
+
+def test_apt_takes_the_build_of_the_release_it_names(tmp_path: Path) -> None:
+    out = tmp_path / "repo"
+    res = repo.build_repo(
+        {
+            "bookworm": [deb(tmp_path, "a", "1.0+deb12")],
+            "trixie": [deb(tmp_path, "a", "1.0+deb13")],
+        },
+        out,
+    )
+    for suite, version in (("bookworm", "1.0+deb12"), ("trixie", "1.0+deb13")):
+        assert apt_candidate(tmp_path / suite, res.sources_line(suite), "a") == version

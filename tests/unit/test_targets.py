@@ -10,6 +10,7 @@ from esca_pkg.log import EscaError
 from esca_pkg.packaging import targets
 from esca_pkg.packaging.project import Project
 from esca_pkg.packaging.targets.server import ServerTarget
+from esca_pkg.servers import recipe
 
 
 class Fake(ServerTarget):
@@ -47,3 +48,22 @@ def test_a_recipe_may_not_take_a_targets_name(tmp_path: Path) -> None:
     (tmp_path / "servers" / "tool" / "recipe.toml").write_text("")
     with pytest.raises(EscaError, match="servers/tool has the name of the build target"):
         targets.available(Project(tmp_path, "1.0"))
+
+
+def test_a_debian_server_takes_a_local_dsc_of_its_own_source(tmp_path: Path) -> None:
+    """esca-pkg build nginx --source FILE.dsc: for a mirror that lists versions it
+    does not serve; anything but a .dsc of the recipe's source package is refused."""
+    root = Path(__file__).resolve().parents[2]
+    target = ServerTarget("nginx")
+    nginx = recipe.load(recipe.source_dir(root), "nginx")
+    dsc = tmp_path / "nginx_1.26.3-3+deb13u9.dsc"
+    dsc.write_text("Format: 3.0 (quilt)\nSource: nginx\nVersion: 1.26.3-3+deb13u9\n")
+    version, path = target._local_dsc(nginx, dsc)
+    assert (str(version), path) == ("1.26.3-3+deb13u9", dsc)
+    other = tmp_path / "lighttpd_1.4.79-1.dsc"
+    other.write_text("Format: 3.0 (quilt)\nSource: lighttpd\nVersion: 1.4.79-1\n")
+    with pytest.raises(EscaError, match="source of 'lighttpd', not of 'nginx'"):
+        target._local_dsc(nginx, other)
+    with pytest.raises(EscaError, match=r"--source must be a \.dsc") as e:
+        target._local_dsc(nginx, tmp_path)
+    assert "dget" in (e.value.hint or "")

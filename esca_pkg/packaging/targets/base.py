@@ -3,7 +3,8 @@
 A target turns part of the project (or an external source) into .deb files.
 `Target` is the minimal interface the builder drives; `DebhelperTarget`
 implements the usual flow: stage the files into a source tree, render
-debian/ from templates/<name>/, generate debian/changelog from VERSION, run
+debian/ from templates/<name>/, generate debian/changelog from VERSION and the
+Debian release (ctx.package_version, e.g. 0.1.0+deb13, distribution trixie), run
 dpkg-buildpackage.  A new target is one module in esca_pkg/packaging/targets/
 with a class decorated by `@register` (see its __init__.py); a new server is a
 recipe folder (servers/<name>/, built by server.py).
@@ -97,6 +98,7 @@ class DebhelperTarget(Target):
             "copyright_files": files,
             "copyright_licenses": licenses,
             "version": ctx.version,
+            "package_version": ctx.package_version,
             "maintainer": debbuild.maintainer(),
             "source_package": self.source_package,
             "year": datetime.datetime.fromtimestamp(
@@ -145,12 +147,13 @@ class DebhelperTarget(Target):
         versions = debbuild.installed_versions(sorted(set(names)))
         extra = {f"installed:{n}": v for n, v in versions.items()}
         extra["maintainer"] = debbuild.maintainer()
-        extra["version"] = ctx.version
+        extra["version"] = ctx.package_version
+        extra["release"] = ctx.release.codename
         extra["lint"] = str(ctx.lint)
         return extra
 
     def tree(self, ctx: BuildContext) -> Path:
-        return ctx.work_dir(self.name) / f"{self.source_package}-{ctx.version}"
+        return ctx.work_dir(self.name) / f"{self.source_package}-{ctx.package_version}"
 
     def stage(self, ctx: BuildContext) -> Path:
         self.check_sources(ctx)
@@ -169,9 +172,10 @@ class DebhelperTarget(Target):
         debbuild.write_changelog(
             tree / "debian" / "changelog",
             self.source_package,
-            ctx.version,
+            ctx.package_version,
             ctx.project.changelog_epoch(),
             [self.changelog_text],
+            distribution=ctx.release.codename,
         )
         self.finish_stage(ctx, tree)
         return tree

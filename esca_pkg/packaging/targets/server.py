@@ -10,11 +10,12 @@ a new security upload triggers a rebuild) or the lwan source's fingerprint.
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 from pathlib import Path
 from typing import ClassVar
 
-from debian.deb822 import Deb822
+from debian.deb822 import Deb822, Dsc
 from debian.debian_support import Version
 
 from esca_pkg.log import die, info
@@ -72,9 +73,15 @@ class ServerTarget(Target):
         extra = {"maintainer": debbuild.maintainer(), "lint": str(ctx.lint)}
         if recipe.kind is Kind.DEBIAN_SOURCE:
             archive = self._archive(ctx)
-            archive.update()
             extra["release"] = archive.release
-            extra["listed"] = " ".join(str(v) for v in archive.versions(recipe.source_package))
+            local = ctx.sources.get(self.name)
+            if local is not None:
+                extra["dsc"] = hashlib.sha256(
+                    self._local_dsc(recipe, local)[1].read_bytes()
+                ).hexdigest()
+            else:
+                archive.update()
+                extra["listed"] = " ".join(str(v) for v in archive.versions(recipe.source_package))
         else:
             extra["source"] = self._upstream(ctx).fingerprint()
         return extra
@@ -119,8 +126,12 @@ class ServerTarget(Target):
         work.mkdir(parents=True)
         if recipe.kind is Kind.DEBIAN_SOURCE:
             archive = self._archive(ctx)
-            archive.update()
-            version, dsc = archive.download(recipe.source_package, ctx.build_dir / "sources")
+            local = ctx.sources.get(self.name)
+            if local is not None:
+                version, dsc = self._local_dsc(recipe, local)
+            else:
+                archive.update()
+                version, dsc = archive.download(recipe.source_package, ctx.build_dir / "sources")
             info(f"{self.name}: Debian source {recipe.source_package} {version}")
             changes = rebuild.rebuild(
                 recipe, dsc, work, ctx.jobs, log, distribution=archive.release
@@ -132,6 +143,24 @@ class ServerTarget(Target):
         # what build() returns).
         rebuild.check_hooks(debs, recipe.run.binary)
         return debbuild.BuildResult(changes, debs)
+
+    def _local_dsc(self, recipe: Recipe, path: Path) -> tuple[Version, Path]:
+        """A Debian source package given with --source (a .dsc beside its files): for a
+        mirror that lists versions it does not serve.  dpkg-source checks the files'
+        checksums when unpacking."""
+        if path.suffix != ".dsc" or not path.is_file():
+            die(
+                f"{self.name} is built from Debian's source: --source must be a .dsc, not {path}",
+                hint=f"dget the {recipe.source_package} source of this release and give its .dsc",
+            )
+        with path.open() as fh:
+            dsc = Dsc(fh)
+        if dsc.get("Source") != recipe.source_package or not dsc.get("Version"):
+            die(
+                f"{path} is the source of {dsc.get('Source')!r}, not of {recipe.source_package!r}",
+                hint=f"give a .dsc of {recipe.source_package}",
+            )
+        return Version(dsc["Version"]), path
 
     def _upstream(self, ctx: BuildContext) -> upstream.UpstreamSource:
         source = ctx.sources.get(self.name)
