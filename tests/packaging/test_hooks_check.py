@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
+from libesca_support import compile_c
 from pkg_helpers import SYSTEM_PATH, esca_pkg, sh, snapshot
 
 from esca_pkg.log import EscaError
@@ -122,7 +123,7 @@ def test_hooked_binary_passes_and_a_missing_binary_is_named(
         "  return batch_flush ? batch_flush() : 0; }\n"
     )
     binary = Path("/usr/sbin/hooked")
-    sh("gcc", "-O2", "-o", root / "usr" / "sbin" / "hooked", src)
+    compile_c(src, root / "usr" / "sbin" / "hooked")
     state, _ = hooks.hook_state(root / "usr" / "sbin" / "hooked")
     assert state is hooks.HookState.HOOKED
     deb = tmp_path / "hooked_1_amd64.deb"

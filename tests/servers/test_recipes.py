@@ -204,7 +204,7 @@ def test_systemd_drop_in_makes_the_stats_dir_as_esca_run_does(
         '#include "esca.h"\nint main(void) { ESCA_INIT(); return 0; }\n'
         "void f(void) { ESCA_BATCH_START(); ESCA_BATCH_FLUSH(); }\n"
     )
-    sh("gcc", f"-I{ROOT / 'libesca' / 'include'}", "-o", tmp_path / "h", src)
+    compile_c(src, tmp_path / "h")
     base = ["--library", libesca, "--binary", tmp_path / "h", "--print-env", "--systemd"]
     unit = esca_run(*base, "nginx")
     assert unit.returncode == 0, unit.stderr
