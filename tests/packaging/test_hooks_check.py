@@ -79,16 +79,31 @@ def test_stale_patch_stops_the_build_before_compiling(tmp_path: Path) -> None:
 
 @pytest.fixture(scope="module")
 def debian_debs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """Debian's own nginx and lighttpd binary packages (no hooks), from this machine's apt."""
+    """Debian's own nginx and lighttpd binary packages (no hooks), from this
+    machine's apt: the newest version Debian serves, never our +esca build
+    (which apt would pick once it is installed) and past a listed version its
+    mirror does not serve."""
     dest = tmp_path_factory.mktemp("debian-debs")
-    subprocess.run(
-        ["apt-get", "-q", "download", "nginx", "lighttpd"],
-        cwd=dest,
-        env={"PATH": SYSTEM_PATH, "LANG": "C.UTF-8"},
-        capture_output=True,
-        check=True,
-    )
-    return {p: next(dest.glob(f"{p}_*.deb")) for p in ("nginx", "lighttpd")}
+    env = {"PATH": SYSTEM_PATH, "LANG": "C.UTF-8"}
+    found: dict[str, Path] = {}
+    for pkg in ("nginx", "lighttpd"):
+        madison = subprocess.run(
+            ["apt-cache", "madison", pkg], env=env, capture_output=True, text=True, check=True
+        ).stdout
+        versions = [ln.split("|")[1].strip() for ln in madison.splitlines() if "|" in ln]
+        for version in (v for v in versions if "+esca" not in v):
+            res = subprocess.run(
+                ["apt-get", "-q", "download", f"{pkg}={version}"],
+                cwd=dest,
+                env=env,
+                capture_output=True,
+                check=False,
+            )
+            if res.returncode == 0:
+                found[pkg] = next(dest.glob(f"{pkg}_*.deb"))
+                break
+        assert pkg in found, f"no Debian version of {pkg} downloads: {versions}"
+    return found
 
 
 @pytest.mark.parametrize("server", ["nginx", "lighttpd"])
