@@ -30,7 +30,7 @@ def test_micro_table_for_off_and_uring(libesca):
         cells = [c.strip() for c in row.strip("|").split("|")]
         direct, uring, reduction = float(cells[2]), float(cells[3]), cells[4]
         assert direct > 0 and uring > 0
-        assert re.fullmatch(r"[+-]\d+%", reduction)
+        assert re.fullmatch(r"[+-]\d+% \(\d+\.\d\d\)", reduction), row
 
 
 def test_micro_preloads_the_library_it_is_given(libesca, tmp_path):
