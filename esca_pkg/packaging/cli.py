@@ -19,6 +19,7 @@ from esca_pkg.packaging import symbols as symbols_mod
 from esca_pkg.packaging.context import BuildContext
 from esca_pkg.packaging.project import find_project
 from esca_pkg.packaging.release import host_release
+from esca_pkg.packaging.targets.base import source_env
 
 
 def _context(
@@ -32,6 +33,7 @@ def _context(
 ) -> BuildContext:
     proj = find_project(project)
     release = host_release()
+    sources = {**env_sources(targets.available(proj)), **(sources or {})}
     return BuildContext(
         project=proj,
         release=release,
@@ -40,8 +42,27 @@ def _context(
         jobs=jobs or os.cpu_count() or 1,
         lint=lint,
         force=force,
-        sources=sources or {},
+        sources=sources,
     )
+
+
+def env_sources(found: dict[str, targets.Target]) -> dict[str, Path]:
+    """Local sources from ESCA_<TARGET>_SOURCE, for the targets built from a source
+    (a server: Debian's .dsc or lwan's tree); --source overrides them."""
+    sources = {}
+    for name, target in found.items():
+        value = os.environ.get(source_env(name))
+        if not value or not target.takes_source:
+            continue
+        path = Path(value).expanduser()
+        if not path.exists():
+            die(
+                f"{source_env(name)}={value}: no such file or directory",
+                hint=f"point {source_env(name)} at the source of {name} "
+                "(a .dsc with its files beside it, or a source tree or tarball), or unset it",
+            )
+        sources[name] = path.resolve()
+    return sources
 
 
 def _summary(outcomes: list[builder.Outcome], started: float) -> None:

@@ -37,7 +37,6 @@ BUILD = Path(os.environ.get("ESCA_E2E_BUILD", REPO / "tests" / "_build" / "e2e")
 INITRAMFS_MODULES = (*guest.MODULES_9P, *guest.MODULES_DISK)
 # The packages esca-pkg builds for the operator's install, and the servers.
 PACKAGE_TARGETS = ("dkms", "libesca", "tool", "nginx")
-NGINX_SOURCE_ENV = "ESCA_NGINX_SOURCE"
 
 HarnessError = guest.HarnessError
 GuestRun = guest.GuestRun
@@ -76,38 +75,32 @@ def codename() -> str:
 def build_packages(dist: Path, codename: str, build_dir: Path) -> float:
     """esca-pkg build of the operator's packages into dist/<codename> (reused when
     unchanged), and esca-pkg repo of dist (one suite per release built there).
-    ESCA_NGINX_SOURCE (a .dsc): nginx from that source, for a mirror that lists
-    a version it does not serve."""
+    esca-pkg takes nginx from ESCA_NGINX_SOURCE (a .dsc) when it is set, for a
+    mirror that lists a version it does not serve."""
     argv = _esca_pkg()
     t0 = time.monotonic()
-    nginx_source = os.environ.get(NGINX_SOURCE_ENV)
-    groups: list[tuple[list[str], list[str]]] = [(list(PACKAGE_TARGETS), [])]
-    if nginx_source:
-        others = [t for t in PACKAGE_TARGETS if t != "nginx"]
-        groups = [(others, []), (["nginx"], ["--source", nginx_source])]
-    for names, extra in groups:
-        proc = run(
-            [
-                *argv,
-                "build",
-                *names,
-                *extra,
-                "--project",
-                REPO,
-                "--dist",
-                dist / codename,
-                "--build-dir",
-                build_dir,
-            ],
-            capture=True,
-            check=False,
-            system_path=False,
-            timeout=3600,
+    proc = run(
+        [
+            *argv,
+            "build",
+            *PACKAGE_TARGETS,
+            "--project",
+            REPO,
+            "--dist",
+            dist / codename,
+            "--build-dir",
+            build_dir,
+        ],
+        capture=True,
+        check=False,
+        system_path=False,
+        timeout=3600,
+    )
+    if proc.returncode != 0:
+        raise HarnessError(
+            f"esca-pkg build {' '.join(PACKAGE_TARGETS)} failed:\n"
+            f"{(proc.stdout + proc.stderr)[-4000:]}"
         )
-        if proc.returncode != 0:
-            raise HarnessError(
-                f"esca-pkg build {' '.join(names)} failed:\n{(proc.stdout + proc.stderr)[-4000:]}"
-            )
     repo = run([*argv, "repo", "--dist", dist], capture=True, check=False, system_path=False)
     if repo.returncode != 0:
         raise HarnessError(f"esca-pkg repo failed:\n{repo.stdout}{repo.stderr}")

@@ -67,3 +67,27 @@ def test_a_debian_server_takes_a_local_dsc_of_its_own_source(tmp_path: Path) -> 
     with pytest.raises(EscaError, match=r"--source must be a \.dsc") as e:
         target._local_dsc(nginx, tmp_path)
     assert "dget" in (e.value.hint or "")
+
+
+def test_a_source_comes_from_the_targets_environment_variable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ESCA_<TARGET>_SOURCE gives a server target its local source (build, build-all,
+    the demo and the test suites alike); targets built from this tree take none, and a
+    path that does not exist is refused naming the variable."""
+    from esca_pkg.packaging.cli import env_sources
+
+    (tmp_path / "servers" / "nginx").mkdir(parents=True)
+    (tmp_path / "servers" / "nginx" / "recipe.toml").write_text("")
+    found = targets.available(Project(tmp_path, "1.0"))
+    dsc = tmp_path / "nginx_1.26.3-3+deb13u9.dsc"
+    dsc.write_text("")
+    monkeypatch.setenv("ESCA_NGINX_SOURCE", str(dsc))
+    monkeypatch.setenv("ESCA_DKMS_SOURCE", str(dsc))
+    assert env_sources(found) == {"nginx": dsc.resolve()}
+    monkeypatch.setenv("ESCA_NGINX_SOURCE", str(tmp_path / "gone.dsc"))
+    with pytest.raises(EscaError, match=r"ESCA_NGINX_SOURCE=.*gone\.dsc: no such file") as e:
+        env_sources(found)
+    assert e.value.hint and "unset it" in e.value.hint
+    monkeypatch.setenv("ESCA_NGINX_SOURCE", "")
+    assert env_sources(found) == {}

@@ -27,6 +27,11 @@ from esca_pkg.packaging import copyright, debbuild
 from esca_pkg.packaging.context import BuildContext
 
 
+def source_env(target: str) -> str:
+    """The environment variable naming a local source for TARGET (ESCA_NGINX_SOURCE)."""
+    return f"ESCA_{target.upper().replace('-', '_')}_SOURCE"
+
+
 class Target(ABC):
     name: str
     summary: str
@@ -34,6 +39,8 @@ class Target(ABC):
     requires: ClassVar[tuple[str, ...]] = ()
     #: position in build-all among targets with no ordering constraint
     order: ClassVar[int] = 50
+    #: built from a local source when one is given (--source, ESCA_<NAME>_SOURCE)
+    takes_source: ClassVar[bool] = False
 
     def skip_reason(self, ctx: BuildContext) -> str | None:
         """Why build-all leaves this target out on this run (None: build it)."""

@@ -21,7 +21,7 @@ from debian.debian_support import Version
 from esca_pkg.log import die, info
 from esca_pkg.packaging import debbuild, debian_source, rebuild, upstream
 from esca_pkg.packaging.context import BuildContext
-from esca_pkg.packaging.targets.base import Target
+from esca_pkg.packaging.targets.base import Target, source_env
 from esca_pkg.runtime import hooks
 from esca_pkg.servers import recipe as recipes
 from esca_pkg.servers.recipe import Kind, Recipe
@@ -31,6 +31,7 @@ class ServerTarget(Target):
     """One patched server, described by servers/<name>/recipe.toml."""
 
     order: ClassVar[int] = 80
+    takes_source: ClassVar[bool] = True
 
     def __init__(self, name: str) -> None:
         self.name = name
@@ -57,7 +58,8 @@ class ServerTarget(Target):
     def skip_reason(self, ctx: BuildContext) -> str | None:
         if self.recipe(ctx).kind is Kind.UPSTREAM_CMAKE and self.name not in ctx.sources:
             return (
-                f"{self.name} is in no package registry: esca-pkg build {self.name} --source PATH"
+                f"{self.name} is in no package registry: esca-pkg build {self.name} --source PATH "
+                f"(or set {source_env(self.name)}=PATH)"
             )
         return None
 
