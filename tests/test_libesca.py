@@ -176,6 +176,28 @@ def test_adaptive_batching(libesca, op, batch, batched):
         assert 1100 - 64 - 1100 // 64 - 2 <= stats["segments_passthrough"] < 1100, stats
 
 
+def test_adaptive_batching_follows_segments_that_grow(cprog, libesca, backend):
+    """A thread whose segments passed their calls through (one call each) batches
+    again as soon as its segments grow, not after the next one-in-64 sample: in
+    nginx under load, that sample cost up to 63 loops of direct calls (0.4 kernel
+    entries per request at 16 connections, docs/bench.md)."""
+    env = esca_env(libesca, backend)
+    del env["ESCA_ADAPT"]
+    tiny = run_prog(cprog("t_adapt"), ["200", "0", "4"], env)
+    check_ok(tiny)
+    before = parse_stats(tiny.stderr)
+    if backend == "off":  # every call goes direct; nothing is adapted
+        assert before["segments_passthrough"] == 0, before
+        return
+    # segments 65..200, less the samples at 128 and 192 (and one to settle)
+    assert 200 - 64 - 3 <= before["segments_passthrough"] <= 200 - 64, before
+    grown = run_prog(cprog("t_adapt"), ["200", "300", "4"], env)
+    check_ok(grown)
+    after = parse_stats(grown.stderr)
+    assert after["segments"] == 500
+    assert after["segments_passthrough"] - before["segments_passthrough"] <= 2, after
+
+
 def test_exported_symbols_match_the_symbols_file(libesca):
     """Every symbol libesca exports is in debian/libesca0.symbols (and no more).
 

@@ -180,6 +180,8 @@ struct esca_thread {
 	uint32_t avg_calls;	/* moving averages, x16 */
 	uint32_t avg_entries;
 	unsigned seg_count;
+	bool passing;		/* this segment passes its calls through */
+	unsigned pass_calls;	/* calls it would have recorded */
 	/* measured cost per entry (ns, moving average) of a flush through the
 	 * backend and of the same flush as direct calls, per batch-size class */
 	struct {

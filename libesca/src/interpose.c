@@ -36,9 +36,16 @@ static inline struct esca_thread *enter(void)
 {
 	struct esca_thread *t = esca_segment();
 
-	if (t)
+	if (t) {
 		t->busy = true;
-	return t;
+		return t;
+	}
+	/* a segment that passes its calls through still counts them, so that
+	 * batching resumes as soon as segments grow (thread.c) */
+	t = esca_self;
+	if (t && t->passing)
+		t->pass_calls++;
+	return NULL;
 }
 
 static inline void leave(struct esca_thread *t)

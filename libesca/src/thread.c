@@ -290,7 +290,10 @@ static void average(uint32_t *avg, unsigned sample)
  * (writes to one socket), or when a flush of the usual size was measured
  * cheaper than the same calls made directly (flush.c).  Otherwise the
  * segment passes its calls through, and one segment in 64 still records,
- * to follow changes of the workload.
+ * to follow changes of the workload.  A segment that passes its calls
+ * through counts them into the calls' average: when segments grow (calls
+ * outnumber the entries last measured by a quarter), the next segment
+ * records again, instead of waiting for the one in 64.
  */
 static bool worth_batching(struct esca_thread *t)
 {
@@ -343,8 +346,11 @@ ESCA_API void batch_start(void)
 	}
 	if (!worth_batching(t)) {
 		t->st.segments_passthrough++;
+		t->passing = true;
+		t->pass_calls = 0;
 		return;
 	}
+	t->passing = false;
 	t->seg_calls = 0;
 	t->seg_entries = 0;
 	t->in_segment = true;
@@ -383,6 +389,9 @@ ESCA_API int batch_flush(void)
 		}
 		average(&t->avg_calls, t->seg_calls);
 		average(&t->avg_entries, t->seg_entries);
+	} else if (t->passing) {
+		t->passing = false;
+		average(&t->avg_calls, t->pass_calls);
 	}
 	/* counters reach the shared struct every 32 flushes (and at fork,
 	 * thread exit and process exit): atomics cost more than a flush of one */
