@@ -43,9 +43,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -142,6 +144,33 @@ static inline void t_segment(int fd)
 	for (int i = 0; i < 3; i++)
 		CHECK(write(fd, "s", 1) == 1);
 	ESCA_BATCH_FLUSH();
+}
+
+/* An event loop's connection: a socketpair whose far end is served by a
+ * forked peer (peer(fd, arg) must not return), the near end in *sv, in an
+ * epoll set (*ep) for input.  Returns the peer's pid. */
+static inline pid_t t_peer_loop(int *sv, int *ep, void (*peer)(int, long), long arg)
+{
+	struct epoll_event ev = { .events = EPOLLIN };
+	int pair[2];
+	pid_t pid;
+
+	if (socketpair(AF_UNIX, SOCK_STREAM, 0, pair) < 0)
+		FAIL("socketpair: %m");
+	pid = fork();
+	if (pid < 0)
+		FAIL("fork: %m");
+	if (pid == 0) {
+		close(pair[0]);
+		peer(pair[1], arg);
+		_exit(T_FAIL);
+	}
+	close(pair[1]);
+	*sv = pair[0];
+	*ep = epoll_create1(EPOLL_CLOEXEC);
+	if (*ep < 0 || epoll_ctl(*ep, EPOLL_CTL_ADD, *sv, &ev) < 0)
+		FAIL("epoll: %m");
+	return pid;
 }
 
 /* The stream content of connection c at byte p: deterministic. */

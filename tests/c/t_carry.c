@@ -40,7 +40,7 @@
 
 #define BIG 15000
 
-static int sv[2], ep;
+static int sock, ep;
 static pid_t peer_pid;
 static char big[BIG];
 
@@ -80,26 +80,13 @@ static void peer(int fd, long iterations)
 
 static void start(long iterations)
 {
-	struct epoll_event ev = { .events = EPOLLIN };
 	int small = 4096;
 
 	for (int i = 0; i < BIG; i++)
 		big[i] = (char)t_pattern((unsigned)i, 7);
-	if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) < 0)
-		FAIL("socketpair: %m");
-	if (setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &small, sizeof(small)) < 0)
+	peer_pid = t_peer_loop(&sock, &ep, peer, iterations);
+	if (setsockopt(sock, SOL_SOCKET, SO_SNDBUF, &small, sizeof(small)) < 0)
 		FAIL("SO_SNDBUF: %m");
-	peer_pid = fork();
-	if (peer_pid < 0)
-		FAIL("fork: %m");
-	if (peer_pid == 0) {
-		close(sv[0]);
-		peer(sv[1], iterations);
-	}
-	close(sv[1]);
-	ep = epoll_create1(EPOLL_CLOEXEC);
-	if (ep < 0 || epoll_ctl(ep, EPOLL_CTL_ADD, sv[0], &ev) < 0)
-		FAIL("epoll: %m");
 }
 
 /* Iterations of the loop: epoll_wait -> read the request -> reply; with
@@ -115,15 +102,15 @@ static void loop(long iterations, int marker)
 		if (n != 1)
 			FAIL("epoll_wait returned %d (%s): %m", n, strerror(errno));
 		ESCA_BATCH_START();
-		if (read(sv[0], &c, 1) != 1)
+		if (read(sock, &c, 1) != 1)
 			FAIL("read: %m");
 		for (int k = 0; k < 3; k++) {
-			ssize_t w = c == 'b' ? write(sv[0], big, BIG) : write(sv[0], &c, 1);
+			ssize_t w = c == 'b' ? write(sock, big, BIG) : write(sock, &c, 1);
 
 			if (w != (c == 'b' ? BIG : 1))
 				FAIL("write %zd: %m", w);
 		}
-		if (marker && i == iterations - 1 && write(sv[0], "m", 1) != 1)
+		if (marker && i == iterations - 1 && write(sock, "m", 1) != 1)
 			FAIL("write marker: %m");
 		ESCA_BATCH_FLUSH();
 	}
@@ -133,7 +120,7 @@ static int finish(void)
 {
 	int status;
 
-	close(sv[0]);
+	close(sock);
 	if (waitpid(peer_pid, &status, 0) < 0 || !WIFEXITED(status) || WEXITSTATUS(status))
 		FAIL("peer status %#x: %m", status);
 	return T_PASS;
@@ -143,7 +130,7 @@ static int finish(void)
 static int echo_there(void)
 {
 	char c = 0;
-	long r = syscall(SYS_recvfrom, sv[0], &c, 1, MSG_DONTWAIT, NULL, NULL);
+	long r = syscall(SYS_recvfrom, sock, &c, 1, MSG_DONTWAIT, NULL, NULL);
 
 	return r == 1 && c == 'm';
 }
@@ -161,7 +148,7 @@ static void *echo_waiter(void *arg)
 
 static int do_break(const char *kind)
 {
-	struct pollfd p = { .fd = sv[0], .events = POLLIN };
+	struct pollfd p = { .fd = sock, .events = POLLIN };
 	struct timespec ts = { 0, 200 * 1000000 };
 	char c = 0;
 	int ok = 0;
@@ -179,25 +166,25 @@ static int do_break(const char *kind)
 		fd_set r;
 
 		FD_ZERO(&r);
-		FD_SET(sv[0], &r);
-		ok = (kind[0] == 's' ? select(sv[0] + 1, &r, NULL, NULL, &tv) :
-				       pselect(sv[0] + 1, &r, NULL, NULL, &t5, NULL)) == 1 &&
+		FD_SET(sock, &r);
+		ok = (kind[0] == 's' ? select(sock + 1, &r, NULL, NULL, &tv) :
+				       pselect(sock + 1, &r, NULL, NULL, &t5, NULL)) == 1 &&
 		     echo_there();
 	} else if (!strcmp(kind, "read")) {
-		ok = read(sv[0], &c, 1) == 1 && c == 'm';
+		ok = read(sock, &c, 1) == 1 && c == 'm';
 	} else if (!strcmp(kind, "recv")) {
-		ok = recv(sv[0], &c, 1, 0) == 1 && c == 'm';
+		ok = recv(sock, &c, 1, 0) == 1 && c == 'm';
 	} else if (!strcmp(kind, "recvfrom")) {
-		ok = recvfrom(sv[0], &c, 1, 0, NULL, NULL) == 1 && c == 'm';
+		ok = recvfrom(sock, &c, 1, 0, NULL, NULL) == 1 && c == 'm';
 	} else if (!strcmp(kind, "recvmsg")) {
 		struct iovec iov = { &c, 1 };
 		struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1 };
 
-		ok = recvmsg(sv[0], &m, 0) == 1 && c == 'm';
+		ok = recvmsg(sock, &m, 0) == 1 && c == 'm';
 	} else if (!strcmp(kind, "readv")) {
 		struct iovec iov = { &c, 1 };
 
-		ok = readv(sv[0], &iov, 1) == 1 && c == 'm';
+		ok = readv(sock, &iov, 1) == 1 && c == 'm';
 	} else if (!strcmp(kind, "nanosleep")) {
 		ok = nanosleep(&ts, NULL) == 0 && echo_there();
 	} else if (!strcmp(kind, "usleep")) {
@@ -316,7 +303,7 @@ int main(int argc, char **argv)
 				return do_break(kind);
 			if (waitpid(child, &status, 0) != child)
 				FAIL("waitpid: %m");
-			/* our copy of sv[0] is open too: the echo reaches it */
+			/* our copy of sock is open too: the echo reaches it */
 			for (int i = 0; i < 500 && !echo_there(); i++) {
 				if (i == 499)
 					FAIL("exit: the batch of a process that called _exit was lost");

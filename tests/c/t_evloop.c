@@ -39,25 +39,12 @@ static void peer(int fd, long iterations)
 int main(int argc, char **argv)
 {
 	long iterations = argc > 1 ? atol(argv[1]) : 2000, done = 0, eintr = 0;
-	struct epoll_event ev = { .events = EPOLLIN };
-	int sv[2], ep, status;
+	int sock, ep, status;
 	pid_t pid;
 	char c;
 
 	ESCA_INIT();
-	if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) < 0)
-		FAIL("socketpair: %m");
-	pid = fork();
-	if (pid < 0)
-		FAIL("fork: %m");
-	if (pid == 0) {
-		close(sv[0]);
-		peer(sv[1], iterations);
-	}
-	close(sv[1]);
-	ep = epoll_create1(EPOLL_CLOEXEC);
-	if (ep < 0 || epoll_ctl(ep, EPOLL_CTL_ADD, sv[0], &ev) < 0)
-		FAIL("epoll: %m");
+	pid = t_peer_loop(&sock, &ep, peer, iterations);
 	while (done < iterations) {
 		struct epoll_event out;
 		int n = epoll_wait(ep, &out, 1, -1);
@@ -69,10 +56,10 @@ int main(int argc, char **argv)
 		if (n != 1)
 			FAIL("epoll_wait returned %d: %m", n);
 		ESCA_BATCH_START();
-		if (read(sv[0], &c, 1) != 1)
+		if (read(sock, &c, 1) != 1)
 			FAIL("read: %m");
 		for (int k = 0; k < 3; k++)
-			if (write(sv[0], &c, 1) != 1)
+			if (write(sock, &c, 1) != 1)
 				FAIL("write: %m");
 		ESCA_BATCH_FLUSH();
 		done++;
