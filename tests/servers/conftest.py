@@ -15,6 +15,7 @@ import pytest
 from servers_support import (
     AB_RESULTS,
     SERVER_PACKAGES,
+    SERVERS,
     TEST_BUILD,
     Built,
     Site,
@@ -29,10 +30,11 @@ from esca_pkg.servers import serve
 
 @pytest.fixture(scope="session")
 def built_servers() -> Built:
-    """esca-pkg build nginx lighttpd (with lintian), once per session."""
+    """esca-pkg build nginx lighttpd (with lintian; ESCA_TEST_SERVERS: some of
+    them), once per session."""
     require_root()
     dist, build_dir = TEST_BUILD / "dist", TEST_BUILD / "build"
-    res = esca_pkg("build", "nginx", "lighttpd", "--dist", dist, "--build-dir", build_dir)
+    res = esca_pkg("build", *SERVERS, "--dist", dist, "--build-dir", build_dir)
     return Built(dist, build_dir, res.stdout + res.stderr)
 
 

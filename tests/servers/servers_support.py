@@ -16,7 +16,27 @@ ROOT = Path(__file__).resolve().parents[2]
 SYSTEM_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
 TEST_BUILD = ROOT / "build" / "servers-test"
 POLICY_RC_D = Path("/usr/sbin/policy-rc.d")
-SERVER_PACKAGES = {"nginx": ("nginx", "nginx-common"), "lighttpd": ("lighttpd",)}
+ALL_SERVER_PACKAGES = {"nginx": ("nginx", "nginx-common"), "lighttpd": ("lighttpd",)}
+
+
+def selected_servers() -> tuple[str, ...]:
+    """The servers this run builds and serves: ESCA_TEST_SERVERS (comma-separated;
+    default every one), e.g. lighttpd alone where the mirror serves no nginx source."""
+    value = os.environ.get("ESCA_TEST_SERVERS", "")
+    names = tuple(n for n in (x.strip() for x in value.split(",")) if n) or tuple(
+        ALL_SERVER_PACKAGES
+    )
+    unknown = [n for n in names if n not in ALL_SERVER_PACKAGES]
+    if unknown:
+        raise pytest.UsageError(
+            f"ESCA_TEST_SERVERS={value}: unknown server {', '.join(unknown)} "
+            f"(choose from {', '.join(ALL_SERVER_PACKAGES)})"
+        )
+    return names
+
+
+SERVERS = selected_servers()
+SERVER_PACKAGES = {k: ALL_SERVER_PACKAGES[k] for k in SERVERS}
 # The A/B table printed at the end of the session (conftest's terminal summary).
 AB_RESULTS: list[tuple[str, int, Measurement, Measurement]] = []
 

@@ -11,7 +11,7 @@ from debian.changelog import Changelog
 from debian.deb822 import Dsc
 from debian.debfile import DebFile
 from debian.debian_support import Version
-from servers_support import ROOT, Built, esca_pkg, sh
+from servers_support import ROOT, SERVER_PACKAGES, SERVERS, Built, esca_pkg, sh
 
 from esca_pkg.packaging.release import host_release
 from esca_pkg.packaging.targets.base import source_env
@@ -20,7 +20,14 @@ from esca_pkg.servers import recipe
 
 pytestmark = pytest.mark.servers
 
-BINARIES = {"nginx": ("nginx", "./usr/sbin/nginx"), "lighttpd": ("lighttpd", "./usr/sbin/lighttpd")}
+BINARIES = {
+    k: v
+    for k, v in {
+        "nginx": ("nginx", "./usr/sbin/nginx"),
+        "lighttpd": ("lighttpd", "./usr/sbin/lighttpd"),
+    }.items()
+    if k in SERVERS
+}
 
 
 @pytest.mark.parametrize("kind", sorted(BINARIES))
@@ -69,23 +76,21 @@ def test_patch_is_a_quilt_patch_of_the_build_trees(built_servers: Built) -> None
 
 def test_only_the_needed_packages_are_kept(built_servers: Built) -> None:
     names = sorted(p.name.split("_")[0] for p in built_servers.dist.glob("*.deb"))
-    assert "nginx-doc" not in names and "lighttpd-doc" not in names
-    assert not [n for n in names if n.endswith("-dbgsym")]
-    assert {"nginx", "nginx-common", "lighttpd"} <= set(names)
+    assert not [n for n in names if n.endswith("-doc") or n.endswith("-dbgsym")], names
+    assert {p for pkgs in SERVER_PACKAGES.values() for p in pkgs} <= set(names)
 
 
 def test_second_build_reuses_the_packages(built_servers: Built) -> None:
     res = esca_pkg(
         "build",
-        "nginx",
-        "lighttpd",
+        *SERVERS,
         "--dist",
         built_servers.dist,
         "--build-dir",
         built_servers.build_dir,
     )
     out = res.stdout + res.stderr
-    assert "nginx      reused" in out and "lighttpd   reused" in out, out
+    assert all(f"{kind:<10} reused" in out for kind in SERVERS), out
 
 
 def test_source_is_the_newest_the_archive_serves(built_servers: Built, tmp_path: Path) -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from httpcheck import Expected, concurrent_load, fetch_all, reset_mid_response, wait_until
-from servers_support import AB_RESULTS, Built, Site
+from servers_support import AB_RESULTS, SERVERS, Built, Site
 
 from esca_pkg.runtime import stats
 from esca_pkg.servers import measure, recipe, serve
@@ -18,7 +18,7 @@ from esca_pkg.servers.serve import Esca, ServerRun
 
 pytestmark = pytest.mark.servers
 
-KINDS = ("nginx", "lighttpd")
+KINDS = SERVERS
 #: what an error looks like in each server's error log
 _NGINX_ERROR = re.compile(r"\[(error|crit|alert|emerg)\]")
 _LIGHTTPD_ERROR = re.compile(r"error|fail|assert|abort|segfault", re.IGNORECASE)

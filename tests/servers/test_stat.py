@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from servers_support import ROOT, TEST_BUILD, Built, Site
+from servers_support import ROOT, SERVERS, TEST_BUILD, Built, Site
 
 from esca_pkg.runtime import statsdir
 from esca_pkg.servers import measure, recipe, serve
@@ -39,6 +39,7 @@ def workers_of(doc: dict, pids: list[int]) -> dict[int, dict]:
     return {p["pid"]: p for p in doc["processes"] if p["pid"] in pids}
 
 
+@pytest.mark.skipif("nginx" not in SERVERS, reason="ESCA_TEST_SERVERS leaves nginx out")
 def test_esca_stat_shows_both_workers_counting(
     installed_servers: Built, library: Path, site: Site, workdir: Path
 ) -> None:
