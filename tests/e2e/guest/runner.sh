@@ -200,8 +200,10 @@ second)
 	must remove 1200 apt-get remove -y -q esca-dkms libesca0 esca-tools
 	must removed 120 check_gone
 	# The operator takes back their own change first: purge deletes the
-	# group esca only when it has no members (docs/packaging.md).
-	must deluser 60 deluser www-data esca
+	# group esca only when it has no members (docs/packaging.md).  gpasswd,
+	# not deluser: trixie's adduser 3.152 refuses "deluser www-data esca"
+	# ("invalid characters in input string": the hyphen).
+	must deluser 60 gpasswd --delete www-data esca
 	must purge 600 apt-get purge -y -q esca-dkms libesca0 esca-tools
 	must purged 300 check_purged
 	;;
