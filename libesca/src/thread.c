@@ -291,9 +291,11 @@ static void average(uint32_t *avg, unsigned sample)
  * cheaper than the same calls made directly (flush.c).  Otherwise the
  * segment passes its calls through, and one segment in 64 still records,
  * to follow changes of the workload.  A segment that passes its calls
- * through counts them into the calls' average: when segments grow (calls
- * outnumber the entries last measured by a quarter), the next segment
- * records again, instead of waiting for the one in 64.
+ * through counts them into both averages (as calls, and as entries: it
+ * cannot see merges), so that a thread whose segments grow batches again
+ * within a few segments, not at a sample: the sample is one segment in
+ * 64, and a loop of two segments, one of them nearly always empty (lighttpd's
+ * job queue, then its events), had its samples all land on the empty one.
  */
 static bool worth_batching(struct esca_thread *t)
 {
@@ -390,8 +392,11 @@ ESCA_API int batch_flush(void)
 		average(&t->avg_calls, t->seg_calls);
 		average(&t->avg_entries, t->seg_entries);
 	} else if (t->passing) {
+		/* unrecorded, its calls count as entries too: a merge is only
+		 * ever seen by a segment that records */
 		t->passing = false;
 		average(&t->avg_calls, t->pass_calls);
+		average(&t->avg_entries, t->pass_calls);
 	}
 	/* counters reach the shared struct every 32 flushes (and at fork,
 	 * thread exit and process exit): atomics cost more than a flush of one */

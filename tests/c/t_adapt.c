@@ -1,8 +1,11 @@
 // SPDX-License-Identifier: MIT
 /* Adaptive batching follows segments that grow (ESCA_ADAPT, default on).
- *   t_adapt TINY GROWN K   TINY segments of one write, then GROWN segments
- *                          of K writes to one socket (writes that merge);
- *                          the peer's bytes are checked at the end.
+ *   t_adapt TINY GROWN K [alt]
+ *                          TINY segments of one write, then GROWN segments
+ *                          of K writes to one socket (writes that merge),
+ *                          with alt each after an empty segment (lighttpd's
+ *                          loop: its job queue, then its events); the
+ *                          peer's bytes are checked as they come.
  * The caller compares segments_passthrough (ESCA_STATS) with GROWN = 0 and
  * with GROWN > 0: the grown segments must be batched at once, not after the
  * one-in-64 sample of a passing-through thread. */
@@ -16,9 +19,11 @@ int main(int argc, char **argv)
 	char buf[4096];
 	int sv[2];
 	ssize_t r;
+	int alt;
 
-	if (argc != 4)
+	if (argc != 4 && argc != 5)
 		return T_FAIL;
+	alt = argc == 5 && !strcmp(argv[4], "alt");
 	tiny = atol(argv[1]);
 	grown = atol(argv[2]);
 	k = atol(argv[3]);
@@ -27,6 +32,10 @@ int main(int argc, char **argv)
 	for (i = 0; i < tiny + grown; i++) {
 		long n = i < tiny ? 1 : k;
 
+		if (alt && i >= tiny) {
+			ESCA_BATCH_START();
+			ESCA_BATCH_FLUSH();
+		}
 		ESCA_BATCH_START();
 		for (j = 0; j < n; j++)
 			CHECK(write(sv[0], "x", 1) == 1);
