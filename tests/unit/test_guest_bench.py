@@ -56,5 +56,5 @@ def test_carried_waits_are_loop_iterations():
     gb = load()
     doc = json.loads((ROOT / "docs" / "bench" / "guest" / "nginx-wait.json").read_text())
     text = gb.summarize(doc)
-    assert "| nginx | 1 KB | 1 | module-nowait | 56,729 | -0.1% (-0.2…+0.1) | 5.00 | 5.00 |" in text
-    assert "| nginx | 1 KB | 1 | module-wait | 55,880 | -1.6% (-1.6…-1.5) | 4.00 | 3.99 |" in text
+    assert "| nginx | 1 KB | 1 | module-nowait | 56,725 | -0.1% (-0.2…-0.0) | 5.00 | 5.00 |" in text
+    assert "| nginx | 1 KB | 1 | module-wait | 55,892 | -1.5% (-1.6…-1.5) | 4.00 | 3.98 |" in text
