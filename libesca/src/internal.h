@@ -175,13 +175,13 @@ struct esca_thread {
 	uint64_t fd_filter[64];	/* fds with pending entries, hashed to 4096 bits */
 	unsigned unpublished;	/* flushes since the counters were last published */
 	/* adaptive batching: what this thread's segments look like */
-	unsigned seg_calls;	/* calls recorded in the current segment */
+	unsigned seg_calls;	/* calls recorded (or passed) in the current segment */
 	unsigned seg_entries;	/* entries flushed for it (after merging) */
 	uint32_t avg_calls;	/* moving averages, x16 */
 	uint32_t avg_entries;
 	unsigned seg_count;
-	bool passing;		/* this segment passes its calls through */
-	unsigned pass_calls;	/* calls it would have recorded */
+	bool passing;		/* this segment passes its calls through
+				 * (seg_calls counts them all the same) */
 	/* measured cost per entry (ns, moving average) of a flush through the
 	 * backend and of the same flush as direct calls, per batch-size class */
 	struct {

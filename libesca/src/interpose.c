@@ -44,7 +44,7 @@ static inline struct esca_thread *enter(void)
 	 * batching resumes as soon as segments grow (thread.c) */
 	t = esca_self;
 	if (t && t->passing)
-		t->pass_calls++;
+		t->seg_calls++;
 	return NULL;
 }
 

@@ -349,7 +349,7 @@ ESCA_API void batch_start(void)
 	if (!worth_batching(t)) {
 		t->st.segments_passthrough++;
 		t->passing = true;
-		t->pass_calls = 0;
+		t->seg_calls = 0;
 		return;
 	}
 	t->passing = false;
@@ -395,8 +395,8 @@ ESCA_API int batch_flush(void)
 		/* unrecorded, its calls count as entries too: a merge is only
 		 * ever seen by a segment that records */
 		t->passing = false;
-		average(&t->avg_calls, t->pass_calls);
-		average(&t->avg_entries, t->pass_calls);
+		average(&t->avg_calls, t->seg_calls);
+		average(&t->avg_entries, t->seg_calls);
 	}
 	/* counters reach the shared struct every 32 flushes (and at fork,
 	 * thread exit and process exit): atomics cost more than a flush of one */

@@ -9,8 +9,6 @@
  * The caller compares segments_passthrough (ESCA_STATS) with GROWN = 0 and
  * with GROWN > 0: the grown segments must be batched at once, not after the
  * one-in-64 sample of a passing-through thread. */
-#include <sys/socket.h>
-
 #include "esca_test.h"
 
 int main(int argc, char **argv)
