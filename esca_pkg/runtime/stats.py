@@ -48,7 +48,9 @@ class EscaStats(ctypes.Structure):
         ("segments_passthrough", _u64),
         ("direct_calls", _u64),
         ("waits_carried", _u64),
-        ("reserved", _u64 * 3),
+        ("writes_held", _u64),
+        ("bytes_held", _u64),
+        ("resets", _u64),
     ]
 
 
@@ -56,7 +58,7 @@ class EscaStats(ctypes.Structure):
 COUNTERS = tuple(
     f[0]
     for f in EscaStats._fields_
-    if f[0] not in ("magic", "version", "backend", "pid", "deferred", "reserved")
+    if f[0] not in ("magic", "version", "backend", "pid", "deferred")
 )
 
 

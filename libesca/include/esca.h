@@ -4,10 +4,13 @@
  *
  * A server calls esca_init() once in each worker process (after fork),
  * batch_start() before it handles the events returned by one epoll_wait(),
- * and batch_flush() after them.  Between the two, with libesca preloaded,
- * close, shutdown, write, writev, send, sendto, sendmsg, sendfile and the
- * TCP_CORK / TCP_NODELAY setsockopt calls of the calling thread are recorded
- * and run together at batch_flush() in one kernel entry.
+ * and batch_flush() after them -- or, in place of batch_flush() and the
+ * next epoll_wait(), batch_flush_wait(), which sends the batch and waits in
+ * one kernel entry.  Between the two, with libesca preloaded, close,
+ * shutdown, write, writev, send, sendto, sendmsg, sendfile and the
+ * TCP_CORK / TCP_NODELAY setsockopt calls of the calling thread on its own
+ * connected TCP sockets (and closes of its own files) are recorded and run
+ * together in one kernel entry (docs/libesca.md says exactly when).
  *
  * Servers reference the hooks as weak symbols, so the same binary runs
  * unchanged without libesca: the ESCA_* macros below call a hook only when
@@ -37,13 +40,28 @@ int esca_init(void) ESCA_HOOK_ATTR;
 /* Opens a batching segment for the calling thread. */
 void batch_start(void) ESCA_HOOK_ATTR;
 
-/* Runs every call recorded since batch_start() and closes the segment.
- * Returns the number of calls run, or -1 with errno set. */
+/* Runs every call recorded since batch_start() and closes the segment: when
+ * it returns, every call has been made.  Returns the number of calls run,
+ * or -1 with errno set. */
 int batch_flush(void) ESCA_HOOK_ATTR;
+
+struct epoll_event;
+
+/* In place of batch_flush() followed by epoll_wait(epfd, events, maxevents,
+ * timeout): runs every call recorded since batch_start(), closes the
+ * segment, then waits, in one kernel entry where the backend can.  Returns
+ * what epoll_wait() returns, with errno as it sets it. */
+int batch_flush_wait(int epfd, struct epoll_event *events, int maxevents, int timeout)
+	ESCA_HOOK_ATTR;
 
 #define ESCA_INIT()		do { if (esca_init) esca_init(); } while (0)
 #define ESCA_BATCH_START()	do { if (batch_start) batch_start(); } while (0)
 #define ESCA_BATCH_FLUSH()	do { if (batch_flush) batch_flush(); } while (0)
+/* epoll_wait() with the batch sent in the same kernel entry (<sys/epoll.h>
+ * must be included where it is used). */
+#define ESCA_BATCH_FLUSH_WAIT(epfd, events, maxevents, timeout)			\
+	(batch_flush_wait ? batch_flush_wait(epfd, events, maxevents, timeout) :	\
+			    epoll_wait(epfd, events, maxevents, timeout))
 
 /*
  * Counters.  One struct esca_stats per process; with ESCA_STATS_DIR set it
@@ -87,8 +105,10 @@ struct esca_stats {
 	uint64_t direct_flushes;	/* ESCA_ADAPT: flushes run as direct calls */
 	uint64_t segments_passthrough;	/* segments not batched (ESCA_ADAPT: would not pay) */
 	uint64_t direct_calls;		/* calls flushes ran as plain system calls */
-	uint64_t waits_carried;		/* epoll waits that took a flush into the kernel */
-	uint64_t reserved[3];
+	uint64_t waits_carried;		/* batch_flush_wait() waits that took the flush into the kernel */
+	uint64_t writes_held;		/* deferred writes that came out short: the rest held, sent as the socket drains */
+	uint64_t bytes_held;		/* bytes held that way */
+	uint64_t resets;		/* connections reset: held bytes unread for ESCA_WRITE_TIMEOUT_MS, a file shorter than its sendfile */
 };
 
 #ifdef __cplusplus

@@ -3,11 +3,12 @@
  * The module backend: the client side of /dev/esca (dkms/include/uapi/esca_abi.h).
  *
  * Each thread opens the device once and registers its own table: one
- * context per open file, one table per context.  A flush is one ioctl; the
- * module stops after an entry that failed or was short, so that later
- * entries never run ahead of bytes still unsent.  That entry is completed
- * here and the flush continues after it.  The module also stops before an
- * entry when a signal is pending, and at an entry it refuses (docs/abi.md).
+ * context per open file, one table per context.  A run is one ioctl over
+ * the runnable entries from the table's head on; the module runs them in
+ * order and stops after an entry that failed or was short (flush.c finishes
+ * it, and the run goes on after it), before an entry when a signal is
+ * pending, and at an entry it refuses (docs/abi.md), which then runs as a
+ * plain system call.
  */
 #include "internal.h"
 
@@ -18,9 +19,14 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+static long esca_ioctl(int fd, unsigned long cmd, void *arg)
+{
+	return REAL(syscall)(SYS_ioctl, fd, cmd, arg);
+}
+
 static int open_device(void)
 {
-	int fd = (int)syscall(SYS_openat, AT_FDCWD, ESCA_DEVICE_PATH, O_RDWR | O_CLOEXEC);
+	int fd = (int)REAL(syscall)(SYS_openat, AT_FDCWD, ESCA_DEVICE_PATH, O_RDWR | O_CLOEXEC);
 
 	return fd < 0 ? -errno : fd;
 }
@@ -33,7 +39,7 @@ static int check_version(int fd)
 	struct esca_version v;
 
 	memset(&v, 0, sizeof(v));
-	if (ioctl(fd, ESCA_IOC_VERSION, &v) < 0)
+	if (esca_ioctl(fd, ESCA_IOC_VERSION, &v) < 0)
 		return -errno;
 	if (v.abi_version != ESCA_ABI_VERSION) {
 		esca_log("%s speaks ABI version %u, this libesca %u: install matching esca-dkms "
@@ -44,18 +50,18 @@ static int check_version(int fd)
 	return 0;
 }
 
-int esca_module_probe(void)
+static int module_probe(void)
 {
 	int fd = open_device(), err;
 
 	if (fd < 0)
 		return fd;
 	err = check_version(fd);
-	syscall(SYS_close, fd);
+	REAL(syscall)(SYS_close, fd);
 	return err;
 }
 
-int esca_module_thread_init(struct esca_thread *t)
+static int module_thread_init(struct esca_thread *t)
 {
 	struct esca_register reg;
 	int fd = open_device(), err;
@@ -69,28 +75,32 @@ int esca_module_thread_init(struct esca_thread *t)
 	reg.table = (uint64_t)(uintptr_t)t->table;
 	reg.nentries = t->cap + 1;	/* and the slot of a wait (FLUSH_WAIT) */
 	reg.abi_version = ESCA_ABI_VERSION;
-	if (ioctl(fd, ESCA_IOC_REGISTER, &reg) < 0) {
+	if (esca_ioctl(fd, ESCA_IOC_REGISTER, &reg) < 0) {
 		err = -errno;
 		goto fail;
 	}
 	/* out of the program's way: its fd numbers stay what they would be */
 	t->module_fd = esca_own_fd(fd);
-	t->can_carry = esca_cfg.flush_wait &&
-		       (atomic_load_explicit(&module_features, memory_order_relaxed) &
-			ESCA_FEATURE_FLUSH_WAIT);
+	/* one kernel entry for the batch and the wait, where no other thread
+	 * could be kept waiting for this one's batch through a long wait */
+	t->can_wait = esca_cfg.flush_wait &&
+		      (atomic_load_explicit(&module_features, memory_order_relaxed) &
+		       ESCA_FEATURE_FLUSH_WAIT);
+	t->can_open = atomic_load_explicit(&module_features, memory_order_relaxed) &
+		      ESCA_FEATURE_FLUSH_OPEN;
 	return 0;
 fail:
-	syscall(SYS_close, fd);
+	REAL(syscall)(SYS_close, fd);
 	return err;
 }
 
-void esca_module_thread_fini(struct esca_thread *t, bool after_fork)
+static void module_thread_fini(struct esca_thread *t, bool after_fork)
 {
 	if (t->module_fd < 0)
 		return;
 	/* after fork the context belongs to the parent: just drop our fd */
 	if (!after_fork)
-		ioctl(t->module_fd, ESCA_IOC_UNREGISTER);
+		esca_ioctl(t->module_fd, ESCA_IOC_UNREGISTER, NULL);
 	esca_own_close(t->module_fd);
 	t->module_fd = -1;
 }
@@ -109,41 +119,9 @@ static void module_leave_confined(struct esca_thread *t)
 	esca_own_close(t->module_fd);
 	t->module_fd = -1;
 	t->ops = NULL;
-	t->can_carry = false;
+	t->can_wait = false;
+	t->can_open = false;
 	t->setup_failed = true;
-}
-
-/*
- * Finishes entries [first, end) that an ioctl processed: a DONE entry is
- * checked (a short write completed), an entry refused for itself runs
- * directly.  At a refusal because of the thread's state (seccomp, ptrace,
- * syscall user dispatch, audit) it stops: *next is that entry, which with
- * the rest of the batch must run as plain system calls.  Returns false
- * then.
- */
-static bool module_finish(struct esca_thread *t, unsigned first, unsigned end, unsigned *next,
-			  bool *confined)
-{
-	unsigned i;
-
-	for (i = first; i < end; i++) {
-		struct esca_entry *e = &t->table[i];
-
-		if (e->status == ESCA_ST_DONE) {
-			esca_finish_entry(t, i);
-			continue;
-		}
-		esca_debug("module refused entry %u (nr %u, reason %lld): running it directly",
-			   i, e->nr, (long long)e->result);
-		if (e->result == ESCA_REFUSED_SECCOMP || e->result == ESCA_REFUSED_ENTRY_PATH) {
-			*confined = e->result == ESCA_REFUSED_SECCOMP;
-			*next = i;
-			return false;
-		}
-		esca_run_direct(t, i);
-	}
-	*next = end;
-	return true;
 }
 
 static void module_failed(void)
@@ -156,105 +134,98 @@ static void module_failed(void)
 }
 
 /*
- * One ioctl runs entries from `first` on, until the end, an entry that
- * failed or was short (completed here, then the flush goes on after it), a
- * refused entry, or a pending signal (its handler has run when the ioctl
- * returns; the flush goes on where the module stopped).  A refusal because
- * of the thread's state (seccomp, ptrace, syscall user dispatch, audit)
- * leaves that entry and the rest to plain system calls, in order, once.
+ * Entries [first, end) the module processed: one it refused runs as a
+ * plain system call now (for the thread's state -- seccomp, ptrace, audit
+ * -- every later one of the batch will be refused too and run so).
  */
-/* Entries [first, t->n) as plain system calls; then, confined, no more
- * module on this thread. */
-static void module_direct_tail(struct esca_thread *t, unsigned first, bool confined)
+static void take_refused(struct esca_thread *t, unsigned first, unsigned end)
 {
-	unsigned i;
+	bool confined = false;
 
-	for (i = first; i < t->n; i++)
+	for (unsigned i = first; i < end; i++) {
+		struct esca_entry *e = &t->table[i];
+
+		if (e->status != ESCA_ST_REFUSED)
+			continue;
+		esca_debug("module refused entry %u (nr %u, reason %lld): running it directly", i,
+			   e->nr, (long long)e->result);
+		confined |= e->result == ESCA_REFUSED_SECCOMP;
 		esca_run_direct(t, i);
+	}
 	if (confined)
 		module_leave_confined(t);
 }
 
-static void module_flush_from(struct esca_thread *t, unsigned first)
+/* The runnable entries from first on (at most to the end of the table). */
+static unsigned runnable_end(const struct esca_thread *t, unsigned first)
 {
-	unsigned n = t->n;
-	bool confined = false;
+	unsigned end = first;
+
+	while (end < t->n && esca_entry_runnable(t, end))
+		end++;
+	return end;
+}
+
+static unsigned module_run(struct esca_thread *t, unsigned first)
+{
+	unsigned end = runnable_end(t, first), done;
 	struct esca_flush f;
 	long k;
 
-	while (first < n) {
-		memset(&f, 0, sizeof(f));
-		f.first = first;
-		f.count = n - first;
-		k = ioctl(t->module_fd, ESCA_IOC_FLUSH, &f);
-		t->st.kernel_entries++;
-		if (k < 0) {
-			module_failed();
-			break;
-		}
-		if (k == 0) {	/* a signal was pending: nothing ran; one directly, go on */
-			esca_run_direct(t, first++);
-			continue;
-		}
-		if (!module_finish(t, first, first + (unsigned)k < n ? first + (unsigned)k : n,
-				   &first, &confined))
-			break;
+	if (end == first)
+		return 0;
+	memset(&f, 0, sizeof(f));
+	f.first = first;
+	f.count = end - first;
+	k = esca_ioctl(t->module_fd, ESCA_IOC_FLUSH, &f);
+	t->st.kernel_entries++;
+	if (k < 0) {
+		module_failed();
+		return 0;
 	}
-	module_direct_tail(t, first, confined);
-}
-
-void esca_module_flush(struct esca_thread *t)
-{
-	module_flush_from(t, 0);
+	/* 0: a signal was pending, nothing ran; the caller runs one directly */
+	done = (unsigned)k < f.count ? (unsigned)k : f.count;
+	take_refused(t, first, first + done);
+	return done;
 }
 
 /*
- * FLUSH_WAIT: the batch, then the wait in the slot after it, in one ioctl.
- * When the module stopped before the wait (an entry failed or was short, a
- * signal was pending, an entry was refused) the batch is finished as
- * module_flush_from() would, and the caller makes the wait itself: the
- * order of calls, handlers and the wait is that of plain calls.
+ * FLUSH_WAIT: the pending entries, then the wait in the slot after them, in
+ * one ioctl.  When the module stopped before the wait (an entry failed or
+ * was short, a signal was pending, an entry was refused) the entries it did
+ * not run stay queued for flush.c, and the caller makes the wait itself:
+ * the order of calls, handlers and the wait is that of plain calls.
  */
-static bool module_flush_wait(struct esca_thread *t, const struct esca_entry *w, long *res)
+static bool module_run_wait(struct esca_thread *t, const struct esca_entry *w, long *res)
 {
-	unsigned n = t->n, next = 0;
+	unsigned first = t->head, n = t->n, done;
 	struct esca_entry *we = &t->table[n];
-	bool confined = false;
 	struct esca_flush f;
+	bool ran;
 	long k;
 
 	*we = *w;
 	we->status = ESCA_ST_QUEUED;
 	memset(&f, 0, sizeof(f));
-	f.count = n + 1;
-	k = ioctl(t->module_fd, ESCA_IOC_FLUSH_WAIT, &f);
+	f.first = first;
+	f.count = n - first + 1;
+	k = esca_ioctl(t->module_fd, ESCA_IOC_FLUSH_WAIT, &f);
 	t->st.kernel_entries++;
 	if (k < 0) {
 		module_failed();
-		module_direct_tail(t, 0, false);
 		return false;
 	}
-	if (k == 0) {	/* a signal was pending: nothing ran */
-		esca_run_direct(t, 0);
-		module_flush_from(t, 1);
-		return false;
-	}
-	if (!module_finish(t, 0, (unsigned)k < n ? (unsigned)k : n, &next, &confined)) {
-		module_direct_tail(t, next, confined);
-		return false;
-	}
-	if ((unsigned)k <= n) {
-		module_flush_from(t, next);
-		return false;
-	}
-	if (we->status == ESCA_ST_DONE) {
-		*res = (long)we->result;
-		return true;
-	}
-	/* the wait was refused: the thread's state, as for any entry */
-	if (we->result == ESCA_REFUSED_SECCOMP)
+	/* the wait's result, before anything may reuse its slot */
+	ran = (unsigned)k == f.count && we->status == ESCA_ST_DONE;
+	*res = (long)we->result;
+	if ((unsigned)k == f.count && we->status == ESCA_ST_REFUSED &&
+	    we->result == ESCA_REFUSED_SECCOMP) {
 		module_leave_confined(t);
-	return false;
+		return false;
+	}
+	done = (unsigned)k < n - first ? (unsigned)k : n - first;
+	take_refused(t, first, first + done);
+	return ran;
 }
 
 static int module_own_fd(const struct esca_thread *t)
@@ -272,11 +243,11 @@ const struct esca_backend_ops esca_module_ops = {
 	.name = "module",
 	.what = ESCA_DEVICE_PATH,
 	.fix = "install esca-dkms and 'modprobe esca', or use ESCA_BACKEND=uring",
-	.probe = esca_module_probe,
-	.thread_init = esca_module_thread_init,
-	.thread_fini = esca_module_thread_fini,
-	.flush = esca_module_flush,
-	.flush_wait = module_flush_wait,
+	.probe = module_probe,
+	.thread_init = module_thread_init,
+	.thread_fini = module_thread_fini,
+	.run = module_run,
+	.run_wait = module_run_wait,
 	.own_fd = module_own_fd,
 	.fd_moved = module_fd_moved,
 };

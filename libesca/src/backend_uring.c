@@ -1,19 +1,20 @@
 // SPDX-License-Identifier: MIT
 /*
- * The io_uring backend: one ring per thread; a flush is one
- * io_uring_enter() that submits the batch and reaps its completions.
+ * The io_uring backend: one ring per thread; a run is one io_uring_enter()
+ * that submits a round of the batch and reaps its completions.
  *
- * Order.  Entries that share a file descriptor form a group (union-find over
- * fds), and each group is submitted as one IOSQE_IO_LINK chain in program
- * order; different groups are independent.  Every data op is non-blocking
- * (RWF_NOWAIT / MSG_DONTWAIT) so the whole batch completes inside the one
- * enter, and a short or failed op breaks its chain: the rest of that group
- * comes back -ECANCELED and runs directly, after the short write is
- * completed.  An op io_uring would not break a chain on when short (SENDMSG)
- * may only end a group.  setsockopt, sendfile without an offset or larger
- * than ESCA_URING_COPY_MAX, and writes to regular files run directly with
- * their group.  A batch of fewer ring ops than ESCA_URING_MIN_OPS runs
- * directly: a one-op ring round trip costs more than the syscall.
+ * Order.  A round is the batch's entries, from the table's head, as one
+ * IOSQE_IO_LINK chain in program order, across fds: each op starts when the
+ * one before it completed in full.  Every data op is non-blocking
+ * (RWF_NOWAIT / MSG_DONTWAIT) so the whole round completes inside the one
+ * enter, and a short or failed op breaks the chain: the rest comes back
+ * -ECANCELED and runs in the next round (flush.c finishes the short one
+ * first).  An op io_uring would not break a chain on when short (a SEND with
+ * the program's flags) ends its round; an op the ring does not run
+ * (setsockopt before Linux 6.7, a sendfile without an offset or larger than
+ * ESCA_URING_COPY_MAX) runs directly between rounds.  A round of fewer ring
+ * ops than ESCA_URING_MIN_OPS runs directly: a one-op ring round trip costs
+ * more than the syscall.
  *
  * Lifetime.  A ring is never torn down while its thread lives on.  When the
  * last reference to a ring goes, the kernel's teardown (io_ring_exit_work)
@@ -48,8 +49,8 @@
 
 enum op {
 	OP_DIRECT,
-	OP_WRITE,	/* write, writev, send without flags */
-	OP_SENDMSG,	/* send with flags / address (SEND or SENDMSG): may only end a group */
+	OP_WRITE,	/* a send without flags: WRITE (SEND when it ends the round) */
+	OP_SEND,	/* a send with the program's flags: SEND, ends its round */
 	OP_CLOSE,
 	OP_SHUTDOWN,
 	OP_COPYFILE,	/* sendfile as READ + WRITE through the arena */
@@ -76,22 +77,13 @@ struct esca_uring {
 	bool has_epoll_wait;	/* EPOLL_WAIT op and IORING_FEAT_EXT_ARG */
 	bool has_sockopt;	/* URING_CMD and a kernel with socket commands */
 	bool broken;	/* an enter failed: the ring is not used again */
-	/* per-entry scratch, sized by the table */
-	uint8_t *op;
-	int *parent;	/* union-find */
-	int *next;	/* next entry of the same group */
-	int *tail;	/* last entry of a group (valid at its root) */
-	int *fdslot;	/* hash fd -> entry, 2 * cap slots */
-	int *fdkey;
-	unsigned *fdgen;	/* slot valid when equal to gen: no clearing per flush */
-	unsigned gen;
-	struct msghdr *msg;
-	struct iovec *iov;
-	unsigned hmask;
+	/* the round in the ring: its entries, the CQEs still to come (a jump
+	 * out of a signal handler may leave it for settle()) */
+	unsigned round_first, round_end;
+	unsigned inflight;
+	uint8_t *op;	/* per entry, sized by the table */
 	size_t map_size;
 };
-
-
 
 /*
  * Whether the running kernel is at least major.minor.  The socket commands
@@ -143,10 +135,10 @@ static bool probe_ops(struct io_uring *ring, bool *has_shutdown, bool *has_epoll
  */
 static int uring_probe(void)
 {
-	long r = syscall(__NR_io_uring_setup, 0, NULL);
+	long r = REAL(syscall)(__NR_io_uring_setup, 0, NULL);
 
 	if (r >= 0) {		/* cannot happen; do not leak it */
-		syscall(SYS_close, r);
+		REAL(syscall)(SYS_close, r);
 		return 0;
 	}
 	return errno == EFAULT ? 0 : -errno;
@@ -192,7 +184,7 @@ static void uring_thread_fini(struct esca_thread *t, bool after_fork);
 static void hide_ring_fd(struct io_uring *ring)
 {
 	if ((esca_cfg.uring_setup & ESCA_RING_REGISTER) && io_uring_register_ring_fd(ring) == 1) {
-		syscall(SYS_close, ring->ring_fd);
+		REAL(syscall)(SYS_close, ring->ring_fd);
 		ring->ring_fd = -1;
 		return;
 	}
@@ -203,53 +195,30 @@ static void hide_ring_fd(struct io_uring *ring)
 static int uring_thread_init(struct esca_thread *t)
 {
 	struct esca_uring *u;
-	unsigned cap = t->cap, h = 1;
 	size_t sz;
 	bool usable;
-	char *p;
 	int err;
 
 	/* io_uring_setup() installs the ring's fd last, after putting this
 	 * thread on the ring's task list: failing there (EMFILE: the program
 	 * uses every fd it may have) tears the new ring down with task work on
 	 * this thread (Lifetime, above).  Make sure a number is free first. */
-	err = (int)syscall(SYS_openat, AT_FDCWD, "/", O_PATH | O_CLOEXEC);
+	err = (int)REAL(syscall)(SYS_openat, AT_FDCWD, "/", O_PATH | O_CLOEXEC);
 	if (err < 0 && (errno == EMFILE || errno == ENFILE))
 		return -errno;
 	if (err >= 0)
-		syscall(SYS_close, err);
+		REAL(syscall)(SYS_close, err);
 
-	while (h < 2 * cap)
-		h <<= 1;
-	sz = sizeof(*u) + cap * (sizeof(uint8_t) + 3 * sizeof(int) + sizeof(struct msghdr) +
-				 sizeof(struct iovec)) + 3 * h * sizeof(int) + 64;
-	p = mmap(NULL, sz, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	if (p == MAP_FAILED)
+	sz = sizeof(*u) + t->cap + 64;
+	u = mmap(NULL, sz, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (u == MAP_FAILED)
 		return -errno;
-	u = (struct esca_uring *)p;
-	p += sizeof(*u);
-	u->msg = (struct msghdr *)p;
-	p += cap * sizeof(struct msghdr);
-	u->iov = (struct iovec *)p;
-	p += cap * sizeof(struct iovec);
-	u->parent = (int *)p;
-	p += cap * sizeof(int);
-	u->next = (int *)p;
-	p += cap * sizeof(int);
-	u->tail = (int *)p;
-	p += cap * sizeof(int);
-	u->fdslot = (int *)p;
-	p += h * sizeof(int);
-	u->fdkey = (int *)p;
-	p += h * sizeof(int);
-	u->fdgen = (unsigned *)p;
-	p += h * sizeof(unsigned);
-	u->op = (uint8_t *)p;
-	u->hmask = h - 1;
+	u->op = (uint8_t *)(u + 1);
 	u->map_size = sz;
 
-	/* two SQEs per entry at most (read + write of an emulated sendfile) */
-	err = ring_init(&u->ring, 2 * cap);
+	/* two SQEs per entry at most (read + write of an emulated sendfile),
+	 * and the wait with its timeout */
+	err = ring_init(&u->ring, 2 * t->cap + 2);
 	if (err < 0)
 		goto fail;	/* nothing was set up */
 	/* a forked child must not share the rings with us */
@@ -260,7 +229,7 @@ static int uring_thread_init(struct esca_thread *t)
 	/* measured here: one enter with the batch and an EPOLL_WAIT op costs
 	 * more CPU than the flush and a plain epoll_wait (docs/libesca.md), so
 	 * only where every batch goes to the ring anyway (ESCA_ADAPT=0) */
-	t->can_carry = usable && u->has_epoll_wait && esca_cfg.flush_wait && !esca_cfg.adapt;
+	t->can_wait = usable && u->has_epoll_wait && esca_cfg.flush_wait && !esca_cfg.adapt;
 	if (!usable) {
 		/* its memory goes now; a registered ring stays with the thread
 		 * until it exits, an unregistered one goes with its fd (kernels
@@ -312,50 +281,19 @@ static void uring_fd_moved(struct esca_thread *t, int fd)
 	u->ring.enter_ring_fd = fd;
 }
 
-static int find(int *parent, int i)
+/* The ring op of entry i (QUEUED, runnable), as the last of its round or not. */
+static enum op classify(const struct esca_uring *u, const struct esca_thread *t, unsigned i)
 {
-	while (parent[i] != i) {
-		parent[i] = parent[parent[i]];
-		i = parent[i];
-	}
-	return i;
-}
+	const struct esca_entry *e = &t->table[i];
+	const struct esca_meta *m = &t->meta[i];
 
-/* Joins entry i to the group of the last earlier entry on fd. */
-static void join_fd(struct esca_uring *u, int i, int fd)
-{
-	unsigned h = ((unsigned)fd * 2654435761u) & u->hmask;
-
-	while (u->fdgen[h] == u->gen && u->fdkey[h] != fd)
-		h = (h + 1) & u->hmask;
-	if (u->fdgen[h] == u->gen) {
-		int a = find(u->parent, u->fdslot[h]), b = find(u->parent, i);
-
-		/* the smaller index is the root: a group's root is its first entry */
-		if (a < b)
-			u->parent[b] = a;
-		else if (b < a)
-			u->parent[a] = b;
-	} else {
-		u->fdkey[h] = fd;
-		u->fdgen[h] = u->gen;
-	}
-	u->fdslot[h] = i;
-}
-
-static enum op classify(struct esca_uring *u, struct esca_thread *t, unsigned i)
-{
-	struct esca_entry *e = &t->table[i];
-	struct esca_meta *m = &t->meta[i];
-
+	if (m->flags & ESCA_META_DIRECT)
+		return OP_DIRECT;
 	switch (e->nr) {
-	case SYS_write:
-		return esca_fd_is_socket(m->fd_kind) || m->fd_kind == ESCA_FD_PIPE ? OP_WRITE :
-										      OP_DIRECT;
 	case SYS_sendto:
-		if (!e->args[4] && !(m->sock_flags & ~MSG_DONTWAIT))
-			return OP_WRITE;
-		return OP_SENDMSG;
+		/* WRITE ends the chain when short; the flags of a send (MSG_MORE,
+		 * MSG_NOSIGNAL) need SEND, which does not: it ends the round */
+		return m->sock_flags & ~MSG_DONTWAIT ? OP_SEND : OP_WRITE;
 	case SYS_close:
 		return OP_CLOSE;
 	case SYS_shutdown:
@@ -379,29 +317,18 @@ static void prep(struct esca_uring *u, struct esca_thread *t, unsigned i, bool l
 	switch (u->op[i]) {
 	case OP_WRITE:
 		/* SEND is the shorter path into a socket, but a short SEND does
-		 * not break a chain: only the last op of a group may use it */
-		if (!link && esca_fd_is_socket(m->fd_kind)) {
-			io_uring_prep_send(sqe, fd, (void *)(uintptr_t)e->args[1],
-					   (size_t)e->expect, MSG_DONTWAIT);
+		 * not break a chain: only the last op of a round may use it */
+		if (!link) {
+			io_uring_prep_send(sqe, fd, (void *)(uintptr_t)e->args[1], (size_t)e->expect,
+					   MSG_DONTWAIT | MSG_NOSIGNAL);
 			break;
 		}
 		io_uring_prep_write(sqe, fd, (void *)(uintptr_t)e->args[1], (unsigned)e->expect, -1);
 		sqe->rw_flags = RWF_NOWAIT;
 		break;
-	case OP_SENDMSG:
-		if (!e->args[4]) {
-			io_uring_prep_send(sqe, fd, (void *)(uintptr_t)e->args[1],
-					   (size_t)e->expect, m->sock_flags | MSG_DONTWAIT);
-			break;
-		}
-		memset(&u->msg[i], 0, sizeof(u->msg[i]));
-		u->iov[i].iov_base = (void *)(uintptr_t)e->args[1];
-		u->iov[i].iov_len = e->expect;
-		u->msg[i].msg_iov = &u->iov[i];
-		u->msg[i].msg_iovlen = 1;
-		u->msg[i].msg_name = (void *)(uintptr_t)e->args[4];
-		u->msg[i].msg_namelen = (socklen_t)e->args[5];
-		io_uring_prep_sendmsg(sqe, fd, &u->msg[i], m->sock_flags | MSG_DONTWAIT);
+	case OP_SEND:
+		io_uring_prep_send(sqe, fd, (void *)(uintptr_t)e->args[1], (size_t)e->expect,
+				   m->sock_flags | MSG_DONTWAIT | MSG_NOSIGNAL);
 		break;
 	case OP_CLOSE:
 		io_uring_prep_close(sqe, fd);
@@ -431,82 +358,39 @@ static void prep(struct esca_uring *u, struct esca_thread *t, unsigned i, bool l
 	if (link)
 		sqe->flags |= IOSQE_IO_LINK;
 	io_uring_sqe_set_data64(sqe, (uint64_t)i * 2);
+	e->status = ESCA_ST_INFLIGHT;
 }
 
 /*
- * Groups t's entries by the fds they touch and decides each entry's op;
- * returns the number of SQEs the ring ops need.  A group with a direct op,
- * or a SENDMSG that is not its last entry, runs directly as a whole.
+ * The round from `first`: the runnable entries the ring can run, in
+ * program order, to be one link chain.  It ends before an entry that runs
+ * directly and after one whose short result would not break the chain
+ * (SEND).  Returns its end; *nsqe the SQEs it takes.
  */
-static unsigned group(struct esca_thread *t, struct esca_uring *u)
+static unsigned round_end(struct esca_uring *u, struct esca_thread *t, unsigned first,
+			  unsigned *nsqe)
 {
-	unsigned n = t->n, i, nsqe = 0;
+	unsigned end = first;
 
-	if (++u->gen == 0) {
-		memset(u->fdgen, 0, (u->hmask + 1) * sizeof(unsigned));
-		u->gen = 1;
-	}
-	for (i = 0; i < n; i++) {
-		u->parent[i] = (int)i;
-		u->next[i] = -1;
-		u->op[i] = (uint8_t)classify(u, t, i);
-		join_fd(u, (int)i, t->meta[i].fd);
-		if (t->meta[i].in_fd >= 0)
-			join_fd(u, (int)i, t->meta[i].in_fd);
-	}
-	/* build each group's list */
-	for (i = 0; i < n; i++) {
-		int root = find(u->parent, (int)i);
+	*nsqe = 0;
+	while (end < t->n && esca_entry_runnable(t, end)) {
+		enum op op = classify(u, t, end);
 
-		if ((unsigned)root == i)
-			u->tail[i] = (int)i;
-		else {
-			u->next[u->tail[root]] = (int)i;
-			u->tail[root] = (int)i;
-		}
+		if (op == OP_DIRECT)
+			break;
+		u->op[end] = (uint8_t)op;
+		*nsqe += op == OP_COPYFILE ? 2 : 1;
+		end++;
+		if (op == OP_SEND)
+			break;
 	}
-	for (i = 0; i < n; i++) {
-		int root = find(u->parent, (int)i);
-
-		if (u->op[i] == OP_DIRECT || (u->op[i] == OP_SENDMSG && u->next[i] >= 0))
-			u->op[root] = OP_DIRECT;	/* marks the group (root is first) */
-	}
-	for (i = 0; i < n; i++) {
-		if ((unsigned)find(u->parent, (int)i) != i)
-			continue;
-		if (u->op[i] == OP_DIRECT) {
-			for (int j = u->next[i]; j >= 0; j = u->next[j])
-				u->op[j] = OP_DIRECT;
-			continue;
-		}
-		for (int j = (int)i; j >= 0; j = u->next[j])
-			nsqe += u->op[j] == OP_COPYFILE ? 2 : 1;
-	}
-	return nsqe;
+	return end;
 }
 
-static void ring_flush(struct esca_thread *t, struct esca_uring *u, unsigned nsqe);
-
-static void uring_flush(struct esca_thread *t)
-{
-	struct esca_uring *u = t->uring;
-	unsigned n = t->n, i, nsqe;
-
-	if (n < esca_cfg.uring_min_ops || unlikely(u->broken)) {
-		for (i = 0; i < n; i++)
-			esca_run_direct(t, i);
-		return;
-	}
-	nsqe = group(t, u);
-	if (nsqe < esca_cfg.uring_min_ops) {
-		for (i = 0; i < n; i++)
-			esca_run_direct(t, i);
-		return;
-	}
-	ring_flush(t, u, nsqe);
-}
-
-/* Submits the grouped batch in one io_uring_enter() and finishes it. */
+/*
+ * Takes every CQE there is: entries' results into the table (the read half
+ * of an emulated sendfile into meta), a carried wait's into w.
+ */
 struct carried {
 	bool done;		/* the wait's CQE came */
 	bool cancel_done;	/* the CQE of its cancellation came */
@@ -514,162 +398,173 @@ struct carried {
 	int res, timeout_res;
 };
 
-/*
- * Takes every CQE there is: entries' results into the table (the read half
- * of an emulated sendfile into meta), a carried wait's into w.  Returns
- * how many entries' CQEs it took.
- */
-static unsigned reap(struct esca_thread *t, struct esca_uring *u, struct carried *w)
+static void reap(struct esca_thread *t, struct esca_uring *u, struct carried *w)
 {
 	struct io_uring_cqe *cqe;
-	unsigned got = 0, seen = 0, head;
+	unsigned got = 0, head;
 
 	io_uring_for_each_cqe(&u->ring, head, cqe) {
 		uint64_t d = io_uring_cqe_get_data64(cqe);
 
 		got++;
-		if (d == WAIT_TAG && w) {
-			w->done = true;
-			w->res = cqe->res;
-			continue;
-		}
-		if (d == CANCEL_TAG && w) {
-			w->cancel_done = true;
-			continue;
-		}
-		if (d == TIMEOUT_TAG && w) {
-			w->timeout_done = true;
-			w->timeout_res = cqe->res;
+		if (d == WAIT_TAG || d == CANCEL_TAG || d == TIMEOUT_TAG) {
+			if (!w)
+				continue;
+			if (d == WAIT_TAG) {
+				w->done = true;
+				w->res = cqe->res;
+			} else if (d == CANCEL_TAG) {
+				w->cancel_done = true;
+			} else {
+				w->timeout_done = true;
+				w->timeout_res = cqe->res;
+			}
 			continue;
 		}
 		if (d & 1)
 			t->meta[d >> 1].aux_result = cqe->res;
 		else
 			t->table[d >> 1].result = cqe->res;
-		seen++;
+		u->inflight--;
 	}
 	io_uring_cq_advance(&u->ring, got);
-	return seen;
 }
 
-static void finish_results(struct esca_thread *t, struct esca_uring *u);
-
-static void ring_flush(struct esca_thread *t, struct esca_uring *u, unsigned nsqe)
+/*
+ * Entries [first, end) came back: each is DONE, or QUEUED again to run
+ * directly when the ring did not run it (a broken chain cancelled it, the
+ * ring refused it, an emulated sendfile could not read its file at once).
+ */
+static void round_results(struct esca_thread *t, unsigned first, unsigned end)
 {
-	unsigned n = t->n, i, seen = 0;
+	for (unsigned i = first; i < end; i++) {
+		struct esca_entry *e = &t->table[i];
+		struct esca_meta *m = &t->meta[i];
+		bool copy = e->nr == SYS_sendfile;
+
+		if (e->result == -ECANCELED || e->result == -EOPNOTSUPP || e->result == -EINVAL ||
+		    (copy && m->aux_result != (int64_t)e->expect)) {
+			m->flags |= ESCA_META_DIRECT;
+			e->status = ESCA_ST_QUEUED;
+			continue;
+		}
+		if (copy) {
+			/* the bytes are in the arena: it finishes as a send of them */
+			e->nr = SYS_sendto;
+			e->args[1] = (uint64_t)(uintptr_t)m->data;
+			e->args[2] = e->expect;
+			e->args[3] = MSG_NOSIGNAL;
+			m->sock_flags = MSG_NOSIGNAL;
+		}
+		e->status = ESCA_ST_DONE;
+	}
+}
+
+/* What a jump out of a handler left in the ring: its CQEs, now. */
+static void uring_settle(struct esca_thread *t)
+{
+	struct esca_uring *u = t->uring;
 	struct io_uring_cqe *cqe;
+
+	if (u && u->round_end > u->round_first) {
+		/* SQEs prepared but never submitted are submitted now */
+		if (io_uring_sq_ready(&u->ring))
+			io_uring_submit(&u->ring);
+		while (u->inflight > 0) {
+			reap(t, u, NULL);
+			if (u->inflight > 0 && io_uring_wait_cqe(&u->ring, &cqe) < 0)
+				break;
+		}
+		round_results(t, u->round_first, u->round_end);
+		u->round_first = u->round_end = 0;
+	}
+	/* whatever is still INFLIGHT (a ring that failed) runs directly */
+	for (unsigned i = t->head; i < t->n; i++)
+		if (t->table[i].status == ESCA_ST_INFLIGHT) {
+			t->meta[i].flags |= ESCA_META_DIRECT;
+			t->table[i].status = ESCA_ST_QUEUED;
+		}
+}
+
+/* The ring failed under us (its fd closed or replaced behind libesca's
+ * back ...): this thread's calls run directly from now on. */
+static void ring_broken(struct esca_uring *u, int err)
+{
+	esca_log("thread %d: io_uring_enter failed (%s); this thread runs its calls directly",
+		 (int)gettid(), strerror(-err));
+	u->broken = true;
+	u->inflight = 0;
+}
+
+static unsigned uring_run(struct esca_thread *t, unsigned first)
+{
+	struct esca_uring *u = t->uring;
+	struct io_uring_cqe *cqe;
+	unsigned end, nsqe, i;
 	int r;
 
-	for (i = 0; i < n; i++) {
-		if ((unsigned)find(u->parent, (int)i) != i || u->op[i] == OP_DIRECT)
-			continue;
-		for (int j = (int)i; j >= 0; j = u->next[j])
-			prep(u, t, (unsigned)j, u->next[j] >= 0);
-	}
+	if (unlikely(u->broken))
+		return 0;
+	end = round_end(u, t, first, &nsqe);
+	if (end == first || nsqe < esca_cfg.uring_min_ops)
+		return 0;
+	u->round_first = first;
+	u->round_end = end;
+	u->inflight = nsqe;
+	for (i = first; i < end; i++)
+		prep(u, t, i, i + 1 < end);
 	do
 		r = io_uring_submit_and_wait(&u->ring, nsqe);
 	while (r == -EINTR);
 	t->st.kernel_entries++;
 	if (unlikely(r < 0)) {
-		/* nothing was submitted (the ring's fd closed or replaced
-		 * behind libesca's back ...): the results in the table are
-		 * stale, every entry runs directly, and so does every later
-		 * batch of this thread (the SQEs stay queued in the ring) */
-		esca_log("thread %d: io_uring_enter failed (%s); this thread runs its calls "
-			 "directly", (int)gettid(), strerror(-r));
-		u->broken = true;
-		for (i = 0; i < n; i++)
-			esca_run_direct(t, i);
-		return;
+		ring_broken(u, r);
+		for (i = first; i < end; i++)
+			t->table[i].status = ESCA_ST_QUEUED;
+		u->round_first = u->round_end = 0;
+		return 0;
 	}
-
 	/* every op is non-blocking, so all completions are there; wait for
 	 * any straggler rather than reuse memory it may still read */
-	while (seen < nsqe) {
-		seen += reap(t, u, NULL);
-		if (seen < nsqe && io_uring_wait_cqe(&u->ring, &cqe) < 0)
+	while (u->inflight > 0) {
+		reap(t, u, NULL);
+		if (u->inflight > 0 && io_uring_wait_cqe(&u->ring, &cqe) < 0)
 			break;
 	}
-	finish_results(t, u);
-}
-
-/* The results of a flushed batch, in program order. */
-static void finish_results(struct esca_thread *t, struct esca_uring *u)
-{
-	unsigned n = t->n, i;
-
-	for (i = 0; i < n; i++) {
-		struct esca_entry *e = &t->table[i];
-		struct esca_meta *m = &t->meta[i];
-
-		/* cancelled by a broken chain, or refused by io_uring itself
-		 * (no NOWAIT support on this file): the direct call decides */
-		if (u->op[i] == OP_DIRECT || e->result == -ECANCELED ||
-		    e->result == -EOPNOTSUPP || e->result == -EINVAL) {
-			esca_run_direct(t, i);
-			continue;
-		}
-		e->status = ESCA_ST_DONE;
-		if (u->op[i] == OP_COPYFILE) {
-			if (m->aux_result != (int64_t)e->expect) {
-				/* the read was short or would block: plain sendfile */
-				esca_run_direct(t, i);
-				continue;
-			}
-			/* the bytes are in the arena: finish as a write */
-			e->nr = SYS_write;
-			e->args[1] = (uint64_t)(uintptr_t)m->data;
-			e->args[2] = e->expect;
-		}
-		esca_finish_entry(t, i);
-	}
+	round_results(t, first, end);
+	u->round_first = u->round_end = 0;
+	return end - first;
 }
 
 /*
  * The wait's timeout as io_uring_enter() takes it: false when the ring
  * cannot carry this wait the plain call's way (timeout 0, which must not
- * block at all; a timespec that cannot be read or is invalid, which the
- * plain call reports).  *ts NULL: no timeout.
+ * block at all).  *ts NULL: no timeout.
  */
 static bool wait_timeout(const struct esca_entry *w, struct __kernel_timespec *buf,
 			 struct __kernel_timespec **ts)
 {
-	struct timespec t;
+	int ms = (int)w->args[3];
 
 	*ts = NULL;
-	if (w->nr != SYS_epoll_pwait2) {
-		int ms = (int)w->args[3];
-
-		if (ms < 0)
-			return true;
-		if (ms == 0)
-			return false;
-		buf->tv_sec = ms / 1000;
-		buf->tv_nsec = (long long)(ms % 1000) * 1000000;
-		*ts = buf;
+	if (ms < 0)
 		return true;
-	}
-	if (!w->args[3])
-		return true;
-	if (esca_copy(&t, (const void *)(uintptr_t)w->args[3], sizeof(t)) < 0 || t.tv_sec < 0 ||
-	    t.tv_nsec < 0 || t.tv_nsec >= 1000000000 || (!t.tv_sec && !t.tv_nsec))
+	if (ms == 0)
 		return false;
-	buf->tv_sec = t.tv_sec;
-	buf->tv_nsec = t.tv_nsec;
+	buf->tv_sec = ms / 1000;
+	buf->tv_nsec = (long long)(ms % 1000) * 1000000;
 	*ts = buf;
 	return true;
 }
 
 /*
- * The batch and the wait in one io_uring_enter(): every ring op in one
- * IOSQE_IO_LINK chain in program order, then the EPOLL_WAIT op, then (with
- * a timeout) a LINK_TIMEOUT for it.  The wait starts only when every op of
- * the batch completed in full: a short or failed op breaks the chain, the
- * wait comes back -ECANCELED, and the caller makes it itself after the
- * batch is finished.  A batch with an op the ring cannot run (setsockopt,
- * a file write ...) is not carried: those run only after the enter, and the
- * wait would hold them back.  Nor is a wait with a signal mask (epoll_pwait
- * with one) or a zero timeout: they go the plain way.
+ * The batch and the wait in one io_uring_enter(): every pending entry in
+ * one IOSQE_IO_LINK chain in program order, then the EPOLL_WAIT op, then
+ * (with a timeout) a LINK_TIMEOUT for it.  The wait starts only when every
+ * op of the batch completed in full: a short or failed op breaks the chain,
+ * the wait comes back -ECANCELED, and the caller makes it itself after the
+ * batch is finished.  A batch with an op the ring cannot run in the chain
+ * is not carried: it runs the plain way.
  *
  * The enter waits for every CQE.  io_uring_enter() returns the number it
  * submitted even when a signal cut its wait short, so the signal shows as
@@ -678,35 +573,45 @@ static bool wait_timeout(const struct esca_entry *w, struct __kernel_timespec *b
  * epoll_wait.  The timeout is an op (LINK_TIMEOUT), never the enter's, so
  * that nothing else ends the enter early.
  */
-static bool uring_flush_wait(struct esca_thread *t, const struct esca_entry *w, long *res)
+static bool uring_run_wait(struct esca_thread *t, const struct esca_entry *w, long *res)
 {
 	struct esca_uring *u = t->uring;
 	struct __kernel_timespec tsbuf, *ts;
 	struct carried cw = { .done = false };
-	unsigned n = t->n, i, nsqe, seen = 0, extra;
+	unsigned first = t->head, n = t->n, i, nsqe = 0, extra;
 	struct io_uring_sqe *sqe;
 	bool cancelled = false;
 	int r;
 
-	if (unlikely(u->broken) || (int)w->args[2] <= 0 || w->args[4] ||
-	    !wait_timeout(w, &tsbuf, &ts)) {
-		uring_flush(t);
+	if (unlikely(u->broken) || (int)w->args[2] <= 0 || !wait_timeout(w, &tsbuf, &ts))
 		return false;
-	}
-	nsqe = group(t, u);
-	for (i = 0; i < n; i++) {
-		if (u->op[i] == OP_DIRECT || u->op[i] == OP_SENDMSG) {
-			if (nsqe < esca_cfg.uring_min_ops) {
-				for (i = 0; i < n; i++)
-					esca_run_direct(t, i);
-			} else {
-				ring_flush(t, u, nsqe);
-			}
+	for (i = first; i < n; i++) {
+		enum op op = classify(u, t, i);
+
+		if (op == OP_DIRECT || op == OP_SEND)
 			return false;
-		}
+		u->op[i] = (uint8_t)op;
+		nsqe += op == OP_COPYFILE ? 2 : 1;
 	}
-	for (i = 0; i < n; i++)
+	u->round_first = first;
+	u->round_end = n;
+	u->inflight = nsqe;
+	for (i = first; i < n; i++) {
+		/* a WRITE even last: a short one must stop the wait */
+		if (u->op[i] == OP_WRITE) {
+			struct esca_entry *e = &t->table[i];
+
+			sqe = io_uring_get_sqe(&u->ring);
+			io_uring_prep_write(sqe, (int)e->args[0], (void *)(uintptr_t)e->args[1],
+					    (unsigned)e->expect, -1);
+			sqe->rw_flags = RWF_NOWAIT;
+			sqe->flags |= IOSQE_IO_LINK;
+			io_uring_sqe_set_data64(sqe, (uint64_t)i * 2);
+			e->status = ESCA_ST_INFLIGHT;
+			continue;
+		}
 		prep(u, t, i, true);
+	}
 	sqe = io_uring_get_sqe(&u->ring);
 	io_uring_prep_rw(ESCA_IORING_OP_EPOLL_WAIT, sqe, (int)w->args[0],
 			 (void *)(uintptr_t)w->args[1], (unsigned)w->args[2], 0);
@@ -723,17 +628,15 @@ static bool uring_flush_wait(struct esca_thread *t, const struct esca_entry *w, 
 	r = io_uring_submit_and_wait(&u->ring, nsqe + extra);
 	t->st.kernel_entries++;
 	if (unlikely(r < 0 && io_uring_sq_ready(&u->ring))) {
-		/* nothing was submitted: as in ring_flush() */
-		esca_log("thread %d: io_uring_enter failed (%s); this thread runs its calls "
-			 "directly", (int)gettid(), strerror(-r));
-		u->broken = true;
-		for (i = 0; i < n; i++)
-			esca_run_direct(t, i);
+		ring_broken(u, r);
+		for (i = first; i < n; i++)
+			t->table[i].status = ESCA_ST_QUEUED;
+		u->round_first = u->round_end = 0;
 		return false;
 	}
 	for (;;) {
-		seen += reap(t, u, &cw);
-		if (seen >= nsqe && cw.done && (!ts || cw.timeout_done) &&
+		reap(t, u, &cw);
+		if (u->inflight == 0 && cw.done && (!ts || cw.timeout_done) &&
 		    (!cancelled || cw.cancel_done))
 			break;
 		if (!cw.done && !cancelled) {
@@ -752,7 +655,8 @@ static bool uring_flush_wait(struct esca_thread *t, const struct esca_entry *w, 
 		if (r < 0)
 			break;
 	}
-	finish_results(t, u);
+	round_results(t, first, n);
+	u->round_first = u->round_end = 0;
 	if (!cw.done)
 		return false;	/* the ring failed under us: the caller waits */
 	if (cw.res == -ECANCELED) {
@@ -779,8 +683,9 @@ const struct esca_backend_ops esca_uring_ops = {
 	.probe = uring_probe,
 	.thread_init = uring_thread_init,
 	.thread_fini = uring_thread_fini,
-	.flush = uring_flush,
-	.flush_wait = uring_flush_wait,
+	.run = uring_run,
+	.run_wait = uring_run_wait,
+	.settle = uring_settle,
 	.own_fd = uring_own_fd,
 	.fd_moved = uring_fd_moved,
 };

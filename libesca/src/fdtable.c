@@ -1,10 +1,11 @@
 // SPDX-License-Identifier: MIT
 /*
- * Process-wide knowledge of file descriptors: one byte per fd, written with
- * relaxed atomics (no locks).  Creators we interpose (accept, socket, open,
- * pipe ...) record the kind; close() forgets it; an fd we have not seen is
- * checked once with fstat(), which also gives EBADF for a bad fd at the
- * moment of the call, as libc would.
+ * Process-wide knowledge of file descriptors: one 32-bit word per fd
+ * (internal.h: kind, flags, the tag of a pending entry), written with
+ * relaxed atomics, no lock.  Interposed calls that make an fd record what
+ * it is; close() forgets it; an fd libesca did not see made is UNKNOWN and
+ * never deferred on.  A vfork() child, which shares this memory but not
+ * the fd table, changes nothing here.
  */
 #include "internal.h"
 
@@ -12,14 +13,13 @@
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
-#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
 #define ESCA_FD_LIMIT_MAX (1u << 22)
 
-static _Atomic uint8_t *kinds;
-static unsigned nkinds;
+static _Atomic uint32_t *words;
+static unsigned nwords;
 /* highest fd ever recorded, and the span of libesca's own fds */
 static _Atomic unsigned fd_top, own_lo = UINT32_MAX, own_hi;
 
@@ -47,85 +47,119 @@ __attribute__((constructor)) void esca_fd_init(void)
 	rlim_t n = 65536;
 	void *p;
 
-	if (kinds)
+	if (words)
 		return;
 	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_max != RLIM_INFINITY)
 		n = rl.rlim_max > n ? rl.rlim_max : n;
 	if (n > ESCA_FD_LIMIT_MAX)
 		n = ESCA_FD_LIMIT_MAX;
-	/* untouched pages cost nothing: a 1M-fd limit maps 1 MiB of zeroes */
-	p = mmap(NULL, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	/* untouched pages cost nothing: a 1M-fd limit maps 4 MiB of zeroes */
+	p = mmap(NULL, n * sizeof(*words), PROT_READ | PROT_WRITE,
+		 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 	if (p == MAP_FAILED)
 		return;
-	nkinds = (unsigned)n;
-	kinds = p;
+	nwords = (unsigned)n;
+	words = p;
 }
 
-void esca_fd_set(int fd, enum esca_fd_kind kind)
+static inline _Atomic uint32_t *slot(int fd)
 {
-	if (kinds && fd >= 0 && (unsigned)fd < nkinds) {
-		atomic_store_explicit(&kinds[fd], (uint8_t)kind, memory_order_relaxed);
-		if (unlikely((unsigned)fd > atomic_load_explicit(&fd_top, memory_order_relaxed)))
-			raise_to(&fd_top, (unsigned)fd);
-	}
+	if (words && fd >= 0 && (unsigned)fd < nwords && !esca_vfork_child)
+		return &words[fd];
+	return NULL;
+}
+
+uint32_t esca_fdw(int fd)
+{
+	if (words && fd >= 0 && (unsigned)fd < nwords)
+		return atomic_load_explicit(&words[fd], memory_order_relaxed);
+	return 0;
+}
+
+void esca_fdw_set(int fd, uint32_t w)
+{
+	_Atomic uint32_t *s = slot(fd);
+
+	if (!s)
+		return;
+	atomic_store_explicit(s, w, memory_order_relaxed);
+	if (unlikely((unsigned)fd > atomic_load_explicit(&fd_top, memory_order_relaxed)))
+		raise_to(&fd_top, (unsigned)fd);
+}
+
+void esca_fdw_or(int fd, uint32_t flags)
+{
+	_Atomic uint32_t *s = slot(fd);
+
+	if (s)
+		atomic_fetch_or_explicit(s, flags, memory_order_relaxed);
+}
+
+void esca_fdw_clear(int fd, uint32_t flags)
+{
+	_Atomic uint32_t *s = slot(fd);
+
+	if (s)
+		atomic_fetch_and_explicit(s, ~flags, memory_order_relaxed);
+}
+
+void esca_fd_forget(int fd)
+{
+	_Atomic uint32_t *s = slot(fd);
+
+	if (s && esca_fdw_kind(atomic_load_explicit(s, memory_order_relaxed)) != ESCA_FD_OWN)
+		atomic_store_explicit(s, 0, memory_order_relaxed);
+}
+
+void esca_fd_closed(int fd)
+{
+	_Atomic uint32_t *s = slot(fd);
+	uint32_t w;
+
+	if (!s)
+		return;
+	/* only what the close left: another thread may have the number already */
+	w = atomic_load_explicit(s, memory_order_relaxed);
+	while ((w & ESCA_FDW_CLOSING) &&
+	       !atomic_compare_exchange_weak_explicit(s, &w, 0, memory_order_relaxed,
+						      memory_order_relaxed))
+		;
 }
 
 void esca_fd_forget_range(unsigned first, unsigned last)
 {
 	unsigned top = atomic_load_explicit(&fd_top, memory_order_relaxed), fd;
 
-	if (!kinds)
+	if (!words || esca_vfork_child)
 		return;
-	for (fd = first; fd <= last && fd <= top && fd < nkinds; fd++)
-		if (atomic_load_explicit(&kinds[fd], memory_order_relaxed) != ESCA_FD_OWN)
-			atomic_store_explicit(&kinds[fd], ESCA_FD_UNKNOWN, memory_order_relaxed);
+	for (fd = first; fd <= last && fd <= top && fd < nwords; fd++)
+		if (esca_fdw_kind(atomic_load_explicit(&words[fd], memory_order_relaxed)) !=
+		    ESCA_FD_OWN)
+			atomic_store_explicit(&words[fd], 0, memory_order_relaxed);
 }
 
-enum esca_fd_kind esca_fd_peek(int fd)
+void esca_fd_mark_all_shared(void)
 {
-	if (kinds && fd >= 0 && (unsigned)fd < nkinds)
-		return atomic_load_explicit(&kinds[fd], memory_order_relaxed);
-	return ESCA_FD_UNKNOWN;
+	unsigned top = atomic_load_explicit(&fd_top, memory_order_relaxed), fd;
+
+	if (!words || esca_vfork_child)
+		return;
+	for (fd = 0; fd <= top && fd < nwords; fd++)
+		if (atomic_load_explicit(&words[fd], memory_order_relaxed))
+			atomic_fetch_or_explicit(&words[fd], ESCA_FDW_SHARED, memory_order_relaxed);
 }
 
-static enum esca_fd_kind kind_of_mode(mode_t m)
-{
-	if (S_ISSOCK(m))
-		return ESCA_FD_SOCKET;
-	if (S_ISFIFO(m))
-		return ESCA_FD_PIPE;
-	if (S_ISREG(m))
-		return ESCA_FD_FILE;
-	return ESCA_FD_OTHER;
-}
-
-int esca_fd_kind(int fd)
-{
-	struct stat sb;
-	enum esca_fd_kind k;
-
-	if (fd < 0) {
-		errno = EBADF;
-		return -1;
-	}
-	if (kinds && (unsigned)fd < nkinds) {
-		k = atomic_load_explicit(&kinds[fd], memory_order_relaxed);
-		if (k != ESCA_FD_UNKNOWN)
-			return k;
-	}
-	if (fstat(fd, &sb) < 0)
-		return -1;
-	k = kind_of_mode(sb.st_mode);
-	esca_fd_set(fd, k);
-	return k;
-}
-
-/* ---- libesca's own fds ---------------------------------------------------- */
+/* ---- libesca's own fds -------------------------------------------------------- */
 
 /* Own fds go above the soft limit while it is at most this (the kernel's
  * fd table grows to the highest fd: 4096 slots are 32 KiB), else here. */
 #define ESCA_FD_HIGH	4096
 #define ESCA_FD_SPAN	64
+
+static int dupfd(int fd, int at)
+{
+	return (int)REAL(syscall)(SYS_fcntl, fd, F_DUPFD_CLOEXEC, at);
+}
 
 /*
  * Where fd goes: a number the program is never given.  RLIMIT_NOFILE bounds
@@ -148,7 +182,7 @@ static int place(int fd)
 		up.rlim_cur = rl.rlim_cur + ESCA_FD_SPAN < rl.rlim_max ? rl.rlim_cur + ESCA_FD_SPAN :
 									 rl.rlim_max;
 		if (setrlimit(RLIMIT_NOFILE, &up) == 0) {
-			nfd = fcntl(fd, F_DUPFD_CLOEXEC, (int)rl.rlim_cur);
+			nfd = dupfd(fd, (int)rl.rlim_cur);
 			setrlimit(RLIMIT_NOFILE, &rl);
 		}
 	}
@@ -156,7 +190,7 @@ static int place(int fd)
 		top = rl.rlim_cur < ESCA_FD_HIGH ? rl.rlim_cur : ESCA_FD_HIGH;
 		top = top > 2 * ESCA_FD_SPAN ? top - ESCA_FD_SPAN : top / 2;
 		if (top > (rlim_t)fd)
-			nfd = fcntl(fd, F_DUPFD_CLOEXEC, (int)top);
+			nfd = dupfd(fd, (int)top);
 	}
 	return nfd;
 }
@@ -169,11 +203,11 @@ int esca_own_fd(int fd)
 		return fd;
 	nfd = place(fd);
 	if (nfd >= 0) {
-		syscall(SYS_close, fd);
+		REAL(syscall)(SYS_close, fd);
 		fd = nfd;
 	}
 	errno = saved;
-	esca_fd_set(fd, ESCA_FD_OWN);
+	esca_fdw_set(fd, ESCA_FD_OWN);
 	lower_to(&own_lo, (unsigned)fd);
 	raise_to(&own_hi, (unsigned)fd);
 	return fd;
@@ -181,8 +215,11 @@ int esca_own_fd(int fd)
 
 void esca_own_close(int fd)
 {
-	esca_fd_set(fd, ESCA_FD_UNKNOWN);
-	syscall(SYS_close, fd);
+	_Atomic uint32_t *s = slot(fd);
+
+	if (s)
+		atomic_store_explicit(s, 0, memory_order_relaxed);
+	esca_raw(SYS_close, fd, 0, 0, 0, 0, 0);
 }
 
 /* The next own fd in [fd, last], or -1. */
@@ -191,12 +228,13 @@ static long next_own(unsigned fd, unsigned last)
 	unsigned hi = atomic_load_explicit(&own_hi, memory_order_relaxed);
 	unsigned lo = atomic_load_explicit(&own_lo, memory_order_relaxed);
 
-	if (!kinds)
+	if (!words)
 		return -1;
 	if (fd < lo)
 		fd = lo;
-	for (; fd <= last && fd <= hi && fd < nkinds; fd++)
-		if (atomic_load_explicit(&kinds[fd], memory_order_relaxed) == ESCA_FD_OWN)
+	for (; fd <= last && fd <= hi && fd < nwords; fd++)
+		if (esca_fdw_kind(atomic_load_explicit(&words[fd], memory_order_relaxed)) ==
+		    ESCA_FD_OWN)
 			return fd;
 	return -1;
 }
@@ -208,14 +246,14 @@ int esca_close_range_keep_own(unsigned first, unsigned last, int flags)
 
 	/* the kernel's EINVAL for a bad range or flags, as they are */
 	if (first > last || (flags & ~(CLOSE_RANGE_UNSHARE | CLOSE_RANGE_CLOEXEC)))
-		return (int)syscall(SYS_close_range, first, last, flags);
+		return (int)REAL(syscall)(SYS_close_range, first, last, flags);
 	while ((own = next_own(lo, last)) >= 0) {
 		if ((unsigned)own > lo &&
-		    syscall(SYS_close_range, lo, (unsigned)own - 1, flags) < 0)
+		    REAL(syscall)(SYS_close_range, lo, (unsigned)own - 1, flags) < 0)
 			return -1;
 		lo = (unsigned)own + 1;
 	}
-	if (lo <= last && syscall(SYS_close_range, lo, last, flags) < 0)
+	if (lo <= last && REAL(syscall)(SYS_close_range, lo, last, flags) < 0)
 		return -1;
 	if (!(flags & CLOSE_RANGE_CLOEXEC))
 		esca_fd_forget_range(first, last);

@@ -1,18 +1,40 @@
 // SPDX-License-Identifier: MIT
 /*
- * Flushing a thread's table, and what happens to each result.
+ * Running a thread's batch, and what happens to each result.
  *
- * Every real result is checked.  A write that sent fewer bytes than the
- * caller was told is completed here (the rest is sent, waiting for the fd
- * to become writable, at most ESCA_WRITE_TIMEOUT_MS in all).  An error on a
- * socket whose peer is gone is counted and dropped; any other error is
- * counted, and reported when ESCA_DEBUG is set.  Bytes that could not be
- * sent are counted in bytes_lost: nothing is lost without a count.
+ * The batch runs in program order, across fds too: the module runs its
+ * entries one after the other, io_uring as one link chain (backends).  The
+ * table says where each entry stands (status), not the flush's local
+ * variables: a flush that a signal handler left by a jump (siglongjmp) is
+ * picked up by the next one, and every entry runs exactly once.
+ *
+ *   QUEUED    not run: given to the backend, or run with syscall(2);
+ *   RUNNING   a direct call on its way when a handler jumped out: it ran,
+ *             its result is unknown (a data entry's connection is reset:
+ *             its stream cannot be known whole);
+ *   INFLIGHT  in the ring: its CQE will say (backend settle());
+ *   DONE      ran: its result is checked (finish_entry()), then
+ *   FINISHED; entries [0, head) are.
+ *
+ * Every real result is checked.  A data entry that came out short on a
+ * non-blocking socket keeps the rest, which goes out as the socket drains
+ * (held.c): the flush never waits for a peer, later data on that socket
+ * goes behind the rest, and a peer that reads nothing for
+ * ESCA_WRITE_TIMEOUT_MS is reset.  On a blocking socket the rest is sent
+ * as a blocking write would (a send timeout, SO_SNDTIMEO, resets the
+ * connection).  A sendfile from a file that turned out shorter resets the
+ * connection: the peer would find other bytes where the file's were
+ * promised.  An EPIPE raises SIGPIPE where the program's call would have
+ * (its MSG_NOSIGNAL, its disposition).  Errors on a socket whose peer is
+ * gone are counted (errors_dropped) and mark it broken: the program's later
+ * calls on it run at once and fail as the plain ones.
  */
 #include "internal.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
+#include <signal.h>
 #include <string.h>
 #include <sys/syscall.h>
 #include <time.h>
@@ -50,6 +72,7 @@ static void count_error(struct esca_thread *t, unsigned i, int err, uint64_t uns
 
 	if (peer_gone(err)) {
 		t->st.errors_dropped++;
+		esca_fdw_or(m->fd, ESCA_FDW_BROKEN);
 		esca_debug("deferred %s(fd=%d): %s (peer gone; %llu bytes dropped)",
 			   call_name(m->kind), m->fd, strerror(err), (unsigned long long)unsent);
 		return;
@@ -62,8 +85,8 @@ static void count_error(struct esca_thread *t, unsigned i, int err, uint64_t uns
 
 static long raw6(const struct esca_entry *e)
 {
-	return syscall((long)e->nr, e->args[0], e->args[1], e->args[2], e->args[3], e->args[4],
-		       e->args[5]);
+	return REAL(syscall)((long)e->nr, e->args[0], e->args[1], e->args[2], e->args[3],
+			     e->args[4], e->args[5]);
 }
 
 void esca_run_direct(struct esca_thread *t, unsigned i)
@@ -71,13 +94,28 @@ void esca_run_direct(struct esca_thread *t, unsigned i)
 	struct esca_entry *e = &t->table[i];
 	long r;
 
+	e->status = ESCA_ST_RUNNING;
+	atomic_signal_fence(memory_order_seq_cst);
 	do
 		r = raw6(e);
 	while (r < 0 && errno == EINTR && e->nr != SYS_close);
 	e->result = r < 0 ? -errno : r;
+	atomic_signal_fence(memory_order_seq_cst);
 	e->status = ESCA_ST_DONE;
 	t->st.direct_calls++;
-	esca_finish_entry(t, i);
+}
+
+bool esca_entry_runnable(const struct esca_thread *t, unsigned i)
+{
+	const struct esca_meta *m = &t->meta[i];
+
+	return t->table[i].status == ESCA_ST_QUEUED && !(esca_fdw(m->fd) & ESCA_FDW_HELD);
+}
+
+/* The thread raises SIGPIPE, as the kernel does for a plain call. */
+static void raise_sigpipe(void)
+{
+	REAL(syscall)(SYS_tgkill, (long)getpid(), (long)gettid(), (long)SIGPIPE);
 }
 
 static int64_t now_ms(void)
@@ -88,96 +126,265 @@ static int64_t now_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/* Sends bytes [done, expect) of a data entry, as the same kind of call. */
-static long send_rest(const struct esca_entry *e, const struct esca_meta *m, uint64_t done)
+/* Sends bytes [sent, expect) of a data entry, as the same kind of call. */
+static long send_rest(const struct esca_entry *e, const struct esca_meta *m, uint64_t sent)
 {
-	uint64_t rest = e->expect - done;
+	uint64_t rest = e->expect - sent;
 	off_t off;
 
-	switch (e->nr) {
-	case SYS_write:
-		return syscall(SYS_write, e->args[0], e->args[1] + done, rest);
-	case SYS_sendto:
-		return syscall(SYS_sendto, e->args[0], e->args[1] + done, rest, e->args[3],
-			       e->args[4], e->args[5]);
-	case SYS_sendfile:
-		if (m->offset < 0)
-			return syscall(SYS_sendfile, e->args[0], e->args[1], NULL, rest);
-		off = (off_t)(m->offset + (int64_t)done);
-		return syscall(SYS_sendfile, e->args[0], e->args[1], &off, rest);
-	default:
-		errno = EINVAL;
-		return -1;
-	}
+	if (e->nr == SYS_sendto)
+		return REAL(syscall)(SYS_sendto, e->args[0], e->args[1] + sent, rest, e->args[3],
+				     0, 0);
+	if (m->offset < 0)
+		return REAL(syscall)(SYS_sendfile, e->args[0], e->args[1], NULL, rest);
+	off = (off_t)(m->offset + (int64_t)sent);
+	return REAL(syscall)(SYS_sendfile, e->args[0], e->args[1], &off, rest);
 }
 
-/* Completes a data entry of which `done` bytes went out. */
-static void complete_write(struct esca_thread *t, unsigned i, uint64_t done)
+/* The send timeout of a blocking socket (SO_SNDTIMEO), in ms; -1: none. */
+static int send_timeout_ms(int fd)
+{
+	struct timeval tv = { 0, 0 };
+	socklen_t len = sizeof(tv);
+
+	if (REAL(getsockopt)(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, &len) < 0 ||
+	    (!tv.tv_sec && !tv.tv_usec))
+		return -1;
+	return (int)(tv.tv_sec * 1000 + tv.tv_usec / 1000);
+}
+
+/*
+ * A blocking socket: the rest is sent as the program's blocking call would
+ * have sent it, waiting for the peer; a send timeout (SO_SNDTIMEO) that
+ * expires resets the connection.  Returns with the entry finished.
+ */
+static void complete_blocking(struct esca_thread *t, unsigned i, uint64_t sent)
 {
 	struct esca_entry *e = &t->table[i];
 	struct esca_meta *m = &t->meta[i];
-	int64_t deadline = now_ms() + esca_cfg.write_timeout_ms;
-	int fd = (int)e->args[0];
-	uint64_t start = done;
+	int fd = (int)e->args[0], tmo = send_timeout_ms(fd);
+	int64_t deadline = tmo < 0 ? -1 : now_ms() + tmo;
+	uint64_t start = sent;
 	long r;
 
-	while (done < e->expect) {
-		r = send_rest(e, m, done);
+	m->sent = sent;
+	while (m->sent < e->expect) {
+		e->status = ESCA_ST_RUNNING;
+		r = send_rest(e, m, m->sent);
 		if (r > 0) {
-			done += (uint64_t)r;
+			m->sent += (uint64_t)r;
 			continue;
 		}
-		if (r == 0) {
-			/* sendfile at end of file: the file is shorter than the
-			 * count the caller was told was sent */
-			count_error(t, i, ENODATA, e->expect - done);
-			return;
-		}
-		if (errno == EINTR)
-			continue;
-		if (errno == EAGAIN) {
-			struct pollfd p = { .fd = fd, .events = POLLOUT };
-			int64_t left = deadline - now_ms();
+		if (r == 0 || (errno != EINTR && errno != EAGAIN)) {
+			int err = r == 0 ? ENODATA : errno;
 
-			if (left <= 0 || poll(&p, 1, (int)left) == 0) {
-				esca_log("deferred %s(fd=%d): peer did not read for %d ms; %llu bytes "
-					 "not sent", call_name(m->kind), fd,
-					 esca_cfg.write_timeout_ms,
-					 (unsigned long long)(e->expect - done));
-				t->st.errors_other++;
-				t->st.bytes_lost += e->expect - done;
+			e->status = ESCA_ST_DONE;
+			if (err == ENODATA) {
+				/* sendfile at the end of a file shorter than promised */
+				esca_reset_connection(fd, esca_fdw(fd));
+				t->st.resets++;
+				t->st.bytes_lost += e->expect - m->sent;
 				return;
 			}
-			continue;
+			e->result = -err;
+			return;	/* finish_data() counts it */
 		}
-		count_error(t, i, errno, e->expect - done);
-		return;
+		if (errno == EAGAIN) {
+			struct pollfd p = { .fd = fd, .events = POLLOUT };
+			int left = deadline < 0 ? -1 : (int)(deadline - now_ms());
+
+			if ((deadline >= 0 && left <= 0) ||
+			    (REAL(poll)(&p, 1, left) == 0 && deadline >= 0)) {
+				esca_debug("deferred %s(fd=%d): the peer did not read for %d ms "
+					   "(SO_SNDTIMEO): connection reset", call_name(m->kind), fd, tmo);
+				esca_reset_connection(fd, esca_fdw(fd));
+				t->st.resets++;
+				t->st.bytes_lost += e->expect - m->sent;
+				e->status = ESCA_ST_DONE;
+				e->result = (int64_t)e->expect;
+				return;
+			}
+		}
 	}
+	e->status = ESCA_ST_DONE;
+	e->result = (int64_t)e->expect;
 	t->st.short_writes_completed++;
-	t->st.bytes_completed += done - start;
+	t->st.bytes_completed += m->sent - start;
 }
 
-void esca_finish_entry(struct esca_thread *t, unsigned i)
+/* Whether the program's call on fd would have blocked for room. */
+static bool blocking_send(const struct esca_meta *m)
+{
+	int fl = REAL(fcntl)(m->fd, F_GETFL);
+
+	return fl >= 0 && !(fl & O_NONBLOCK) && !(m->sock_flags & MSG_DONTWAIT);
+}
+
+/* The result of a data entry (sendto, sendfile). */
+static void finish_data(struct esca_thread *t, unsigned i)
 {
 	struct esca_entry *e = &t->table[i];
+	struct esca_meta *m = &t->meta[i];
 	int64_t res = e->result;
+	uint64_t sent;
+	int err;
 
-	if (e->flags & ESCA_ENTRY_EXPECT) {
-		if (res >= 0 && (uint64_t)res == e->expect)
-			return;
-		if (res >= 0) {
-			complete_write(t, i, (uint64_t)res);
-			return;
-		}
-		if (res == -EAGAIN || res == -EINTR) {
-			complete_write(t, i, 0);
-			return;
-		}
-		count_error(t, i, (int)-res, e->expect);
+	if (res == (int64_t)e->expect)
 		return;
+	if (res >= 0 || res == -EAGAIN || res == -EINTR) {
+		sent = res > 0 ? (uint64_t)res : 0;
+		if (e->nr == SYS_sendfile && res == 0) {
+			/* the file ends before the count the program was told */
+			esca_debug("deferred sendfile(fd=%d): the file ended %llu bytes early: "
+				   "connection reset", m->fd, (unsigned long long)e->expect);
+			esca_reset_connection(m->fd, esca_fdw(m->fd));
+			t->st.resets++;
+			t->st.bytes_lost += e->expect;
+			return;
+		}
+		if (blocking_send(m)) {
+			complete_blocking(t, i, sent);
+			if (e->result == (int64_t)e->expect || e->result >= 0)
+				return;
+			res = e->result;	/* an error while completing */
+		} else {
+			(void)esca_held_add(t, i, sent);
+			return;
+		}
 	}
-	if (res < 0)
-		count_error(t, i, (int)-res, 0);
+	err = (int)-res;
+	count_error(t, i, err, e->expect);
+	if (err == EPIPE && !(m->sock_flags & MSG_NOSIGNAL) &&
+	    !(m->flags & ESCA_META_KERNEL_SIGPIPE)) {
+		/* finished first: a handler that jumps out must not raise it again */
+		e->status = ESCA_ST_FINISHED;
+		t->head = i + 1;
+		raise_sigpipe();
+	}
+}
+
+/* Entry i is DONE: its result is taken care of, and it is FINISHED. */
+static void finish_entry(struct esca_thread *t, unsigned i)
+{
+	struct esca_entry *e = &t->table[i];
+	struct esca_meta *m = &t->meta[i];
+
+	switch (e->nr) {
+	case SYS_sendto:
+	case SYS_sendfile:
+		finish_data(t, i);
+		break;
+	case SYS_close:
+		/* the number is free: a new fd there is another file */
+		esca_fd_closed(m->fd);
+		if (e->result < 0)
+			count_error(t, i, (int)-e->result, 0);
+		break;
+	default:
+		if (e->result < 0)
+			count_error(t, i, (int)-e->result, 0);
+		break;
+	}
+	e->status = ESCA_ST_FINISHED;
+	if (t->head == i)
+		t->head = i + 1;
+}
+
+/*
+ * A direct call a handler's jump interrupted (RUNNING): it ran, with an
+ * unknown result.  A close is done; a data entry's stream cannot be known
+ * whole: its connection is reset; anything else runs again (a shutdown or a
+ * socket option twice is the same).
+ */
+static void resolve_unknown(struct esca_thread *t, unsigned i)
+{
+	struct esca_entry *e = &t->table[i];
+	struct esca_meta *m = &t->meta[i];
+
+	switch (e->nr) {
+	case SYS_close:
+		e->result = 0;
+		e->status = ESCA_ST_DONE;
+		break;
+	case SYS_sendto:
+	case SYS_sendfile:
+		esca_reset_connection(m->fd, esca_fdw(m->fd));
+		t->st.resets++;
+		e->result = (int64_t)e->expect;
+		e->status = ESCA_ST_DONE;
+		break;
+	default:
+		esca_run_direct(t, i);
+		break;
+	}
+}
+
+/* What the kernel checks each data entry against (merges grow them). */
+static void seal(struct esca_thread *t)
+{
+	for (unsigned i = t->head; i < t->n; i++) {
+		struct esca_entry *e = &t->table[i];
+
+		if (e->status == ESCA_ST_QUEUED && (e->flags & ESCA_ENTRY_EXPECT))
+			e->expect = e->nr == SYS_sendfile ? e->args[3] : e->args[2];
+	}
+}
+
+void esca_sq_take(struct esca_thread *t);
+
+/*
+ * Runs the table from head to its end (and what the signal queue adds),
+ * through the backend when `via`, else as direct calls.
+ */
+static void run_all(struct esca_thread *t, bool via)
+{
+	unsigned i, k;
+
+	for (;;) {
+		if (t->head == t->n) {
+			if (t->draining ||
+			    atomic_load_explicit(&t->sq_tail, memory_order_relaxed) == t->sq_head)
+				break;
+			/* all finished: the queue's calls go in from the top */
+			t->n = t->head = 0;
+			t->arena_used = 0;
+			esca_sq_take(t);
+			seal(t);
+			continue;
+		}
+		i = t->head;
+		switch (t->table[i].status) {
+		case ESCA_ST_QUEUED:
+			if (!esca_entry_runnable(t, i)) {
+				esca_held_behind(t, i);
+				finish_entry(t, i);
+				break;
+			}
+			k = via && t->ops ? t->ops->run(t, i) : 0;
+			if (!k)
+				esca_run_direct(t, i);
+			break;
+		case ESCA_ST_RUNNING:
+			resolve_unknown(t, i);
+			break;
+		case ESCA_ST_INFLIGHT:
+			if (t->ops && t->ops->settle)
+				t->ops->settle(t);
+			else
+				resolve_unknown(t, i);
+			break;
+		case ESCA_ST_FINISHED:
+			t->head = i + 1;
+			break;
+		case ESCA_ST_REFUSED:
+			/* a jump left the module's refusal unanswered: a plain call */
+			esca_run_direct(t, i);
+			break;
+		default:	/* DONE */
+			finish_entry(t, i);
+			break;
+		}
+	}
 }
 
 /* Batch-size classes of the cost table: 2-3, 4-7, 8-15, 16-31, 32+. */
@@ -237,28 +444,16 @@ bool esca_batch_pays(struct esca_thread *t, unsigned n)
 	       (uint64_t)t->cost[c].backend * 8 < (uint64_t)t->cost[c].direct * 7;
 }
 
-static void flush_backend(struct esca_thread *t)
-{
-	unsigned i;
-
-	if (t->ops) {
-		t->ops->flush(t);
-		return;
-	}
-	for (i = 0; i < t->n; i++)
-		esca_run_direct(t, i);
-}
-
 /*
  * ESCA_ADAPT, a measured backend (io_uring): a batch goes through the
  * backend or is run as direct calls, whichever was measured cheaper per
- * entry for batches of its size.  Each
- * way is measured once, then the other one is tried one flush in 32 to
- * follow changes, and one flush in 8 of the chosen way is timed.
+ * entry for batches of its size.  Each way is measured once, then the other
+ * one is tried one flush in 32 to follow changes, and one flush in 8 of the
+ * chosen way is timed.
  */
-static void flush_measured(struct esca_thread *t)
+static void run_measured(struct esca_thread *t)
 {
-	unsigned n = t->n, c = size_class(n), i, k = ++t->adapt_flushes;
+	unsigned n = t->n - t->head, c = size_class(n), k = ++t->adapt_flushes;
 	bool batch = t->cost[c].backend <= t->cost[c].direct, timed = (k & 7) == 0;
 	uint64_t t0 = 0;
 
@@ -270,66 +465,86 @@ static void flush_measured(struct esca_thread *t)
 	}
 	if (timed)
 		t0 = esca_stamp();
-	if (batch) {
-		flush_backend(t);
-		if (timed)
-			learn(&t->cost[c].backend, (esca_stamp() - t0) / n);
+	run_all(t, batch);
+	if (timed)
+		learn(batch ? &t->cost[c].backend : &t->cost[c].direct, (esca_stamp() - t0) / n);
+	if (batch)
 		t->st.batched_flushes++;
-	} else {
-		for (i = 0; i < n; i++)
-			esca_run_direct(t, i);
-		if (timed)
-			learn(&t->cost[c].direct, (esca_stamp() - t0) / n);
+	else
 		t->st.direct_flushes++;
-	}
 }
 
-/* What every flush of t's n entries leaves behind. */
+/* What every complete flush of n entries leaves behind: an empty table of
+ * a new generation (other threads see its entries are gone). */
 static void flushed(struct esca_thread *t, unsigned n)
 {
-	unsigned i;
-
 	t->st.flushes++;
 	t->st.flushed_calls += n;
 	t->seg_entries += n;
-	for (i = 0; i < n; i++) {
-		t->fd_filter[esca_fd_hash(t->meta[i].fd) >> 6] = 0;
-		if (t->meta[i].in_fd >= 0)
-			t->fd_filter[esca_fd_hash(t->meta[i].in_fd) >> 6] = 0;
-	}
-	t->n = 0;
+	memset(t->fd_filter, 0, sizeof(t->fd_filter));
+	t->n = t->head = 0;
 	t->arena_used = 0;
-	t->carrying = false;
+	if (t->closes) {
+		t->closes = 0;
+		if (esca_multithreaded())
+			atomic_fetch_sub(&esca_closes_elsewhere, 1);
+	}
+	atomic_fetch_add_explicit(&t->gen, 1, memory_order_release);
 	t->flushing = false;
 }
 
 int esca_flush_thread(struct esca_thread *t)
 {
-	unsigned n = t->n;
+	unsigned n = t->n - t->head;
 
-	if (!n || t->flushing)
+	if (t->flushing ||
+	    (!n && atomic_load_explicit(&t->sq_tail, memory_order_relaxed) == t->sq_head))
 		return 0;
 	t->flushing = true;
+	seal(t);
 	if (esca_cfg.adapt && n >= 2 && t->ops && t->ops->measured)
-		flush_measured(t);
+		run_measured(t);
 	else
-		flush_backend(t);
+		run_all(t, true);
 	flushed(t, n);
 	return (int)n;
 }
 
 bool esca_flush_wait(struct esca_thread *t, const struct esca_entry *w, long *res)
 {
-	unsigned n = t->n;
+	unsigned n = t->n - t->head, i;
 	bool ran;
 
-	if (!n || t->flushing || !t->ops || !t->ops->flush_wait) {
+	if (!n || t->flushing || !t->ops || !t->ops->run_wait) {
 		esca_flush_thread(t);
 		return false;
 	}
+	for (i = t->head; i < t->n; i++) {
+		if (!esca_entry_runnable(t, i)) {
+			esca_flush_thread(t);
+			return false;
+		}
+	}
 	t->flushing = true;
-	ran = t->ops->flush_wait(t, w, res);
-	t->st.waits_carried += ran;
+	seal(t);
+	ran = t->ops->run_wait(t, w, res);
+	run_all(t, true);
 	flushed(t, n);
 	return ran;
+}
+
+bool esca_flush_foreign(struct esca_thread *t)
+{
+	unsigned n = t->n - t->head, i;
+
+	/* t's own flush may have been cut short by a jump: what it left in its
+	 * ring only t can reap */
+	for (i = t->head; i < t->n; i++)
+		if (t->table[i].status == ESCA_ST_INFLIGHT)
+			return false;
+	t->flushing = true;
+	seal(t);
+	run_all(t, false);
+	flushed(t, n);
+	return true;
 }

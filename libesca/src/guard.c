@@ -17,6 +17,9 @@
 static __thread sigjmp_buf *volatile copy_jmp;
 static struct sigaction prev_segv, prev_bus;
 static _Atomic int installed;
+/* libc's own: the interposed siglongjmp is for the program's handlers
+ * (effects.c), and a handler may not resolve symbols */
+static void (*jump)(sigjmp_buf, int);
 
 static void fault_handler(int sig, siginfo_t *si, void *uc)
 {
@@ -26,7 +29,7 @@ static void fault_handler(int sig, siginfo_t *si, void *uc)
 	(void)uc;
 	if (jb) {
 		copy_jmp = NULL;
-		siglongjmp(*jb, 1);
+		jump(*jb, 1);
 	}
 	/* not ours: give the fault back to whoever handled it before */
 	sigaction(sig, sig == SIGSEGV ? &prev_segv : &prev_bus, NULL);
@@ -38,6 +41,7 @@ void esca_guard_install(void)
 
 	if (atomic_exchange(&installed, 1))
 		return;
+	jump = REAL(siglongjmp);
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_sigaction = fault_handler;
 	/* NODEFER: leaving by siglongjmp must not leave SIGSEGV blocked */

@@ -22,12 +22,13 @@ struct esca_config esca_cfg = {
 	.defer_max = 16384,
 	.sendfile_max = 65536,
 	.uring_copy_max = 4096,
+	.held_max = 64u << 20,
 	.uring_min_ops = 2,
 	.adapt = true,
 	.flush_wait = true,
 	.uring_sockopt = false,	/* measured dearer than the plain call (docs/libesca.md) */
 	.uring_setup = ESCA_RING_ALL,
-	.write_timeout_ms = 10000,
+	.write_timeout_ms = 60000,
 };
 _Atomic int esca_initialized;
 static int init_result;
@@ -36,7 +37,8 @@ static int init_errno;
 void esca_log(const char *fmt, ...)
 {
 	char buf[512];
-	int n = snprintf(buf, sizeof(buf), "libesca[%d]: ", (int)getpid());
+	int n = snprintf(buf, sizeof(buf), "libesca[%d]: ",
+			 (int)esca_raw(SYS_getpid, 0, 0, 0, 0, 0, 0));
 	va_list ap;
 
 	va_start(ap, fmt);
@@ -48,7 +50,8 @@ void esca_log(const char *fmt, ...)
 	if ((size_t)n >= sizeof(buf) - 1)
 		n = sizeof(buf) - 2;
 	buf[n++] = '\n';
-	(void)!syscall(SYS_write, STDERR_FILENO, buf, (size_t)n);
+	/* not through libc: the drainer thread (held.c) logs too */
+	esca_raw(SYS_write, STDERR_FILENO, (long)buf, (long)n, 0, 0, 0);
 }
 
 /*
@@ -121,8 +124,9 @@ static void read_config(void)
 {
 	esca_cfg.debug = env_flag("ESCA_DEBUG");
 	esca_cfg.stats = env_flag("ESCA_STATS");
-	esca_cfg.table_entries = env_ulong("ESCA_TABLE_ENTRIES", esca_cfg.table_entries, 8,
-					   ESCA_MAX_ENTRIES);
+	/* at least room for a signal handler's queue (thread.c) twice over */
+	esca_cfg.table_entries = env_ulong("ESCA_TABLE_ENTRIES", esca_cfg.table_entries,
+					   2 * ESCA_SQ_SLOTS, ESCA_MAX_ENTRIES - 1);
 	esca_cfg.arena_bytes = env_ulong("ESCA_ARENA_BYTES", esca_cfg.arena_bytes, 65536,
 					 1ul << 30);
 	esca_cfg.defer_max = env_ulong("ESCA_DEFER_MAX", esca_cfg.defer_max, 0,
@@ -133,6 +137,7 @@ static void read_config(void)
 					    esca_cfg.defer_max);
 	esca_cfg.uring_min_ops = env_ulong("ESCA_URING_MIN_OPS", esca_cfg.uring_min_ops, 1,
 					   ESCA_MAX_ENTRIES);
+	esca_cfg.held_max = env_ulong("ESCA_HELD_MAX", esca_cfg.held_max, 1u << 20, 1ul << 34);
 	esca_cfg.adapt = env_ulong("ESCA_ADAPT", 1, 0, 1) != 0;
 	esca_cfg.flush_wait = env_ulong("ESCA_FLUSH_WAIT", 1, 0, 1) != 0;
 	esca_cfg.uring_sockopt = env_ulong("ESCA_URING_SOCKOPT", 0, 0, 1) != 0;
@@ -190,13 +195,13 @@ bool esca_thread_seccomp(void)
 {
 	char buf[4096], *p;
 	ssize_t n;
-	int fd = (int)syscall(SYS_openat, AT_FDCWD, "/proc/thread-self/status",
+	int fd = (int)REAL(syscall)(SYS_openat, AT_FDCWD, "/proc/thread-self/status",
 			      O_RDONLY | O_CLOEXEC);
 
 	if (fd < 0)
 		return false;
-	n = syscall(SYS_read, fd, buf, sizeof(buf) - 1);
-	syscall(SYS_close, fd);
+	n = REAL(syscall)(SYS_read, fd, buf, sizeof(buf) - 1);
+	REAL(syscall)(SYS_close, fd);
 	if (n <= 0)
 		return false;
 	buf[n] = '\0';
@@ -249,6 +254,7 @@ static int choose_backend(void)
 static void fork_child(void)
 {
 	esca_thread_fork_child();
+	esca_held_after_fork();
 	esca_stats_after_fork();
 }
 
@@ -261,7 +267,6 @@ ESCA_API int esca_init(void)
 		goto out;
 	pthread_mutex_lock(&lock);
 	if (!atomic_load_explicit(&esca_initialized, memory_order_relaxed)) {
-		esca_resolve_real();
 		esca_fd_init();
 		esca_guard_install();
 		err = choose_backend();

@@ -1,17 +1,21 @@
 // SPDX-License-Identifier: MIT
 /*
- * The interposed libc entry points.
+ * The deferrable calls: close, shutdown, write, writev, send, sendto,
+ * sendmsg, sendfile, setsockopt (TCP_CORK, TCP_NODELAY).
  *
- * Outside a batching segment of the calling thread every call goes straight
- * to libc.  Inside one, a call that can be deferred is checked the way the
- * kernel would check it first (a bad fd gives EBADF, a bad pointer EFAULT,
- * at once), its payload is copied into the thread's arena (the caller may
- * reuse its buffer as soon as we return), it is recorded, and the result a
- * successful call returns is returned.  A call that cannot be deferred
- * (too large, unusual flags, control messages ...) first flushes the pending
- * entries if any of them concern the same fd, then runs directly: program
- * order per fd is kept.  (The calls that create or close fds wholesale are
- * in fdcalls.c.)
+ * Inside a batching segment of the calling thread, such a call is recorded
+ * instead of run only when it concerns an fd that is provably the program's
+ * alone and whose result libesca knows (docs/libesca.md, "What is
+ * deferred"): a connected stream socket (TCP, AF_UNIX) that libesca saw
+ * made and never aliased, not broken, not holding bytes for a slow reader;
+ * for close, any fd libesca saw made and never aliased.  Its payload is
+ * copied into the thread's arena (the caller may reuse its buffer as soon as
+ * we return), and the result a successful call returns is returned.
+ *
+ * Every other call runs at once, after the pending entries (all of them:
+ * effects keep program order across fds), and after the bytes libesca holds
+ * for its socket, if any: a call that finds them unsent gets EAGAIN, the
+ * truth of a full non-blocking socket.
  */
 #include "internal.h"
 
@@ -21,89 +25,54 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <pthread.h>
-#include <stdarg.h>
+#include <signal.h>
 #include <string.h>
 #include <sys/sendfile.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
-/*
- * The thread's segment, claimed for one interposed call: until leave(), a
- * signal handler that interrupts the call and makes one of its own sees no
- * segment and runs directly, so recording is never re-entered.
- */
-static inline struct esca_thread *enter(void)
-{
-	struct esca_thread *t = esca_segment();
+/* A data call as the program made it. */
+struct data_call {
+	enum esca_call_kind kind;
+	int fd;
+	const struct iovec *iov;	/* the payload (validated and copied when recorded) */
+	int iovcnt;
+	size_t len;
+	int flags;			/* send flags */
+	const struct sockaddr *addr;
+	socklen_t alen;
+	const struct msghdr *msg;	/* sendmsg: the program's */
+	int in_fd;			/* sendfile */
+	off_t *offset;
+	size_t count;
+};
 
-	if (t) {
-		t->busy = true;
-		return t;
+/* The call itself, in libc. */
+static ssize_t data_real(const struct data_call *c)
+{
+	switch (c->kind) {
+	case ESCA_CALL_WRITE:
+		return REAL(write)(c->fd, c->iov[0].iov_base, c->len);
+	case ESCA_CALL_WRITEV:
+		return REAL(writev)(c->fd, c->iov, c->iovcnt);
+	case ESCA_CALL_SEND:
+		if (c->addr || c->alen)
+			return REAL(sendto)(c->fd, c->iov[0].iov_base, c->len, c->flags, c->addr,
+					    c->alen);
+		return REAL(send)(c->fd, c->iov[0].iov_base, c->len, c->flags);
+	case ESCA_CALL_SENDMSG:
+		return REAL(sendmsg)(c->fd, c->msg, c->flags);
+	case ESCA_CALL_SENDFILE:
+		return REAL(sendfile)(c->fd, c->in_fd, c->offset, c->count);
+	default:
+		errno = EINVAL;
+		return -1;
 	}
-	/* a segment that passes its calls through still counts them, so that
-	 * batching resumes as soon as segments grow (thread.c) */
-	t = esca_self;
-	if (t && t->passing)
-		t->seg_calls++;
-	return NULL;
 }
 
-static inline void leave(struct esca_thread *t)
-{
-	t->busy = false;
-}
+/* ---- the table ------------------------------------------------------------------ */
 
-/* The exported entry point of an interposed call: libc's outside a segment,
- * seg_<name>() inside one, with the segment claimed around it. */
-#define INTERPOSE(type, name, params, ...)				\
-	ESCA_API type name params					\
-	{								\
-		struct esca_thread *t = enter();			\
-		type r;							\
-									\
-		if (!t)							\
-			return REAL(name)(__VA_ARGS__);			\
-		r = seg_##name(t, __VA_ARGS__);				\
-		leave(t);						\
-		return r;						\
-	}
-
-void esca_direct_in_segment(struct esca_thread *t, int fd, int fd2)
-{
-	t->st.direct_in_segment++;
-	if (t->n && (esca_fd_maybe_pending(t, fd) || (fd2 >= 0 && esca_fd_maybe_pending(t, fd2))))
-		esca_flush_thread(t);
-}
-
-static bool close_pending(const struct esca_thread *t, int fd)
-{
-	unsigned i;
-
-	if (!esca_fd_maybe_pending(t, fd))
-		return false;
-	for (i = t->n; i-- > 0;)
-		if (t->table[i].nr == SYS_close && (int)t->table[i].args[0] == fd)
-			return true;
-	return false;
-}
-
-/* The kind of fd, or -1 with errno EBADF as the kernel would give (one of
- * libesca's own fds is not the program's: not open, as far as it knows). */
-static int check_fd(struct esca_thread *t, int fd)
-{
-	int kind;
-
-	if (fd < 0 || close_pending(t, fd))
-		goto bad;
-	kind = esca_fd_kind(fd);
-	if (kind != ESCA_FD_OWN)
-		return kind;
-bad:
-	errno = EBADF;
-	return -1;
-}
-
-/* A free entry, with len bytes of arena; flushes first when full. */
+/* A free entry with len bytes of arena; runs the batch first when full. */
 static struct esca_entry *reserve(struct esca_thread *t, size_t len, void **data)
 {
 	size_t need = len + 32;
@@ -122,145 +91,27 @@ static struct esca_entry *reserve(struct esca_thread *t, size_t len, void **data
 	return e;
 }
 
-/* Makes the entry reserved last part of the table. */
-static void commit(struct esca_thread *t, enum esca_call_kind kind, int fd, size_t len)
+/* Makes the entry reserved last part of the batch: one store (n) is the
+ * commit, so that a signal before it leaves nothing half-recorded. */
+static void commit(struct esca_thread *t, enum esca_call_kind kind, int fd, size_t arena_len)
 {
 	struct esca_meta *m = &t->meta[t->n];
 
 	m->kind = (uint8_t)kind;
 	m->fd = fd;
+	m->seq = ++t->seq;
 	esca_fd_mark_pending(t, fd);
-	if (m->in_fd >= 0)
+	esca_fd_tag(t, fd);
+	if (m->in_fd >= 0) {
 		esca_fd_mark_pending(t, m->in_fd);
-	/* write payloads stay unaligned so that the next write can merge */
-	t->arena_used += kind == ESCA_CALL_WRITE || kind == ESCA_CALL_WRITEV ||
-			 (kind == ESCA_CALL_SEND && t->table[t->n].nr == SYS_write) ?
-			 len : (len + 15) & ~(size_t)15;
-	t->st.arena_bytes += len;
+		esca_fd_tag(t, m->in_fd);
+	}
+	t->arena_used += arena_len;
+	t->st.arena_bytes += arena_len;
 	t->st.deferred[kind]++;
 	t->seg_calls++;
+	atomic_signal_fence(memory_order_release);
 	t->n++;
-}
-
-/* ---- close, shutdown, setsockopt -------------------------------------- */
-
-static int seg_close(struct esca_thread *t, int fd)
-{
-	struct esca_entry *e;
-	void *unused;
-
-	pthread_testcancel();
-	if (check_fd(t, fd) < 0)
-		return -1;
-	e = reserve(t, 0, &unused);
-	e->nr = SYS_close;
-	e->args[0] = (uint64_t)fd;
-	commit(t, ESCA_CALL_CLOSE, fd, 0);
-	/* later calls on fd in this segment see EBADF (close_pending), others
-	 * validate it anew */
-	esca_fd_set(fd, ESCA_FD_UNKNOWN);
-	return 0;
-}
-
-ESCA_API int close(int fd)
-{
-	struct esca_thread *t;
-	int r;
-
-	if (unlikely(esca_fd_is_own(fd))) {
-		errno = EBADF;
-		return -1;
-	}
-	t = enter();
-	if (!t) {
-		esca_fd_set(fd, ESCA_FD_UNKNOWN);
-		return REAL(close)(fd);
-	}
-	r = seg_close(t, fd);
-	leave(t);
-	return r;
-}
-
-static int seg_shutdown(struct esca_thread *t, int fd, int how)
-{
-	struct esca_entry *e;
-	void *unused;
-	int kind;
-
-	kind = check_fd(t, fd);
-	if (kind < 0)
-		return -1;
-	if (!esca_fd_is_socket(kind) || how < SHUT_RD || how > SHUT_RDWR) {
-		esca_direct_in_segment(t, fd, -1);
-		return REAL(shutdown)(fd, how);	/* the kernel's ENOTSOCK / EINVAL */
-	}
-	e = reserve(t, 0, &unused);
-	e->nr = SYS_shutdown;
-	e->args[0] = (uint64_t)fd;
-	e->args[1] = (uint64_t)how;
-	commit(t, ESCA_CALL_SHUTDOWN, fd, 0);
-	return 0;
-}
-
-INTERPOSE(int, shutdown, (int fd, int how), fd, how)
-
-static int seg_setsockopt(struct esca_thread *t, int fd, int level, int name, const void *val,
-			  socklen_t len)
-{
-	struct esca_entry *e;
-	void *data;
-	int v, kind;
-
-	if (level != IPPROTO_TCP || (name != TCP_CORK && name != TCP_NODELAY) ||
-	    len != sizeof(int) || !val) {
-		esca_direct_in_segment(t, fd, -1);
-		return REAL(setsockopt)(fd, level, name, val, len);
-	}
-	kind = check_fd(t, fd);
-	if (kind < 0)
-		return -1;
-	if (!esca_fd_is_socket(kind)) {
-		esca_direct_in_segment(t, fd, -1);
-		return REAL(setsockopt)(fd, level, name, val, len);
-	}
-	if (esca_copy(&v, val, sizeof(v)) < 0)
-		return -1;
-	e = reserve(t, sizeof(v), &data);
-	memcpy(data, &v, sizeof(v));
-	e->nr = SYS_setsockopt;
-	e->args[0] = (uint64_t)fd;
-	e->args[1] = (uint64_t)level;
-	e->args[2] = (uint64_t)name;
-	e->args[3] = (uint64_t)(uintptr_t)data;
-	e->args[4] = sizeof(v);
-	commit(t, ESCA_CALL_SETSOCKOPT, fd, sizeof(v));
-	return 0;
-}
-
-INTERPOSE(int, setsockopt, (int fd, int level, int name, const void *val, socklen_t len),
-	  fd, level, name, val, len)
-
-/* ---- writes ------------------------------------------------------------ */
-
-/*
- * A write to a stream socket that directly follows a write to the same
- * socket is appended to that entry: one call sends both, and the byte
- * stream is the same.  Returns the entry to extend, or NULL.
- */
-static struct esca_entry *mergeable(struct esca_thread *t, int fd, int fdkind, size_t len)
-{
-	struct esca_entry *prev;
-	struct esca_meta *m;
-
-	if (!t->n || t->arena_used + len > t->arena_cap)
-		return NULL;
-	prev = &t->table[t->n - 1];
-	m = &t->meta[t->n - 1];
-	if (fdkind != ESCA_FD_STREAM || prev->nr != SYS_write || m->fd != fd ||
-	    (char *)(uintptr_t)prev->args[1] + prev->args[2] != t->arena + t->arena_used ||
-	    prev->args[2] + len > esca_cfg.defer_max * 4)
-		return NULL;
-	return prev;
 }
 
 /* Gathers iov (validated, copied) into dst: 0, or -1 with EFAULT. */
@@ -272,59 +123,244 @@ static int copy_iov(char *dst, const struct iovec *iov, int iovcnt)
 	return 0;
 }
 
-/* Records a write of len bytes gathered from iov (already validated). */
-static ssize_t record_write(struct esca_thread *t, enum esca_call_kind kind, int fd, int fdkind,
-			    const struct iovec *iov, int iovcnt, size_t len)
+/*
+ * A send of len bytes that directly follows a send with the same flags to
+ * the same socket is appended to that entry: one call sends both, and the
+ * byte stream is the same.  Its length (args[2]) is the commit.  Returns
+ * the entry to extend, or NULL.
+ */
+static struct esca_entry *mergeable(struct esca_thread *t, int fd, int flags, size_t len)
 {
-	struct esca_entry *e = mergeable(t, fd, fdkind, len);
+	struct esca_entry *prev;
+	struct esca_meta *m;
+
+	if (t->n == t->head || t->arena_used + len > t->arena_cap)
+		return NULL;
+	prev = &t->table[t->n - 1];
+	m = &t->meta[t->n - 1];
+	if (prev->nr != SYS_sendto || m->fd != fd || m->sock_flags != flags ||
+	    prev->status != ESCA_ST_QUEUED ||
+	    (char *)(uintptr_t)prev->args[1] + prev->args[2] != t->arena + t->arena_used ||
+	    prev->args[2] + len > esca_cfg.defer_max * 4)
+		return NULL;
+	return prev;
+}
+
+/* ESCA_DEFER_MSG_FLAGS: the send flags a deferred send may carry. */
+#define ESCA_DEFER_MSG_FLAGS (MSG_DONTWAIT | MSG_NOSIGNAL | MSG_MORE)
+
+/*
+ * Records a send of c's payload (gathered into one buffer) as
+ * sendto(fd, data, len, flags | MSG_NOSIGNAL): libesca raises SIGPIPE
+ * itself when the program's call would have (flush.c).
+ */
+static ssize_t record_send(struct esca_thread *t, const struct data_call *c)
+{
+	struct esca_entry *e = mergeable(t, c->fd, c->flags, c->len);
 	char *data;
 
 	if (e) {
 		data = t->arena + t->arena_used;
-		if (copy_iov(data, iov, iovcnt) < 0)
+		if (copy_iov(data, c->iov, c->iovcnt) < 0)
 			return -1;
-		e->args[2] += len;
-		e->expect += len;
-		t->arena_used += len;	/* unaligned on purpose: the next may merge too */
-		t->st.arena_bytes += len;
-		t->st.deferred[kind]++;
+		t->arena_used += c->len;	/* unaligned on purpose: the next may merge too */
+		t->st.arena_bytes += c->len;
+		t->st.deferred[c->kind]++;
 		t->seg_calls++;
-		return (ssize_t)len;
+		atomic_signal_fence(memory_order_release);
+		e->args[2] += c->len;	/* the commit */
+		return (ssize_t)c->len;
 	}
-	e = reserve(t, len, (void **)&data);
-	if (copy_iov(data, iov, iovcnt) < 0)
+	e = reserve(t, c->len, (void **)&data);
+	if (copy_iov(data, c->iov, c->iovcnt) < 0)
 		return -1;	/* nothing recorded */
-	e->nr = SYS_write;
+	e->nr = SYS_sendto;
 	e->flags = ESCA_ENTRY_EXPECT;
-	e->args[0] = (uint64_t)fd;
+	e->args[0] = (uint64_t)c->fd;
 	e->args[1] = (uint64_t)(uintptr_t)data;
-	e->args[2] = len;
-	e->expect = len;
+	e->args[2] = c->len;
+	e->args[3] = (uint64_t)(unsigned)(c->flags | MSG_NOSIGNAL);
 	t->meta[t->n].data = data;
-	/* known (the fd was just validated); kept because a close recorded
-	 * later in the segment makes libesca forget it */
-	t->meta[t->n].fd_kind = (uint8_t)fdkind;
-	commit(t, kind, fd, len);
-	return (ssize_t)len;
+	t->meta[t->n].sock_flags = c->flags;
+	commit(t, c->kind, c->fd, c->len);	/* unaligned: the next send may merge */
+	return (ssize_t)c->len;
 }
 
-static ssize_t seg_write(struct esca_thread *t, int fd, const void *buf, size_t len)
+static ssize_t record_sendfile(struct esca_thread *t, const struct data_call *c)
+{
+	struct esca_entry *e;
+	struct esca_meta *m;
+	off_t off = -1;
+	size_t len;
+	char *data;
+
+	if (c->offset && esca_copy(&off, c->offset, sizeof(off)) < 0)
+		return -1;
+	/* the offset the kernel updates, and with the uring backend room to
+	 * read the file into when the send is emulated by read + write */
+	len = 16;
+	if (t->ops == &esca_uring_ops && c->offset && c->count <= esca_cfg.uring_copy_max)
+		len += c->count;
+	e = reserve(t, len, (void **)&data);
+	memcpy(data, &off, sizeof(off));
+	m = &t->meta[t->n];
+	m->in_fd = c->in_fd;
+	m->offset = c->offset ? off : -1;
+	m->data = len > 16 ? data + 16 : NULL;
+	m->flags = ESCA_META_KERNEL_SIGPIPE;
+	e->nr = SYS_sendfile;
+	e->flags = ESCA_ENTRY_EXPECT;
+	e->args[0] = (uint64_t)c->fd;
+	e->args[1] = (uint64_t)c->in_fd;
+	e->args[2] = c->offset ? (uint64_t)(uintptr_t)data : 0;
+	e->args[3] = c->count;
+	if (c->offset) {
+		off += (off_t)c->count;
+		if (esca_copy(c->offset, &off, sizeof(off)) < 0)
+			return -1;
+	}
+	commit(t, ESCA_CALL_SENDFILE, c->fd, (len + 15) & ~(size_t)15);
+	return (ssize_t)c->count;
+}
+
+/*
+ * Whether fd (word w) takes deferred data: a connected stream socket of the
+ * program's alone, whose peer is not known gone and whose bytes all went
+ * out so far, while the process holds little for slow readers.
+ */
+static bool data_fd_ok(uint32_t w)
+{
+	return esca_fdw_stream(w) &&
+	       (w & (ESCA_FDW_PRIVATE | ESCA_FDW_CONNECTED | ESCA_FDW_BROKEN | ESCA_FDW_HELD |
+		     ESCA_FDW_SLOW | ESCA_FDW_CLOSING)) == (ESCA_FDW_PRIVATE | ESCA_FDW_CONNECTED) &&
+	       atomic_load_explicit(&esca_held_bytes, memory_order_relaxed) <= esca_cfg.held_max / 2;
+}
+
+/* Whether c, on fd (word w), may be recorded; its payload length in c. */
+static bool data_deferrable(const struct data_call *c, uint32_t w)
+{
+	if (!data_fd_ok(w))
+		return false;
+	if (c->kind == ESCA_CALL_SENDFILE) {
+		uint32_t in = esca_fdw(c->in_fd);
+
+		/* from a file of the program's (libesca sees its close) */
+		return c->count > 0 && c->count <= esca_cfg.sendfile_max &&
+		       esca_fdw_kind(in) == ESCA_FD_FILE &&
+		       (in & (ESCA_FDW_PRIVATE | ESCA_FDW_CLOSING)) == ESCA_FDW_PRIVATE &&
+		       esca_drainer_ready();
+	}
+	return c->len > 0 && c->len <= esca_cfg.defer_max && !(c->flags & ~ESCA_DEFER_MSG_FLAGS) &&
+	       !c->addr && !c->alen && esca_drainer_ready();
+}
+
+/*
+ * A data call that runs now (not recorded): after the pending entries, and
+ * after the bytes held for its socket.
+ */
+static ssize_t data_now(struct esca_thread *t, const struct data_call *c)
+{
+	uint32_t w;
+	ssize_t r;
+
+	if (t && t->in_segment)
+		t->st.direct_in_segment++;
+	if (t && (t->n != t->head ||
+		  atomic_load_explicit(&t->sq_tail, memory_order_relaxed) != t->sq_head))
+		esca_before_effect_slow(t);
+	/* (read after the pending entries ran: they may have left bytes held) */
+	w = esca_fdw(c->fd);
+	if (unlikely(w & ESCA_FDW_HELD) && esca_held_push_fd(c->fd, c->flags) < 0)
+		return -1;
+	r = data_real(c);
+	/* a non-blocking connect() completed: the socket takes deferred data */
+	if (unlikely(w & ESCA_FDW_CONNECTING) && r >= 0)
+		esca_fdw_or(c->fd, ESCA_FDW_CONNECTED);
+	return r;
+}
+
+/* A handler's data call while its thread is inside libesca. */
+static ssize_t data_in_handler(struct esca_thread *t, const struct data_call *c, uint32_t w)
+{
+	struct esca_entry e;
+	struct esca_meta m;
+	char buf[4096];
+
+	if (!(t->n != t->head && esca_fd_maybe_pending(t, c->fd)) &&
+	    atomic_load_explicit(&t->sq_tail, memory_order_relaxed) == t->sq_head)
+		return data_real(c);
+	/* queued behind the entries it must follow: sends the program's own
+	 * data of a size the queue takes, else (a sendfile, a large write) at
+	 * once */
+	if (!data_deferrable(c, w) || c->kind == ESCA_CALL_SENDFILE || c->len > sizeof(buf) ||
+	    copy_iov(buf, c->iov, c->iovcnt) < 0)
+		return data_real(c);
+	memset(&e, 0, sizeof(e));
+	memset(&m, 0, sizeof(m));
+	e.nr = SYS_sendto;
+	e.flags = ESCA_ENTRY_EXPECT;
+	e.args[0] = (uint64_t)c->fd;
+	e.args[2] = c->len;
+	e.args[3] = (uint64_t)(unsigned)(c->flags | MSG_NOSIGNAL);
+	m.kind = (uint8_t)c->kind;
+	m.fd = c->fd;
+	m.in_fd = -1;
+	m.offset = -1;
+	m.sock_flags = c->flags;
+	if (!esca_sq_push(t, &e, &m, buf, c->len))
+		return data_real(c);
+	return (ssize_t)c->len;
+}
+
+/* An fd that is closing in this segment is not open, as far as the
+ * program knows: EBADF. */
+static bool closing(uint32_t w)
+{
+	return w & ESCA_FDW_CLOSING;
+}
+
+static ssize_t data_call(struct data_call *c)
+{
+	struct esca_thread *t = esca_self;
+	uint32_t w = esca_fd_touch(c->fd);
+	ssize_t r;
+
+	if (unlikely(!t))
+		goto now;
+	if (unlikely(t->busy))
+		return data_in_handler(t, c, w);
+	if (!t->in_segment) {
+		if (t->passing)
+			t->seg_calls++;
+		goto now;
+	}
+	if (unlikely(closing(w))) {
+		/* a close of it is pending in this segment: run it, then the call
+		 * meets the kernel's EBADF (or whatever took the number) */
+		esca_before_effect_slow(t);
+		goto now;
+	}
+	if (!data_deferrable(c, w))
+		goto now;
+	pthread_testcancel();
+	t = esca_enter();
+	if (!t)
+		goto now;
+	r = c->kind == ESCA_CALL_SENDFILE ? record_sendfile(t, c) : record_send(t, c);
+	esca_leave(t);
+	return r;
+now:
+	return data_now(t, c);
+}
+
+ESCA_API ssize_t write(int fd, const void *buf, size_t len)
 {
 	struct iovec iov = { .iov_base = (void *)buf, .iov_len = len };
-	int kind;
+	struct data_call c = { .kind = ESCA_CALL_WRITE, .fd = fd, .iov = &iov, .iovcnt = 1,
+			       .len = len };
 
-	kind = check_fd(t, fd);
-	if (kind < 0)
-		return -1;
-	if (len == 0 || len > esca_cfg.defer_max) {
-		esca_direct_in_segment(t, fd, -1);
-		return REAL(write)(fd, buf, len);
-	}
-	pthread_testcancel();
-	return record_write(t, ESCA_CALL_WRITE, fd, kind, &iov, 1, len);
+	return data_call(&c);
 }
-
-INTERPOSE(ssize_t, write, (int fd, const void *buf, size_t len), fd, buf, len)
 
 /* Sum of iov lengths, or (size_t)-1 when the call is not for deferring. */
 static size_t iov_total(const struct iovec *iov, int iovcnt)
@@ -340,225 +376,242 @@ static size_t iov_total(const struct iovec *iov, int iovcnt)
 	return total;
 }
 
-static ssize_t seg_writev(struct esca_thread *t, int fd, const struct iovec *iov, int iovcnt)
-{
-	struct iovec local[64];
-	size_t total;
-	int kind;
+#define ESCA_IOV_MAX 64
 
-	kind = check_fd(t, fd);
-	if (kind < 0)
-		return -1;
-	/* invalid counts, long vectors: the kernel gives the answer */
-	if (iovcnt <= 0 || iovcnt > (int)(sizeof(local) / sizeof(local[0])))
-		goto direct;
-	if (esca_copy(local, iov, sizeof(*iov) * (size_t)iovcnt) < 0)
-		return -1;
-	total = iov_total(local, iovcnt);
-	if (total == 0 || total > esca_cfg.defer_max)
-		goto direct;
-	pthread_testcancel();
-	return record_write(t, ESCA_CALL_WRITEV, fd, kind, local, iovcnt, total);
-direct:
-	esca_direct_in_segment(t, fd, -1);
-	return REAL(writev)(fd, iov, iovcnt);
+ESCA_API ssize_t writev(int fd, const struct iovec *iov, int iovcnt)
+{
+	struct iovec local[ESCA_IOV_MAX];
+	struct data_call c = { .kind = ESCA_CALL_WRITEV, .fd = fd, .iov = iov, .iovcnt = iovcnt,
+			       .len = (size_t)-1 };
+
+	/* a vector libesca may take: copied first (the kernel's EFAULT for a
+	 * bad one comes from the direct call) */
+	if (iovcnt > 0 && iovcnt <= ESCA_IOV_MAX &&
+	    esca_copy(local, iov, sizeof(*iov) * (size_t)iovcnt) == 0) {
+		c.iov = local;
+		c.len = iov_total(local, iovcnt);
+	}
+	if (c.len == (size_t)-1) {
+		c.iov = iov;
+		c.len = 0;	/* not deferrable */
+	}
+	return data_call(&c);
 }
 
-INTERPOSE(ssize_t, writev, (int fd, const struct iovec *iov, int iovcnt), fd, iov, iovcnt)
-
-#define ESCA_DEFER_MSG_FLAGS (MSG_DONTWAIT | MSG_NOSIGNAL | MSG_MORE)
-
-/* sendto / send / sendmsg without control data: a sendto of one buffer. */
-static ssize_t record_send(struct esca_thread *t, enum esca_call_kind kind, int fd,
-			   const struct iovec *iov, int iovcnt, size_t len, int flags,
-			   const struct sockaddr *addr, socklen_t alen)
+ESCA_API ssize_t send(int fd, const void *buf, size_t len, int flags)
 {
-	struct sockaddr_storage ss;
-	struct esca_entry *e;
-	size_t aoff = (len + 15) & ~(size_t)15;
-	char *data;
+	struct iovec iov = { .iov_base = (void *)buf, .iov_len = len };
+	struct data_call c = { .kind = ESCA_CALL_SEND, .fd = fd, .iov = &iov, .iovcnt = 1,
+			       .len = len, .flags = flags };
 
-	if (addr && esca_copy(&ss, addr, alen) < 0)
-		return -1;
-	e = reserve(t, aoff + (addr ? alen : 0), (void **)&data);
-	if (copy_iov(data, iov, iovcnt) < 0)
-		return -1;
-	if (addr)
-		memcpy(data + aoff, &ss, alen);
-	e->nr = SYS_sendto;
-	e->flags = ESCA_ENTRY_EXPECT;
-	e->args[0] = (uint64_t)fd;
-	e->args[1] = (uint64_t)(uintptr_t)data;
-	e->args[2] = len;
-	e->args[3] = (uint64_t)(unsigned)flags;
-	e->args[4] = addr ? (uint64_t)(uintptr_t)(data + aoff) : 0;
-	e->args[5] = addr ? alen : 0;
-	e->expect = len;
-	t->meta[t->n].data = data;
-	t->meta[t->n].sock_flags = flags;
-	commit(t, kind, fd, aoff + (addr ? alen : 0));
-	return (ssize_t)len;
+	return data_call(&c);
 }
 
-static bool send_deferrable(struct esca_thread *t, int fd, size_t len, int flags,
-			    socklen_t alen, int kind)
-{
-	(void)t;
-	(void)fd;
-	return esca_fd_is_socket(kind) && len > 0 && len <= esca_cfg.defer_max &&
-	       !(flags & ~ESCA_DEFER_MSG_FLAGS) && alen <= sizeof(struct sockaddr_storage);
-}
-
-static ssize_t seg_sendto(struct esca_thread *t, int fd, const void *buf, size_t len, int flags,
+ESCA_API ssize_t sendto(int fd, const void *buf, size_t len, int flags,
 			const struct sockaddr *addr, socklen_t alen)
 {
 	struct iovec iov = { .iov_base = (void *)buf, .iov_len = len };
-	int kind;
+	struct data_call c = { .kind = ESCA_CALL_SEND, .fd = fd, .iov = &iov, .iovcnt = 1,
+			       .len = len, .flags = flags, .addr = addr, .alen = alen };
 
-	kind = check_fd(t, fd);
-	if (kind < 0)
-		return -1;
-	if (!send_deferrable(t, fd, len, flags, addr ? alen : 0, kind)) {
-		esca_direct_in_segment(t, fd, -1);
-		return REAL(sendto)(fd, buf, len, flags, addr, alen);
-	}
-	pthread_testcancel();
-	return record_send(t, ESCA_CALL_SEND, fd, &iov, 1, len, flags, addr, addr ? alen : 0);
+	return data_call(&c);
 }
 
-INTERPOSE(ssize_t, sendto, (int fd, const void *buf, size_t len, int flags,
-			const struct sockaddr *addr, socklen_t alen), fd, buf, len, flags, addr, alen)
-
-static ssize_t seg_send(struct esca_thread *t, int fd, const void *buf, size_t len, int flags)
+ESCA_API ssize_t sendmsg(int fd, const struct msghdr *msg, int flags)
 {
-	struct iovec iov = { .iov_base = (void *)buf, .iov_len = len };
-	int kind;
-
-	kind = check_fd(t, fd);
-	if (kind < 0)
-		return -1;
-	if (!send_deferrable(t, fd, len, flags, 0, kind)) {
-		esca_direct_in_segment(t, fd, -1);
-		return REAL(send)(fd, buf, len, flags);
-	}
-	pthread_testcancel();
-	/* on a connected socket send(.., 0) is write() */
-	if (!flags)
-		return record_write(t, ESCA_CALL_SEND, fd, kind, &iov, 1, len);
-	return record_send(t, ESCA_CALL_SEND, fd, &iov, 1, len, flags, NULL, 0);
-}
-
-INTERPOSE(ssize_t, send, (int fd, const void *buf, size_t len, int flags), fd, buf, len, flags)
-
-static ssize_t seg_sendmsg(struct esca_thread *t, int fd, const struct msghdr *msg, int flags)
-{
-	struct iovec local[64];
+	struct iovec local[ESCA_IOV_MAX];
+	struct data_call c = { .kind = ESCA_CALL_SENDMSG, .fd = fd, .msg = msg, .flags = flags,
+			       .len = 0 };
 	struct msghdr mh;
-	size_t total;
-	int kind;
 
-	kind = check_fd(t, fd);
-	if (kind < 0)
-		return -1;
-	if (esca_copy(&mh, msg, sizeof(mh)) < 0)
-		return -1;
-	if (mh.msg_controllen || mh.msg_iovlen == 0 ||
-	    mh.msg_iovlen > sizeof(local) / sizeof(local[0]) || (mh.msg_name && !mh.msg_namelen))
-		goto direct;
-	if (esca_copy(local, mh.msg_iov, sizeof(*local) * mh.msg_iovlen) < 0)
-		return -1;
-	total = iov_total(local, (int)mh.msg_iovlen);
-	if (!send_deferrable(t, fd, total, flags, mh.msg_name ? mh.msg_namelen : 0, kind))
-		goto direct;
-	pthread_testcancel();
-	return record_send(t, ESCA_CALL_SENDMSG, fd, local, (int)mh.msg_iovlen, total, flags,
-			   mh.msg_name, mh.msg_name ? mh.msg_namelen : 0);
-direct:
-	esca_direct_in_segment(t, fd, -1);
-	return REAL(sendmsg)(fd, msg, flags);
-}
-
-INTERPOSE(ssize_t, sendmsg, (int fd, const struct msghdr *msg, int flags), fd, msg, flags)
-
-static ssize_t seg_sendfile(struct esca_thread *t, int out_fd, int in_fd, off_t *offset,
-			    size_t count)
-{
-	struct esca_entry *e;
-	struct esca_meta *m;
-	off_t off = -1;
-	size_t len;
-	char *data;
-	int kind;
-
-	if (check_fd(t, out_fd) < 0)
-		return -1;
-	kind = check_fd(t, in_fd);
-	if (kind < 0)
-		return -1;
-	if (count == 0 || count > esca_cfg.sendfile_max || esca_fd_is_socket(kind))
-		goto direct;
-	if (offset && (esca_copy(&off, offset, sizeof(off)) < 0 || off < 0))
-		goto direct;	/* the kernel's EFAULT / EINVAL */
-	pthread_testcancel();
-	/* the offset the kernel updates, and with the uring backend room to
-	 * read the file into when the send is emulated by read + write */
-	len = 16;
-	if (t->ops == &esca_uring_ops && offset && count <= esca_cfg.uring_copy_max)
-		len += count;
-	e = reserve(t, len, (void **)&data);
-	memcpy(data, &off, sizeof(off));
-	m = &t->meta[t->n];
-	m->in_fd = in_fd;
-	m->offset = offset ? off : -1;
-	m->data = len > 16 ? data + 16 : NULL;
-	e->nr = SYS_sendfile;
-	e->flags = ESCA_ENTRY_EXPECT;
-	e->args[0] = (uint64_t)out_fd;
-	e->args[1] = (uint64_t)in_fd;
-	e->args[2] = offset ? (uint64_t)(uintptr_t)data : 0;
-	e->args[3] = count;
-	e->expect = count;
-	if (offset) {
-		off += (off_t)count;
-		if (esca_copy(offset, &off, sizeof(off)) < 0)
-			return -1;
+	/* control data (fd passing), a name, a long vector: at once, and the
+	 * kernel answers */
+	if (esca_copy(&mh, msg, sizeof(mh)) == 0 && !mh.msg_controllen && !mh.msg_name &&
+	    mh.msg_iovlen > 0 && mh.msg_iovlen <= ESCA_IOV_MAX &&
+	    esca_copy(local, mh.msg_iov, sizeof(*local) * mh.msg_iovlen) == 0) {
+		c.iov = local;
+		c.iovcnt = (int)mh.msg_iovlen;
+		c.len = iov_total(local, c.iovcnt);
+		if (c.len == (size_t)-1)
+			c.len = 0;
 	}
-	commit(t, ESCA_CALL_SENDFILE, out_fd, len);
-	return (ssize_t)count;
-direct:
-	esca_direct_in_segment(t, out_fd, in_fd);
-	return REAL(sendfile)(out_fd, in_fd, offset, count);
+	return data_call(&c);
 }
 
-INTERPOSE(ssize_t, sendfile, (int out_fd, int in_fd, off_t *offset, size_t count),
-	  out_fd, in_fd, offset, count)
+ESCA_API ssize_t sendfile(int out_fd, int in_fd, off_t *offset, size_t count)
+{
+	struct data_call c = { .kind = ESCA_CALL_SENDFILE, .fd = out_fd, .in_fd = in_fd,
+			       .offset = offset, .count = count };
+
+	(void)esca_fd_touch(in_fd);
+	return data_call(&c);
+}
 
 ESCA_API ssize_t sendfile64(int out_fd, int in_fd, off_t *offset, size_t count)
 	__attribute__((alias("sendfile")));
 
-/* ---- calls that must see the effect of pending entries ----------------- */
+/* ---- close, shutdown, setsockopt -------------------------------------------- */
 
-/* A file position moved by a pending sendfile (without offset) or write. */
-ESCA_API off_t lseek(int fd, off_t off, int whence)
+/* A close, shutdown or setsockopt entry without payload beyond val. */
+static void record_plain(struct esca_thread *t, enum esca_call_kind kind, long nr, int fd,
+			 uint64_t a1, uint64_t a2, const void *val, size_t vlen)
 {
-	struct esca_thread *t = esca_segment();
+	struct esca_entry *e;
+	void *data;
 
-	if (t && t->n && esca_fd_maybe_pending(t, fd))
-		esca_flush_thread(t);
-	return REAL(lseek)(fd, off, whence);
+	e = reserve(t, vlen, &data);
+	if (vlen)
+		memcpy(data, val, vlen);
+	e->nr = (uint32_t)nr;
+	e->args[0] = (uint64_t)fd;
+	e->args[1] = a1;
+	e->args[2] = a2;
+	if (vlen) {
+		e->args[3] = (uint64_t)(uintptr_t)data;
+		e->args[4] = vlen;
+	}
+	commit(t, kind, fd, (vlen + 15) & ~(size_t)15);
 }
 
-ESCA_API off_t lseek64(int fd, off_t off, int whence) __attribute__((alias("lseek")));
-
-/* Reading a file (or a pipe to ourselves) after a pending write to it.  A
- * socket's two directions are independent: reading one needs no flush,
- * unless its close is pending (then the read must see EBADF). */
-ESCA_API ssize_t read(int fd, void *buf, size_t len)
+/* close(fd) of the program: the number is free when it returns. */
+static int close_now(int fd)
 {
-	struct esca_thread *t = esca_segment();
+	esca_before_effect();
+	/* (after the pending entries: they may have left bytes held) */
+	if (unlikely(esca_fdw(fd) & ESCA_FDW_HELD))
+		return esca_held_close(fd);
+	esca_fd_forget(fd);
+	return REAL(close)(fd);
+}
 
-	if (t && t->n && esca_fd_maybe_pending(t, fd) &&
-	    (!esca_fd_is_socket(esca_fd_peek(fd)) || close_pending(t, fd)))
+ESCA_API int close(int fd)
+{
+	struct esca_thread *t = esca_self;
+	uint32_t w;
+
+	if (unlikely(esca_fd_is_own(fd))) {
+		errno = EBADF;
+		return -1;
+	}
+	w = esca_fd_touch(fd);
+	if (unlikely(!t))
+		return close_now(fd);
+	if (unlikely(t->busy)) {
+		struct esca_entry e = { .nr = SYS_close, .args = { (uint64_t)fd } };
+		struct esca_meta m = { .kind = ESCA_CALL_CLOSE, .fd = fd, .in_fd = -1, .offset = -1 };
+
+		if (t->n != t->head && esca_fd_maybe_pending(t, fd) && !closing(w) &&
+		    (w & ESCA_FDW_PRIVATE) && esca_sq_push(t, &e, &m, NULL, 0)) {
+			esca_fdw_or(fd, ESCA_FDW_CLOSING);
+			return 0;
+		}
+		return close_now(fd);
+	}
+	if (!t->in_segment || !(w & ESCA_FDW_PRIVATE) || (w & ESCA_FDW_HELD)) {
+		if (t->passing)
+			t->seg_calls++;
+		if (closing(w)) {
+			esca_before_effect();
+			errno = EBADF;
+			return -1;
+		}
+		return close_now(fd);
+	}
+	if (closing(w)) {
+		errno = EBADF;
+		return -1;
+	}
+	pthread_testcancel();
+	t = esca_enter();
+	if (!t)
+		return close_now(fd);
+	record_plain(t, ESCA_CALL_CLOSE, SYS_close, fd, 0, 0, NULL, 0);
+	if (!t->closes++ && esca_multithreaded())
+		atomic_fetch_add(&esca_closes_elsewhere, 1);
+	/* later calls on fd see EBADF; the number stays taken until the close
+	 * runs, and a call that makes an fd runs it first */
+	esca_fdw_or(fd, ESCA_FDW_CLOSING);
+	esca_leave(t);
+	return 0;
+}
+
+ESCA_API int shutdown(int fd, int how)
+{
+	struct esca_thread *t = esca_self;
+	uint32_t w = esca_fd_touch(fd);
+
+	if (t && !t->busy && t->in_segment && esca_fdw_stream(w) && !closing(w) &&
+	    (w & (ESCA_FDW_PRIVATE | ESCA_FDW_CONNECTED | ESCA_FDW_HELD | ESCA_FDW_BROKEN)) ==
+		    (ESCA_FDW_PRIVATE | ESCA_FDW_CONNECTED) &&
+	    how >= SHUT_RD && how <= SHUT_RDWR) {
+		t = esca_enter();
+		if (t) {
+			record_plain(t, ESCA_CALL_SHUTDOWN, SYS_shutdown, fd, (uint64_t)how, 0,
+				     NULL, 0);
+			esca_leave(t);
+			return 0;
+		}
+	}
+	if (t && t->passing)
+		t->seg_calls++;
+	if (!t || !t->busy)
+		esca_before_effect();
+	if (unlikely(esca_fdw(fd) & ESCA_FDW_HELD))
+		return esca_held_shutdown(fd, how);
+	return REAL(shutdown)(fd, how);
+}
+
+ESCA_API int setsockopt(int fd, int level, int name, const void *val, socklen_t len)
+{
+	struct esca_thread *t = esca_self;
+	uint32_t w = esca_fd_touch(fd);
+	int v;
+
+	if (t && !t->busy && t->in_segment && level == IPPROTO_TCP &&
+	    (name == TCP_CORK || name == TCP_NODELAY) && len == sizeof(int) && val &&
+	    esca_fdw_kind(w) == ESCA_FD_TCP && !closing(w) &&
+	    (w & (ESCA_FDW_PRIVATE | ESCA_FDW_CONNECTED | ESCA_FDW_BROKEN)) ==
+		    (ESCA_FDW_PRIVATE | ESCA_FDW_CONNECTED) &&
+	    esca_copy(&v, val, sizeof(v)) == 0) {
+		t = esca_enter();
+		if (t) {
+			record_plain(t, ESCA_CALL_SETSOCKOPT, SYS_setsockopt, fd,
+				     (uint64_t)level, (uint64_t)name, &v, sizeof(v));
+			esca_leave(t);
+			return 0;
+		}
+	}
+	if (t && t->passing)
+		t->seg_calls++;
+	/* a socket option is no effect outside the process, but it must apply
+	 * after the pending entries of its socket */
+	if (t && !t->busy && t->n != t->head && esca_fd_maybe_pending(t, fd))
+		esca_before_effect_slow(t);
+	return REAL(setsockopt)(fd, level, name, val, len);
+}
+
+/* The handler queue's entry joins the table (thread.c: the drain). */
+bool esca_record_queued(struct esca_thread *t, const struct esca_entry *qe,
+			const struct esca_meta *qm, const void *data, size_t len)
+{
+	struct esca_entry *e;
+	void *dst;
+
+	e = reserve(t, len, &dst);
+	*e = *qe;
+	e->status = ESCA_ST_QUEUED;
+	t->meta[t->n] = *qm;
+	if (len) {
+		memcpy(dst, data, len);
+		e->args[1] = (uint64_t)(uintptr_t)dst;
+		t->meta[t->n].data = dst;
+	}
+	if (qe->nr == SYS_close) {
+		if (!t->closes++ && esca_multithreaded())
+			atomic_fetch_add(&esca_closes_elsewhere, 1);
+	}
+	commit(t, qm->kind, qm->fd, (len + 15) & ~(size_t)15);
+	if (!t->in_segment && !t->flushing)
 		esca_flush_thread(t);
-	return REAL(read)(fd, buf, len);
+	return true;
 }

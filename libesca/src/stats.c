@@ -54,7 +54,7 @@ static int open_dir(void)
 	struct stat st;
 	int fd;
 
-	fd = (int)syscall(SYS_openat, AT_FDCWD, dir,
+	fd = (int)REAL(syscall)(SYS_openat, AT_FDCWD, dir,
 			  O_RDONLY | O_DIRECTORY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
 	if (fd < 0) {
 		esca_log("ESCA_STATS_DIR=%s: %m; " PRIVATE, dir);
@@ -79,7 +79,7 @@ static int open_dir(void)
 	}
 	return fd;
 refused:
-	syscall(SYS_close, fd);
+	REAL(syscall)(SYS_close, fd);
 	return -1;
 }
 
@@ -105,7 +105,7 @@ static int create_file(int dirfd)
 	int fd, tries;
 
 	for (tries = 0; tries < 2; tries++) {
-		fd = (int)syscall(SYS_openat, dirfd, file_name, flags, 0640);
+		fd = (int)REAL(syscall)(SYS_openat, dirfd, file_name, flags, 0640);
 		if (fd >= 0 || errno != EEXIST)
 			break;
 		if (fstatat(dirfd, file_name, &st, AT_SYMLINK_NOFOLLOW) < 0)
@@ -117,7 +117,7 @@ static int create_file(int dirfd)
 				 (unsigned)geteuid());
 			return -1;
 		}
-		unlinkat(dirfd, file_name, 0);	/* a stale file of a reused pid */
+		REAL(unlinkat)(dirfd, file_name, 0);	/* a stale file of a reused pid */
 	}
 	if (fd < 0) {
 		esca_log("ESCA_STATS_DIR=%s: cannot create %s: %m; " PRIVATE, esca_stats_dir,
@@ -128,8 +128,8 @@ static int create_file(int dirfd)
 	    ftruncate(fd, sizeof(*global)) < 0) {
 		esca_log("ESCA_STATS_DIR=%s: cannot set up %s: %m; " PRIVATE, esca_stats_dir,
 			 file_name);
-		unlinkat(dirfd, file_name, 0);
-		syscall(SYS_close, fd);
+		REAL(unlinkat)(dirfd, file_name, 0);
+		REAL(syscall)(SYS_close, fd);
 		return -1;
 	}
 	file_dev = st.st_dev;
@@ -147,7 +147,7 @@ static int new_file(void)
 	if (dirfd < 0)
 		return -1;
 	fd = create_file(dirfd);
-	syscall(SYS_close, dirfd);
+	REAL(syscall)(SYS_close, dirfd);
 	return fd;
 }
 
@@ -160,14 +160,14 @@ static void unlink_file(void)
 	if (!file_linked)
 		return;
 	file_linked = false;
-	dirfd = (int)syscall(SYS_openat, AT_FDCWD, esca_stats_dir,
+	dirfd = (int)REAL(syscall)(SYS_openat, AT_FDCWD, esca_stats_dir,
 			     O_RDONLY | O_DIRECTORY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
 	if (dirfd < 0)
 		return;
 	if (fstatat(dirfd, file_name, &st, AT_SYMLINK_NOFOLLOW) == 0 && st.st_dev == file_dev &&
 	    st.st_ino == file_ino)
-		unlinkat(dirfd, file_name, 0);
-	syscall(SYS_close, dirfd);
+		REAL(unlinkat)(dirfd, file_name, 0);
+	REAL(syscall)(SYS_close, dirfd);
 }
 
 static void map_stats(void)
@@ -184,7 +184,7 @@ static void map_stats(void)
 				esca_log("ESCA_STATS_DIR=%s: cannot map %s: %m; " PRIVATE,
 					 esca_stats_dir, file_name);
 			file_linked = true;
-			syscall(SYS_close, fd);
+			REAL(syscall)(SYS_close, fd);
 			if (p == MAP_FAILED)
 				unlink_file();
 		}
@@ -240,12 +240,12 @@ void esca_stats_exec(pid_t pid, bool failed)
 	fd = new_file();
 	if (fd < 0)
 		return;
-	if (pwrite(fd, global, sizeof(*global), 0) == (ssize_t)sizeof(*global)) {
+	if (REAL(pwrite)(fd, global, sizeof(*global), 0) == (ssize_t)sizeof(*global)) {
 		p = mmap(global, sizeof(*global), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED,
 			 fd, 0);
 		file_linked = p != MAP_FAILED;
 	}
-	syscall(SYS_close, fd);
+	REAL(syscall)(SYS_close, fd);
 	if (!file_linked) {
 		file_linked = true;
 		unlink_file();
@@ -285,6 +285,15 @@ void esca_stats_publish(struct esca_thread *t)
 	add(&global->segments_passthrough, &s->segments_passthrough);
 	add(&global->direct_calls, &s->direct_calls);
 	add(&global->waits_carried, &s->waits_carried);
+	add(&global->writes_held, &s->writes_held);
+	add(&global->bytes_held, &s->bytes_held);
+	add(&global->resets, &s->resets);
+}
+
+void esca_stats_add(size_t offset, uint64_t n)
+{
+	if (global && n)
+		__atomic_fetch_add((uint64_t *)((char *)global + offset), n, __ATOMIC_RELAXED);
 }
 
 void esca_stats_exit(void)
@@ -312,7 +321,7 @@ void esca_stats_exit(void)
 				" arena_bytes=%llu short_writes_completed=%llu bytes_completed=%llu"
 				" errors_dropped=%llu errors_other=%llu bytes_lost=%llu"
 				" batched_flushes=%llu direct_flushes=%llu segments_passthrough=%llu"
-				" waits_carried=%llu\n",
+				" waits_carried=%llu writes_held=%llu bytes_held=%llu resets=%llu\n",
 				(unsigned long long)global->direct_in_segment,
 				(unsigned long long)global->flushes,
 				global->flushes ? (double)global->flushed_calls / (double)global->flushes : 0.0,
@@ -326,10 +335,13 @@ void esca_stats_exit(void)
 				(unsigned long long)global->batched_flushes,
 				(unsigned long long)global->direct_flushes,
 				(unsigned long long)global->segments_passthrough,
-				(unsigned long long)global->waits_carried);
+				(unsigned long long)global->waits_carried,
+				(unsigned long long)global->writes_held,
+				(unsigned long long)global->bytes_held,
+				(unsigned long long)global->resets);
 		if (len >= sizeof(line))
 			len = sizeof(line) - 1;
-		(void)!syscall(SYS_write, STDERR_FILENO, line, len);
+		(void)!REAL(syscall)(SYS_write, STDERR_FILENO, line, len);
 	}
 	unlink_file();
 }

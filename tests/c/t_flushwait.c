@@ -1,26 +1,28 @@
 // SPDX-License-Identifier: MIT
 /*
- * Flush with the wait (docs/libesca.md): an event loop whose batch_flush()
- * is followed by epoll_wait() gets its batch carried into the wait; any
- * other call must still find the batch sent.
+ * Flush with the wait (docs/libesca.md): an event loop whose wait is
+ * batch_flush_wait() sends each iteration's batch with the next wait, in
+ * one kernel entry; its segment stays open until that wait, and any other
+ * call that waits must find the batch sent.
  *
- *   t_carry loop N        N iterations of epoll_wait -> read -> 3 writes
- *                         (and a 3 x 15000-byte reply every 7th: short
- *                         writes on a small socket buffer)
- *   t_carry break KIND    20 loop iterations, the last batch with a write
- *                         the peer echoes; then KIND waits for the echo
- *                         instead of epoll_wait: poll, ppoll, select,
- *                         pselect, read, recv, recvfrom, recvmsg, readv,
- *                         nanosleep, usleep, waitpid, join (a thread
- *                         waits for the echo), exit (_exit: the peer
- *                         must still get the bytes)
- *   t_carry signal        20 loop iterations (the same marker), then a
- *                         carried epoll_wait with
- *                         nothing to read, ended by SIGALRM: -1 EINTR, the
- *                         handler ran, the batch was sent
- *   t_carry timeout       the same ended by its 100 ms timeout: 0
- *   t_carry pwait         the same with epoll_pwait and a mask that lets a
- *                         pending SIGUSR1 in: EINTR, the mask is back
+ *   t_flushwait loop N     N iterations of batch_flush_wait -> batch_start
+ *                          -> read -> 3 writes (and a 3 x 15000-byte reply
+ *                          every 7th: short writes on a small socket buffer)
+ *   t_flushwait break KIND 20 loop iterations, the last batch with a write
+ *                          the peer echoes, its segment still open; then
+ *                          KIND waits for the echo: poll, ppoll, select,
+ *                          pselect, read, recv, recvfrom, recvmsg, readv,
+ *                          nanosleep, usleep, waitpid, join (a thread waits
+ *                          for the echo), exit (_exit: the peer must still
+ *                          get the bytes)
+ *   t_flushwait signal     20 loop iterations (the same marker), then
+ *                          batch_flush_wait on a set with nothing to read,
+ *                          ended by SIGALRM: -1 EINTR, the handler ran, the
+ *                          batch was sent
+ *   t_flushwait timeout    the same ended by its 100 ms timeout: 0
+ *   t_flushwait pwait      a plain epoll_pwait inside the open segment, with
+ *                          a mask that lets a pending SIGUSR1 in: EINTR, the
+ *                          mask is back, the batch was sent first
  *
  * Each prints what it saw; the output is the same with and without libesca.
  */
@@ -89,14 +91,15 @@ static void start(long iterations)
 		FAIL("SO_SNDBUF: %m");
 }
 
-/* Iterations of the loop: epoll_wait -> read the request -> reply; with
- * marker, the last reply ends with "m", which the peer (echoing from then
- * on) sends back: that last batch is the one carried to the next call. */
+/* Iterations of the loop: the wait (with the last iteration's batch) ->
+ * read the request -> reply; with marker, the last reply ends with "m",
+ * which the peer (echoing from then on) sends back: that last batch is left
+ * in the open segment for the next call. */
 static void loop(long iterations, int marker)
 {
 	for (long i = 0; i < iterations; i++) {
 		struct epoll_event out;
-		int n = epoll_wait(ep, &out, 1, -1);
+		int n = ESCA_BATCH_FLUSH_WAIT(ep, &out, 1, -1);
 		char c;
 
 		if (n != 1)
@@ -112,7 +115,6 @@ static void loop(long iterations, int marker)
 		}
 		if (marker && i == iterations - 1 && write(sock, "m", 1) != 1)
 			FAIL("write marker: %m");
-		ESCA_BATCH_FLUSH();
 	}
 }
 
@@ -120,6 +122,7 @@ static int finish(void)
 {
 	int status;
 
+	ESCA_BATCH_FLUSH();
 	close(sock);
 	if (waitpid(peer_pid, &status, 0) < 0 || !WIFEXITED(status) || WEXITSTATUS(status))
 		FAIL("peer status %#x: %m", status);
@@ -237,8 +240,7 @@ static int do_wait(const char *kind)
 	sigset_t block, mask, now;
 	int n, err;
 
-	/* a second epoll set on a pipe with nothing in it, made before the
-	 * loop: pipe() after it would break the pattern */
+	/* a second epoll set on a pipe with nothing in it */
 	int pp[2];
 	struct epoll_event ev = { .events = EPOLLIN };
 	int ep2 = epoll_create1(EPOLL_CLOEXEC);
@@ -250,9 +252,9 @@ static int do_wait(const char *kind)
 	loop(20, 1);
 	if (!strcmp(kind, "signal")) {
 		alarm(1);
-		n = epoll_wait(ep2, &out, 1, -1);
+		n = ESCA_BATCH_FLUSH_WAIT(ep2, &out, 1, -1);
 	} else if (!strcmp(kind, "timeout")) {
-		n = epoll_wait(ep2, &out, 1, 100);
+		n = ESCA_BATCH_FLUSH_WAIT(ep2, &out, 1, 100);
 	} else if (!strcmp(kind, "pwait")) {
 		sigemptyset(&block);
 		sigaddset(&block, SIGUSR1);
