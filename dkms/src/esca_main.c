@@ -47,7 +47,7 @@ static long esca_ioc_version(void __user *uarg)
 	struct esca_version v = {
 		.abi_version = ESCA_ABI_VERSION,
 		.max_entries = ESCA_MAX_ENTRIES,
-		.features = ESCA_FEATURE_FLUSH_WAIT,
+		.features = ESCA_FEATURE_FLUSH_WAIT | ESCA_FEATURE_FLUSH_OPEN,
 	};
 
 	if (copy_to_user(uarg, &v, sizeof(v)))

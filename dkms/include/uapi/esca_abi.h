@@ -99,6 +99,7 @@ struct esca_version {
  * a bit does without the feature.
  */
 #define ESCA_FEATURE_FLUSH_WAIT	(1ULL << 0)	/* ESCA_IOC_FLUSH_WAIT */
+#define ESCA_FEATURE_FLUSH_OPEN	(1ULL << 1)	/* openat as its last entry */
 
 /*
  * ESCA_IOC_REGISTER: bind a table of the calling process to this open file.
@@ -130,16 +131,18 @@ struct esca_flush {
 
 /*
  * ESCA_IOC_FLUSH_WAIT (struct esca_flush): FLUSH, whose last entry
- * (first + count - 1) is a wait of ESCA_WAIT_SYSCALLS: the entries before it
- * run exactly as FLUSH runs them; the wait runs only when all of them ran
- * and none stopped the flush, no signal is pending, and the thread may use
- * the module (the refusal rules of FLUSH apply to the wait too).  It blocks
- * like the plain call (a signal ends it with -EINTR) and its result (the
- * number of events, or -errno) is the wait entry's result.  Returns the
- * number of entries processed, count when the wait ran or was refused;
- * count 0 (no wait) is -EINVAL.  A wait anywhere else (in FLUSH, or before
- * the last entry) and a last entry that is not a wait, or has flags, are
- * refused with ESCA_REFUSED_CALL.
+ * (first + count - 1) is a call of ESCA_WAIT_SYSCALLS -- an epoll wait, or
+ * the openat that must follow the batch's closes (it gets the number one of
+ * them freed) -- : the entries before it run exactly as FLUSH runs them;
+ * the last one runs only when all of them ran and none stopped the flush,
+ * no signal is pending, and the thread may use the module (the refusal
+ * rules of FLUSH apply to it too).  It blocks like the plain call (a signal
+ * ends a wait with -EINTR) and its result (the number of events, the new
+ * fd, or -errno) is the last entry's result.  Returns the number of entries
+ * processed, count when the last one ran or was refused; count 0 (no last
+ * entry) is -EINVAL.  One of these calls anywhere else (in FLUSH, or before
+ * the last entry) and a last entry that is not one of them, or has flags,
+ * are refused with ESCA_REFUSED_CALL.
  */
 #define ESCA_IOC_MAGIC		0xE5
 #define ESCA_IOC_VERSION	_IOR(ESCA_IOC_MAGIC, 0x00, struct esca_version)
@@ -163,11 +166,15 @@ struct esca_flush {
 	X(54,  setsockopt)
 
 /*
- * The waits ESCA_IOC_FLUSH_WAIT runs as its last entry (never in FLUSH):
- * their handlers are resolved and validated like the allowlist's.
+ * The calls ESCA_IOC_FLUSH_WAIT runs as its last entry (never in FLUSH):
+ * the event loop's wait, and the open that follows closes of the batch
+ * (libesca runs a pending close before a call that makes an fd, so that
+ * the number is the one the program would get).  Their handlers are
+ * resolved and validated like the allowlist's.
  */
 #define ESCA_WAIT_SYSCALLS(X)		\
 	X(232, epoll_wait)		\
+	X(257, openat)			\
 	X(281, epoll_pwait)		\
 	X(441, epoll_pwait2)
 

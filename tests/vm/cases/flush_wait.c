@@ -13,6 +13,9 @@
  *    plain call;
  *  - a signal during a long batch stops it before the wait;
  *  - waits only as the last entry, never in FLUSH, without flags;
+ *  - openat as the last entry (ESCA_FEATURE_FLUSH_OPEN) runs after the
+ *    batch's close and gets the number that close freed, as plain calls
+ *    would; never in FLUSH;
  *  - under seccomp the wait is refused like any entry.
  */
 #include <linux/filter.h>
@@ -232,6 +235,28 @@ int main(void)
 	CHECK(flush_wait(fd, 0, 1) == 1);
 	expect_entry(&t[0], "a wait with a bad events pointer", ESCA_ST_DONE, -EFAULT);
 	CHECK_ERR(epoll_wait(ep, (struct epoll_event *)0xffff888000000000ULL, 4, 0), EFAULT);
+
+	/* openat after a close of the batch: the number it freed */
+	{
+		struct esca_version v = { 0 };
+		int victim = open("/dev/null", O_RDONLY), got;
+
+		CHECK(ioctl(fd, ESCA_IOC_VERSION, &v) == 0 && (v.features & ESCA_FEATURE_FLUSH_OPEN),
+		      "openat as the last entry is not announced");
+		CHECK(victim >= 0);
+		entry_set(&t[0], SYS_close, victim, 0, 0, 0);
+		entry_set(&t[1], SYS_openat, AT_FDCWD, (uintptr_t)"/dev/zero", O_RDONLY | O_CLOEXEC,
+			  0);
+		CHECK(flush_wait(fd, 0, 2) == 2);
+		expect_entry(&t[0], "close before the open", ESCA_ST_DONE, 0);
+		expect_entry(&t[1], "openat as the last entry", ESCA_ST_DONE, victim);
+		CHECK(read(victim, &got, sizeof(got)) == sizeof(got) && got == 0,
+		      "fd %d is not /dev/zero", victim);
+		close(victim);
+		entry_set(&t[0], SYS_openat, AT_FDCWD, (uintptr_t)"/dev/zero", O_RDONLY, 0);
+		CHECK(esca_flush(fd, 0, 1) == 1);
+		expect_entry(&t[0], "openat in FLUSH", ESCA_ST_REFUSED, ESCA_REFUSED_CALL);
+	}
 
 	/* under seccomp the wait is refused like any entry */
 	pid_t pid = fork();

@@ -4,8 +4,9 @@
 #   devmode  /dev/esca is 0600 root:root from the module (no udev), and
 #            root:esca 0660 with the package's udev rule; a uid outside the
 #            group gets EACCES either way
-#   strace   strace -f of a hooked program lists every write it deferred
-#   audit    with an audit rule on write, the module refuses, every write
+#   strace   strace -f of a hooked program lists every call it deferred
+#            (sendto: libesca sends what write() and send() gave it)
+#   audit    with an audit rule on sendto, the module refuses, every call
 #            runs once and has its audit record in the kernel log
 #   perf     perf stat -e 'esca:*' counts exactly the calls libesca deferred
 #   tsync    a seccomp filter (TSYNC) arriving mid-flush stops the forbidden
@@ -97,13 +98,13 @@ except OSError as e:
 	echo "devmode ok: 0600 root:root from the module, 0660 root:esca with the rule"
 	;;
 strace)
-	strace -f -qq -e trace=write -e signal=none -o "$work/strace" \
+	strace -f -qq -e trace=write,sendto -e signal=none -o "$work/strace" \
 		"${hooked[@]}" "$CASEBIN/h_writes" "$work/data" 20 8 2> "$work/stderr" ||
 		fail "h_writes under strace: $(cat "$work/stderr")"
 	check_lines "$work/data" 160
 	grep -q "backend=module" "$work/stderr" || fail "libesca did not use the module: $(cat "$work/stderr")"
 	[ "$(stat_of "$work/stderr" kernel_entries)" -ge 20 ] || fail "no FLUSH was made: $(cat "$work/stderr")"
-	n=$(grep -c 'write(77, "' "$work/strace" || true)
+	n=$(grep -c 'sendto(77, "' "$work/strace" || true)
 	[ "$n" = 160 ] || fail "strace lists $n of the 160 writes"
 	echo "strace -f lists all $n deferred writes"
 	;;
@@ -112,7 +113,7 @@ audit)
 	auditctl -D > /dev/null
 	auditctl -b 8192 > /dev/null
 	auditctl -e 1 > /dev/null
-	auditctl -a always,exit -F arch=b64 -S write -F a0=77 -k esca_observe > /dev/null
+	auditctl -a always,exit -F arch=b64 -S sendto -F a0=77 -k esca_observe > /dev/null
 	echo "observe: audit begins" > /dev/kmsg
 	perf stat -a -x, -o "$work/perf" -e esca:esca_call,esca:esca_refused -- \
 		"${hooked[@]}" "$CASEBIN/h_writes" "$work/data" 20 8 2> "$work/stderr" || rc=$?
@@ -166,11 +167,11 @@ tsync)
 	cat "$work/stderr"
 	grep -q 'deferred write(fd=77) failed: Operation not permitted' "$work/stderr" ||
 		fail "libesca did not report EPERM for the filtered write"
-	grep -q 'deferred write(fd=78) failed: Invalid cross-device link' "$work/stderr" ||
+	grep -q 'deferred write(fd=79) failed: Invalid cross-device link' "$work/stderr" ||
 		fail "libesca did not report the filter's EXDEV for the write after it"
 	;;
 signal)
-	"${hooked[@]}" ESCA_TABLE_ENTRIES=4096 ESCA_ARENA_BYTES=33554432 \
+	"${hooked[@]}" ESCA_TABLE_ENTRIES=4095 ESCA_ARENA_BYTES=33554432 \
 		"$CASEBIN/h_signal" "$work/data" 2> "$work/stderr" || fail "$(cat "$work/stderr")"
 	grep -q "backend=module" "$work/stderr" || fail "libesca did not use the module"
 	;;

@@ -1,9 +1,12 @@
 /*
- * h_signal FILE: one segment defers 4000 writes of 4 KiB to FILE (tmpfs);
- * another thread sends SIGUSR1 to the flushing thread as soon as the first
- * block has landed.  The handler must run while the batch is under way,
- * not after it (it records how much of the file was written), and the
- * file must end up with every block once, in order.
+ * h_signal FILE: one segment defers 4000 sends of 4 KiB on a connected
+ * blocking stream socket whose far end a forked child copies to FILE
+ * (tmpfs); another thread sends SIGUSR1 to the flushing thread as soon as
+ * the first block has landed in FILE.  The handler must run while the batch
+ * is under way, not after it (it records how much of the file was written),
+ * and the file must end up with every block once, in order.  Sends and
+ * writes alternate: libesca merges neither into the other, so the batch is
+ * 4000 entries.
  */
 #include <stdint.h>
 #include "esca_test.h"
@@ -14,7 +17,8 @@
 int main(int argc, char **argv)
 {
 	static uint32_t src[WRITES][BLOCK / 4], back[WRITES][BLOCK / 4];
-	int file;
+	int file, sv[2];
+	pid_t copier;
 
 	if (argc != 2)
 		FAIL("usage: h_signal FILE");
@@ -23,14 +27,24 @@ int main(int argc, char **argv)
 			src[i][j] = (uint32_t)i;
 	file = open(argv[1], O_RDWR | O_CREAT | O_TRUNC, 0644);
 	CHECK(file >= 0);
+	CHECK(socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == 0);
+	copier = t_copier(sv[1], file, sv[0]);
+	close(sv[1]);
 	hooked_init();
+	/* (a thread made inside the segment would see its calls sent first) */
+	sigwatch_start(file, 0);
 
 	batch_start();
-	for (int i = 0; i < WRITES; i++)
-		CHECK(write(file, src[i], BLOCK) == BLOCK);
-	sigwatch_start(file, 0);
+	for (int i = 0; i < WRITES; i++) {
+		if (i % 2)
+			CHECK(send(sv[0], src[i], BLOCK, MSG_NOSIGNAL) == BLOCK);
+		else
+			CHECK(write(sv[0], src[i], BLOCK) == BLOCK);
+	}
 	CHECK(batch_flush() == WRITES);
 	sigwatch_join();
+	close(sv[0]);
+	CHECK(wait_child(copier) == 0);
 	if (sigwatch_size <= 0 || sigwatch_size >= (off_t)WRITES * BLOCK)
 		FAIL("the handler ran when %lld of %lld bytes were written: not during the flush",
 		     (long long)sigwatch_size, (long long)WRITES * BLOCK);
