@@ -182,9 +182,10 @@ def add_changelog_entry(tree: Path, suffix: str, patch_name: str, distribution: 
         changes=[
             "",
             f"  * Rebuild of {old} with the ESCA hooks",
-            f"    (debian/patches/{patch_name}): batch_start()/batch_flush()",
-            "    around each event-loop iteration, esca_init() in each serving",
-            "    process; active only with libesca preloaded (esca-run).",
+            f"    (debian/patches/{patch_name}): the event loop's wait sends the",
+            "    calls its last iteration deferred (batch_flush_wait()), each",
+            "    iteration is a batching segment (batch_start()), esca_init() in",
+            "    each serving process; active only with libesca preloaded (esca-run).",
             "",
         ],
     )
@@ -292,7 +293,8 @@ def check_hooks(debs: list[Path], binary: Path) -> Path:
             }[state]
             die(
                 f"{deb.name}: {binary} does not carry the ESCA hooks "
-                f"({', '.join(hooks.HOOKS)}): it {what}; the build is not published",
+                f"({', '.join(hooks.REQUIRED)} and one of {', '.join(hooks.FLUSHES)}): "
+                f"it {what}; the build is not published",
                 hint="the hook patch did not take effect: check that it is applied "
                 "(debian/patches/series) and that the build compiles the patched file",
             )

@@ -76,8 +76,9 @@ def resolve(words: tuple[str, ...], binary: Path | None) -> Program:
     return Program(Path(found), rest, None)
 
 
-def check_binary(program: Program) -> None:
-    """Refuse, with the fix, a binary that lacks the hooks."""
+def check_binary(program: Program, lib: Path) -> None:
+    """Refuse, with the fix, a binary that lacks the hooks, or whose hooks lib
+    does not define (a libesca older than the server's patch)."""
     server = program.server
     fix = (
         server.run.install_hint(server.name)
@@ -91,16 +92,27 @@ def check_binary(program: Program) -> None:
         die(f"cannot inspect {binary}: {e}", hint=fix)
     if state is hooks.HookState.NONE:
         die(
-            f"{binary} has no ESCA hooks (it references none of esca_init, batch_start, "
-            "batch_flush): libesca would change nothing",
+            f"{binary} has no ESCA hooks (it references none of {', '.join(hooks.HOOKS)}): "
+            "libesca would change nothing",
             hint=fix,
         )
     if state is hooks.HookState.PARTIAL:
-        die(f"{binary} references only {', '.join(present)} of the three ESCA hooks", hint=fix)
+        die(
+            f"{binary} references only {', '.join(present)} of the ESCA hooks "
+            f"({', '.join(hooks.REQUIRED)} and one of {', '.join(hooks.FLUSHES)})",
+            hint=fix,
+        )
     if state is hooks.HookState.DEFINES:
         die(
             f"{binary} defines the ESCA hooks itself, so the preloaded libesca would not be used",
             hint=fix,
+        )
+    missing = [h for h in present if h not in hooks.defined_hooks(lib)]
+    if missing:
+        die(
+            f"{binary} needs {', '.join(missing)}, which {lib} does not define: "
+            "that libesca is older than the server's hook patch",
+            hint="install the libesca0 package built with the server (esca-pkg build-all)",
         )
 
 
@@ -241,7 +253,7 @@ def cli(
         die("--systemd only applies to --print-env", hint="add --print-env")
     lib = libesca.find(library)
     program = resolve(words, binary)
-    check_binary(program)
+    check_binary(program, lib)
     wanted = Backend(backend)
     run_as = program.server.run.worker_user if program.server and os.geteuid() == 0 else None
     chosen, checks = backends.choose(wanted, run_as)

@@ -1,9 +1,11 @@
 """Does a binary carry the ESCA hooks?  Read from its dynamic symbol table.
 
-A patched server references esca_init, batch_start and batch_flush as
-undefined (normally weak) dynamic symbols, resolved at run time by the
-preloaded libesca.  The table is read directly from the ELF file (64-bit
-little-endian: x86-64, arm64), so esca-run needs no binutils on a server.
+A patched server references esca_init, batch_start and a flush hook --
+batch_flush_wait (the flush with the next epoll wait, what the project's
+patches use) or batch_flush -- as undefined (normally weak) dynamic symbols,
+resolved at run time by the preloaded libesca.  The table is read directly
+from the ELF file (64-bit little-endian: x86-64, arm64), so esca-run needs no
+binutils on a server.
 """
 
 from __future__ import annotations
@@ -13,7 +15,12 @@ import struct
 from dataclasses import dataclass
 from pathlib import Path
 
-HOOKS = ("esca_init", "batch_start", "batch_flush")
+#: every hook libesca defines
+HOOKS = ("esca_init", "batch_start", "batch_flush", "batch_flush_wait")
+#: a hooked binary references these ...
+REQUIRED = ("esca_init", "batch_start")
+#: ... and at least one of these
+FLUSHES = ("batch_flush", "batch_flush_wait")
 
 _SHT_DYNSYM = 11
 _STB_GLOBAL = 1
@@ -71,7 +78,7 @@ def dynamic_symbols(path: Path) -> dict[str, DynSymbol]:
 
 
 class HookState(enum.Enum):
-    HOOKED = "hooked"  # all three referenced, undefined: resolved by libesca
+    HOOKED = "hooked"  # init, start and a flush referenced, undefined: resolved by libesca
     NONE = "none"  # not a patched build
     PARTIAL = "partial"  # some of the hooks only
     DEFINES = "defines"  # defines the hooks itself (libesca, or a stub)
@@ -83,16 +90,25 @@ def hook_state(path: Path) -> tuple[HookState, list[str]]:
     present = [h for h in HOOKS if h in syms]
     if any(syms[h].defined for h in present):
         return HookState.DEFINES, present
-    if len(present) == len(HOOKS):
+    if all(h in present for h in REQUIRED) and any(h in present for h in FLUSHES):
         return HookState.HOOKED, present
     if present:
         return HookState.PARTIAL, present
     return HookState.NONE, present
 
 
-def defines_hooks(library: Path) -> bool:
-    """True when library exports the three hooks (as libesca does)."""
+def defined_hooks(library: Path) -> set[str]:
+    """The hooks library exports (libesca: all of HOOKS; an older one lacks
+    batch_flush_wait)."""
     syms = dynamic_symbols(library)
-    return all(
-        h in syms and syms[h].defined and syms[h].binding in (_STB_GLOBAL, _STB_WEAK) for h in HOOKS
-    )
+    return {
+        h
+        for h in HOOKS
+        if h in syms and syms[h].defined and syms[h].binding in (_STB_GLOBAL, _STB_WEAK)
+    }
+
+
+def defines_hooks(library: Path) -> bool:
+    """True when library exports the hooks every hooked binary needs (as
+    libesca does): esca_init, batch_start, batch_flush."""
+    return {*REQUIRED, "batch_flush"} <= defined_hooks(library)

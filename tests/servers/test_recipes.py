@@ -27,13 +27,13 @@ pytestmark = pytest.mark.fast
 SERVERS = recipe.source_dir(ROOT)
 
 HEADER = ROOT / "libesca" / "include" / "esca.h"
-_PROTO = re.compile(
-    r"^\s*(int|void)\s+(esca_init|batch_start|batch_flush)\s*\((void)\)", re.MULTILINE
-)
+HOOK_NAMES = ("esca_init", "batch_start", "batch_flush", "batch_flush_wait")
+_PROTO = re.compile(r"^\s*(int|void)\s+(" + "|".join(HOOK_NAMES) + r")\s*\(([^)]*)\)", re.MULTILINE)
 
 
 def prototypes(text: str) -> dict[str, tuple[str, str]]:
-    return {m.group(2): (m.group(1), m.group(3)) for m in _PROTO.finditer(text)}
+    """name -> (return type, parameters with whitespace normalised)."""
+    return {m.group(2): (m.group(1), " ".join(m.group(3).split())) for m in _PROTO.finditer(text)}
 
 
 #: every recipe, and each with its [release.<codename>] tables applied
@@ -64,21 +64,29 @@ def test_recipe_loads_and_patch_has_dep3_header(name: str, release: str) -> None
 @pytest.mark.parametrize(("name", "release"), VARIANTS)
 def test_patch_declares_the_hooks_weak_as_esca_h_does(name: str, release: str) -> None:
     """The patches declare the hooks themselves (no Build-Depends on libesca-dev):
-    the prototypes must stay those of libesca's header, and weak."""
+    esca_init, batch_start and batch_flush_wait (the wait of the event loop,
+    with the batch sent in the same kernel entry), with the prototypes of
+    libesca's header, weak, and each called only where it resolved (without
+    libesca the wait is plain epoll_wait())."""
     want = prototypes(HEADER.read_text())
-    assert set(want) == {"esca_init", "batch_start", "batch_flush"}
+    assert set(want) == set(HOOK_NAMES)
     added = "\n".join(
         ln[1:]
         for ln in variant(name, release).patch.read_text().splitlines()
         if ln.startswith("+") and not ln.startswith("+++")
     )
-    assert prototypes(added) == want
-    for hook in want:
-        assert re.search(rf"{hook}\(void\)\s*__attribute__\(\(weak\)\);", added), hook
-    # every hook is called only through its guard macro
-    calls = re.findall(r"\b(esca_init|batch_start|batch_flush)\(\)", added)
-    guarded = re.findall(r"if \((esca_init|batch_start|batch_flush)\) \(?", added)
-    assert len(calls) == len(guarded) == 3, (calls, guarded)
+    declared = prototypes(added)
+    assert set(declared) == {"esca_init", "batch_start", "batch_flush_wait"}, declared
+    for hook, proto in declared.items():
+        assert proto == want[hook], (hook, proto, want[hook])
+        assert re.search(rf"{hook}\([^)]*\)\s*__attribute__\(\(weak\)\);", added), hook
+    # every hook is called only through its guard (comments aside)
+    code = re.sub(r"/\*.*?\*/", "", added, flags=re.DOTALL)
+    calls = re.findall(r"\b(esca_init|batch_start|batch_flush_wait)\(", code)
+    decls = len(declared)
+    guarded = re.findall(r"(?:if \((esca_init|batch_start)\)|\((batch_flush_wait) \?)", code)
+    assert len(calls) - decls == len(guarded) == 3, (calls, guarded)
+    assert "epoll_wait(" in added  # the wait without libesca
 
 
 def test_unknown_server_and_bad_recipe_are_named(tmp_path: Path) -> None:
