@@ -18,16 +18,21 @@ def libesca() -> Path:
 
 @pytest.fixture(scope="session")
 def cprog(libesca: Path):
-    """Builds tests/c/NAME.c once and returns its path."""
+    """Builds tests/c/NAME.c once (into tests/_build/NAME; NAME may have a
+    directory: "hostile/waits") and returns its path.  flags go to gcc after
+    the source ("-O2", "-D_FORTIFY_SOURCE=2"); a program has one set."""
     BUILD.mkdir(parents=True, exist_ok=True)
-    built: dict[str, Path] = {}
+    built: dict[str, tuple[Path, tuple[str, ...]]] = {}
 
-    def build(name: str) -> Path:
+    def build(name: str, *flags: str) -> Path:
         if name not in built:
             out = BUILD / name
-            compile_c(TOP / "tests" / "c" / f"{name}.c", out)
-            built[name] = out
-        return built[name]
+            out.parent.mkdir(parents=True, exist_ok=True)
+            compile_c(TOP / "tests" / "c" / f"{name}.c", out, *flags)
+            built[name] = (out, flags)
+        out, had = built[name]
+        assert had == flags, f"{name} was built with {had}, asked for {flags}"
+        return out
 
     return build
 
