@@ -355,8 +355,7 @@ static void run_all(struct esca_thread *t, bool via)
 		i = t->head;
 		switch (t->table[i].status) {
 		case ESCA_ST_QUEUED:
-			if (!esca_entry_runnable(t, i)) {
-				esca_held_behind(t, i);
+			if (!esca_entry_runnable(t, i) && esca_held_behind(t, i)) {
 				finish_entry(t, i);
 				break;
 			}

@@ -501,7 +501,7 @@ static void detach(struct held *h)
 	h->close_own = true;
 }
 
-void esca_held_behind(struct esca_thread *t, unsigned i)
+bool esca_held_behind(struct esca_thread *t, unsigned i)
 {
 	struct esca_entry *e = &t->table[i];
 	struct esca_meta *m = &t->meta[i];
@@ -511,10 +511,15 @@ void esca_held_behind(struct esca_thread *t, unsigned i)
 
 	held_enter(&old);
 	h = find(m->fd);
+	if (!h) {
+		/* the drainer sent them all meanwhile: the entry runs as any */
+		held_exit(&old);
+		return false;
+	}
 	switch (e->nr) {
 	case SYS_sendto:
 	case SYS_sendfile:
-		if (h && !take(t, i, 0, h)) {
+		if (!take(t, i, 0, h)) {
 			esca_reset_connection(m->fd, esca_fdw(m->fd));
 			t->st.resets++;
 			t->st.bytes_lost += e->expect;
@@ -523,8 +528,7 @@ void esca_held_behind(struct esca_thread *t, unsigned i)
 		e->result = (int64_t)e->expect;
 		break;
 	case SYS_close:
-		if (h)
-			detach(h);
+		detach(h);
 		esca_raw(SYS_close, m->fd, 0, 0, 0, 0, 0);
 		e->result = 0;
 		break;
@@ -532,7 +536,7 @@ void esca_held_behind(struct esca_thread *t, unsigned i)
 		how = (int)e->args[1];
 		if (how != SHUT_WR)
 			esca_raw(SYS_shutdown, m->fd, SHUT_RD, 0, 0, 0, 0);
-		if (h && how != SHUT_RD)
+		if (how != SHUT_RD)
 			h->shut_wr = true;
 		e->result = 0;
 		break;
@@ -544,6 +548,7 @@ void esca_held_behind(struct esca_thread *t, unsigned i)
 	}
 	e->status = ESCA_ST_DONE;
 	held_exit(&old);
+	return true;
 }
 
 int esca_held_push_fd(int fd, int flags)

@@ -506,8 +506,9 @@ bool esca_thread_seccomp(void);
  */
 bool esca_held_add(struct esca_thread *t, unsigned i, uint64_t sent);
 /* Entry i of t concerns a socket with held bytes: it goes behind them
- * (data appended, a close or shutdown done when they are out). */
-void esca_held_behind(struct esca_thread *t, unsigned i);
+ * (data appended, a close or shutdown done when they are out).  False when
+ * none are held any more (the drainer sent them): the entry runs as any. */
+bool esca_held_behind(struct esca_thread *t, unsigned i);
 /* A call of the program on a held socket: sends what it can; 0 when
  * nothing is held any more, else -1 with errno (EAGAIN: still full, or
  * the plain call's error). */

@@ -343,14 +343,18 @@ void esca_flush_all_threads(void)
 bool esca_sq_push(struct esca_thread *t, const struct esca_entry *e, const struct esca_meta *m,
 		  const void *data, size_t len)
 {
-	unsigned idx = atomic_fetch_add(&t->sq_tail, 1);
-	struct esca_sq_slot *s = &t->sq[idx % ESCA_SQ_SLOTS];
-	unsigned off = atomic_fetch_add(&t->sq_arena_used, (unsigned)len);
-	bool fits = idx - t->sq_head < ESCA_SQ_SLOTS && off + len <= ESCA_SQ_ARENA;
+	unsigned idx = atomic_load(&t->sq_tail), off;
+	struct esca_sq_slot *s;
 
+	do {
+		if (idx - t->sq_head >= ESCA_SQ_SLOTS)
+			return false;	/* full: not even a hole is taken */
+	} while (!atomic_compare_exchange_weak(&t->sq_tail, &idx, idx + 1));
+	s = &t->sq[idx % ESCA_SQ_SLOTS];
+	off = atomic_fetch_add(&t->sq_arena_used, (unsigned)len);
 	s->e = *e;
 	s->m = *m;
-	if (!fits || (len && esca_copy(t->sq_arena + off, data, len) < 0)) {
+	if (off + len > ESCA_SQ_ARENA || (len && esca_copy(t->sq_arena + off, data, len) < 0)) {
 		s->e.nr = 0;	/* a hole: skipped by the drain */
 		atomic_signal_fence(memory_order_release);
 		s->ready = 1;
@@ -362,9 +366,6 @@ bool esca_sq_push(struct esca_thread *t, const struct esca_entry *e, const struc
 	s->ready = 1;
 	return true;
 }
-
-bool esca_record_queued(struct esca_thread *t, const struct esca_entry *e,
-			const struct esca_meta *m, const void *data, size_t len);
 
 /*
  * The queue's calls join the table, in order (t is busy and claimed).  Each

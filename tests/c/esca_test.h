@@ -466,7 +466,7 @@ bad:
 
 /* Takes every free number below fd (with copies of fd 0), so that fd is the
  * lowest free number once it is closed; t_unfill() gives them back. */
-static int t_fillers[64], t_nfillers;
+static int t_fillers[128], t_nfillers;
 
 static inline void t_fill_below(int fd)
 {
@@ -478,7 +478,7 @@ static inline void t_fill_below(int fd)
 			close(x);
 			return;
 		}
-		CHECK(t_nfillers < 64);
+		CHECK(t_nfillers < 128);
 		t_fillers[t_nfillers++] = x;
 	}
 }
@@ -1382,7 +1382,7 @@ bad:
 
 /* Takes every free number below fd (with copies of fd 0), so that fd is the
  * lowest free number once it is closed; t_unfill() gives them back. */
-static int t_fillers[64], t_nfillers;
+static int t_fillers[128], t_nfillers;
 
 static inline void t_fill_below(int fd)
 {
@@ -1394,7 +1394,7 @@ static inline void t_fill_below(int fd)
 			close(x);
 			return;
 		}
-		CHECK(t_nfillers < 64);
+		CHECK(t_nfillers < 128);
 		t_fillers[t_nfillers++] = x;
 	}
 }
