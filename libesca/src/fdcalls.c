@@ -614,9 +614,20 @@ ESCA_API FILE *fopen(const char *path, const char *mode)
 
 ESCA_API FILE *fopen64(const char *path, const char *mode) __attribute__((alias("fopen")));
 
+/*
+ * The descriptor under a stream, or -1.  glibc 2.41 declares fclose(),
+ * freopen() and fileno() __nonnull, so the NULL test lives here, where the
+ * parameter carries no such promise: a NULL stream still reaches the real
+ * function and fails there as it would without libesca.
+ */
+static int stream_fd(FILE *f)
+{
+	return f ? fileno(f) : -1;
+}
+
 ESCA_API FILE *freopen(const char *path, const char *mode, FILE *f)
 {
-	int fd = f ? fileno(f) : -1;
+	int fd = stream_fd(f);
 
 	if (fd >= 0)
 		taken_over(fd);
@@ -671,7 +682,7 @@ ESCA_API FILE *popen(const char *cmd, const char *type)
 
 ESCA_API int fclose(FILE *f)
 {
-	int fd = f ? fileno(f) : -1;
+	int fd = stream_fd(f);
 	int r;
 
 	/* its buffer goes out: a write */
@@ -686,7 +697,7 @@ ESCA_API int fclose(FILE *f)
 
 ESCA_API int pclose(FILE *f)
 {
-	int fd = f ? fileno(f) : -1;
+	int fd = stream_fd(f);
 	int r;
 
 	esca_before_effect();	/* and it waits for the child */
