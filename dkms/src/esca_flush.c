@@ -77,20 +77,22 @@ static long esca_entry_refusal(esca_syscall_fn fn)
 	return 0;
 }
 
-static long esca_entry_run(const struct esca_entry *e, esca_syscall_fn fn)
+/*
+ * regs: zeroed once per flush; the handlers take it const, so only the
+ * fields set here differ from one entry to the next.
+ */
+static long esca_entry_run(const struct esca_entry *e, esca_syscall_fn fn,
+			   struct pt_regs *regs)
 {
-	struct pt_regs regs;
-
-	memset(&regs, 0, sizeof(regs));
-	regs.orig_ax = e->nr;
-	regs.ax = -ENOSYS;
-	regs.di = e->args[0];
-	regs.si = e->args[1];
-	regs.dx = e->args[2];
-	regs.r10 = e->args[3];
-	regs.r8 = e->args[4];
-	regs.r9 = e->args[5];
-	return esca_user_result(fn(&regs));
+	regs->orig_ax = e->nr;
+	regs->ax = -ENOSYS;
+	regs->di = e->args[0];
+	regs->si = e->args[1];
+	regs->dx = e->args[2];
+	regs->r10 = e->args[3];
+	regs->r8 = e->args[4];
+	regs->r9 = e->args[5];
+	return esca_user_result(fn(regs));
 }
 
 /*
@@ -155,10 +157,16 @@ efault:
 long esca_flush_run(u64 table, u32 nentries, u32 first, u32 count, bool wait)
 {
 	struct esca_entry __user *entries = u64_to_user_ptr(table);
-	struct esca_entry chunk[ESCA_FLUSH_CHUNK];
+	/*
+	 * Not zeroed on entry (CONFIG_INIT_STACK_ALL_ZERO would, on every
+	 * flush): only entries esca_read_entries() filled are looked at.
+	 */
+	struct esca_entry chunk[ESCA_FLUSH_CHUNK] __uninitialized;
 	u32 i = first, end = first + count, done = 0;
+	struct pt_regs regs;
 	bool stop = false;
 
+	memset(&regs, 0, sizeof(regs));
 	trace_esca_flush(first, count);
 	while (i < end && !stop) {
 		struct esca_entry __user *uc = &entries[array_index_nospec(i, nentries)];
@@ -183,7 +191,7 @@ long esca_flush_run(u64 table, u32 nentries, u32 first, u32 count, bool wait)
 				stop = true;
 				continue;
 			}
-			e->result = esca_entry_run(e, fn);
+			e->result = esca_entry_run(e, fn, &regs);
 			e->status = ESCA_ST_DONE;
 			trace_esca_call(i + j, e, e->result);
 			stop = e->result < 0 ||

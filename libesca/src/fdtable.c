@@ -18,8 +18,8 @@
 
 #define ESCA_FD_LIMIT_MAX (1u << 22)
 
-static _Atomic uint32_t *words;
-static unsigned nwords;
+_Atomic uint32_t *esca_fd_words;
+unsigned esca_fd_nwords;
 /* highest fd ever recorded, and the span of libesca's own fds */
 static _Atomic unsigned fd_top, own_lo = UINT32_MAX, own_hi;
 
@@ -47,33 +47,26 @@ __attribute__((constructor)) void esca_fd_init(void)
 	rlim_t n = 65536;
 	void *p;
 
-	if (words)
+	if (esca_fd_words)
 		return;
 	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_max != RLIM_INFINITY)
 		n = rl.rlim_max > n ? rl.rlim_max : n;
 	if (n > ESCA_FD_LIMIT_MAX)
 		n = ESCA_FD_LIMIT_MAX;
 	/* untouched pages cost nothing: a 1M-fd limit maps 4 MiB of zeroes */
-	p = mmap(NULL, n * sizeof(*words), PROT_READ | PROT_WRITE,
+	p = mmap(NULL, n * sizeof(*esca_fd_words), PROT_READ | PROT_WRITE,
 		 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 	if (p == MAP_FAILED)
 		return;
-	nwords = (unsigned)n;
-	words = p;
+	esca_fd_nwords = (unsigned)n;
+	esca_fd_words = p;
 }
 
 static inline _Atomic uint32_t *slot(int fd)
 {
-	if (words && fd >= 0 && (unsigned)fd < nwords && !esca_vfork_child)
-		return &words[fd];
+	if (esca_fd_words && fd >= 0 && (unsigned)fd < esca_fd_nwords && !esca_vfork_child)
+		return &esca_fd_words[fd];
 	return NULL;
-}
-
-uint32_t esca_fdw(int fd)
-{
-	if (words && fd >= 0 && (unsigned)fd < nwords)
-		return atomic_load_explicit(&words[fd], memory_order_relaxed);
-	return 0;
 }
 
 void esca_fdw_set(int fd, uint32_t w)
@@ -130,23 +123,23 @@ void esca_fd_forget_range(unsigned first, unsigned last)
 {
 	unsigned top = atomic_load_explicit(&fd_top, memory_order_relaxed), fd;
 
-	if (!words || esca_vfork_child)
+	if (!esca_fd_words || esca_vfork_child)
 		return;
-	for (fd = first; fd <= last && fd <= top && fd < nwords; fd++)
-		if (esca_fdw_kind(atomic_load_explicit(&words[fd], memory_order_relaxed)) !=
+	for (fd = first; fd <= last && fd <= top && fd < esca_fd_nwords; fd++)
+		if (esca_fdw_kind(atomic_load_explicit(&esca_fd_words[fd], memory_order_relaxed)) !=
 		    ESCA_FD_OWN)
-			atomic_store_explicit(&words[fd], 0, memory_order_relaxed);
+			atomic_store_explicit(&esca_fd_words[fd], 0, memory_order_relaxed);
 }
 
 void esca_fd_mark_all_shared(void)
 {
 	unsigned top = atomic_load_explicit(&fd_top, memory_order_relaxed), fd;
 
-	if (!words || esca_vfork_child)
+	if (!esca_fd_words || esca_vfork_child)
 		return;
-	for (fd = 0; fd <= top && fd < nwords; fd++)
-		if (atomic_load_explicit(&words[fd], memory_order_relaxed))
-			atomic_fetch_or_explicit(&words[fd], ESCA_FDW_SHARED, memory_order_relaxed);
+	for (fd = 0; fd <= top && fd < esca_fd_nwords; fd++)
+		if (atomic_load_explicit(&esca_fd_words[fd], memory_order_relaxed))
+			atomic_fetch_or_explicit(&esca_fd_words[fd], ESCA_FDW_SHARED, memory_order_relaxed);
 }
 
 /* ---- libesca's own fds -------------------------------------------------------- */
@@ -228,12 +221,12 @@ static long next_own(unsigned fd, unsigned last)
 	unsigned hi = atomic_load_explicit(&own_hi, memory_order_relaxed);
 	unsigned lo = atomic_load_explicit(&own_lo, memory_order_relaxed);
 
-	if (!words)
+	if (!esca_fd_words)
 		return -1;
 	if (fd < lo)
 		fd = lo;
-	for (; fd <= last && fd <= hi && fd < nwords; fd++)
-		if (esca_fdw_kind(atomic_load_explicit(&words[fd], memory_order_relaxed)) ==
+	for (; fd <= last && fd <= hi && fd < esca_fd_nwords; fd++)
+		if (esca_fdw_kind(atomic_load_explicit(&esca_fd_words[fd], memory_order_relaxed)) ==
 		    ESCA_FD_OWN)
 			return fd;
 	return -1;

@@ -480,7 +480,7 @@ static void flushed(struct esca_thread *t, unsigned n)
 	t->st.flushes++;
 	t->st.flushed_calls += n;
 	t->seg_entries += n;
-	memset(t->fd_filter, 0, sizeof(t->fd_filter));
+	esca_fd_filter_clear(t);
 	t->n = t->head = 0;
 	t->arena_used = 0;
 	if (t->closes) {

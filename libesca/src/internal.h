@@ -13,6 +13,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/single_threaded.h>
 #include <sys/socket.h>
 #include <sys/types.h>
 #include <sys/uio.h>
@@ -156,7 +157,16 @@ enum esca_fd_kind {
 #define ESCA_FDW_TAG_SHIFT	16
 
 void esca_fd_init(void);
-uint32_t esca_fdw(int fd);
+/* the words, one per fd below esca_fd_nwords (fdtable.c) */
+extern _Atomic uint32_t *esca_fd_words;
+extern unsigned esca_fd_nwords;
+/* fd's word; 0 (UNKNOWN) for a number libesca has no word for */
+static inline uint32_t esca_fdw(int fd)
+{
+	if (likely(esca_fd_words) && fd >= 0 && (unsigned)fd < esca_fd_nwords)
+		return atomic_load_explicit(&esca_fd_words[fd], memory_order_relaxed);
+	return 0;
+}
 void esca_fdw_set(int fd, uint32_t w);
 /* Sets / clears flags of fd's word (atomic read-modify-write). */
 void esca_fdw_or(int fd, uint32_t flags);
@@ -282,6 +292,7 @@ struct esca_thread {
 	size_t arena_used;
 	size_t arena_cap;
 	uint64_t fd_filter[64];	/* fds with pending entries, hashed to 4096 bits */
+	uint64_t fd_filter_used;	/* which of its words have bits set */
 	unsigned unpublished;	/* flushes since the counters were last published */
 	/* other threads (thread.c): this thread's number, its batch generation
 	 * (pending entries belong to generation gen) and who may touch its
@@ -325,7 +336,10 @@ void esca_thread_fork_child(void);
 /* Before the program puts a file at fd, one of libesca's own fds. */
 void esca_own_fd_evict(int fd);
 /* Whether the process may have more than one thread. */
-bool esca_multithreaded(void);
+static inline bool esca_multithreaded(void)
+{
+	return !__libc_single_threaded;
+}
 /* Every thread's pending entries, now (exit, exec). */
 void esca_flush_all_threads(void);
 /* A signal handler that interrupted libesca on t jumps out of it. */
@@ -423,10 +437,26 @@ static inline void esca_fd_mark_pending(struct esca_thread *t, int fd)
 	unsigned h = esca_fd_hash(fd);
 
 	t->fd_filter[h >> 6] |= 1ULL << (h & 63);
+	t->fd_filter_used |= 1ULL << (h >> 6);
 }
 
-/* Marks fd as carrying a pending entry of t (for other threads). */
-void esca_fd_tag(struct esca_thread *t, int fd);
+/* Forgets every fd of the filter: only the words in use are cleared (a
+ * flush of a few entries does not clear 512 bytes). */
+static inline void esca_fd_filter_clear(struct esca_thread *t)
+{
+	for (uint64_t used = t->fd_filter_used; used; used &= used - 1)
+		t->fd_filter[__builtin_ctzll(used)] = 0;
+	t->fd_filter_used = 0;
+}
+
+/* Marks fd as carrying a pending entry of t (for other threads; only
+ * they need it). */
+void esca_fd_tag_slow(struct esca_thread *t, int fd);
+static inline void esca_fd_tag(struct esca_thread *t, int fd)
+{
+	if (esca_multithreaded())
+		esca_fd_tag_slow(t, fd);
+}
 
 /* ---- flushing ---------------------------------------------------------- */
 

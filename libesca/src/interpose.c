@@ -384,10 +384,13 @@ ESCA_API ssize_t writev(int fd, const struct iovec *iov, int iovcnt)
 	struct data_call c = { .kind = ESCA_CALL_WRITEV, .fd = fd, .iov = iov, .iovcnt = iovcnt,
 			       .len = (size_t)-1 };
 
-	/* a vector libesca may take: copied first (the kernel's EFAULT for a
-	 * bad one comes from the direct call) */
-	if (iovcnt > 0 && iovcnt <= ESCA_IOV_MAX &&
-	    esca_copy(local, iov, sizeof(*iov) * (size_t)iovcnt) == 0) {
+	struct esca_thread *t = esca_self;
+
+	/* a vector libesca may take (a thread recording, or a handler's call
+	 * inside libesca, on an fd that takes deferred data): copied first (the
+	 * kernel's EFAULT for a bad one comes from the direct call) */
+	if (t && (t->in_segment || t->busy) && data_fd_ok(esca_fdw(fd)) && iovcnt > 0 &&
+	    iovcnt <= ESCA_IOV_MAX && esca_copy(local, iov, sizeof(*iov) * (size_t)iovcnt) == 0) {
 		c.iov = local;
 		c.len = iov_total(local, iovcnt);
 	}
@@ -422,11 +425,13 @@ ESCA_API ssize_t sendmsg(int fd, const struct msghdr *msg, int flags)
 	struct iovec local[ESCA_IOV_MAX];
 	struct data_call c = { .kind = ESCA_CALL_SENDMSG, .fd = fd, .msg = msg, .flags = flags,
 			       .len = 0 };
+	struct esca_thread *t = esca_self;
 	struct msghdr mh;
 
 	/* control data (fd passing), a name, a long vector: at once, and the
-	 * kernel answers */
-	if (esca_copy(&mh, msg, sizeof(mh)) == 0 && !mh.msg_controllen && !mh.msg_name &&
+	 * kernel answers; only a call libesca may take is looked at */
+	if (t && (t->in_segment || t->busy) && data_fd_ok(esca_fdw(fd)) &&
+	    esca_copy(&mh, msg, sizeof(mh)) == 0 && !mh.msg_controllen && !mh.msg_name &&
 	    mh.msg_iovlen > 0 && mh.msg_iovlen <= ESCA_IOV_MAX &&
 	    esca_copy(local, mh.msg_iov, sizeof(*local) * mh.msg_iovlen) == 0) {
 		c.iov = local;

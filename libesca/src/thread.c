@@ -46,7 +46,6 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/mman.h>
-#include <sys/single_threaded.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -69,11 +68,6 @@ static pthread_mutex_t threads_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct esca_thread *threads, *free_states;
 static struct esca_thread *slots[ESCA_SLOTS];
 _Atomic unsigned esca_closes_elsewhere;
-
-bool esca_multithreaded(void)
-{
-	return !__libc_single_threaded;
-}
 
 static void threads_add(struct esca_thread *t)
 {
@@ -231,11 +225,11 @@ static uint32_t tag_of(const struct esca_thread *t)
 	return t->slot << 6 | (atomic_load_explicit(&t->gen, memory_order_relaxed) & 63);
 }
 
-void esca_fd_tag(struct esca_thread *t, int fd)
+void esca_fd_tag_slow(struct esca_thread *t, int fd)
 {
 	uint32_t tag = tag_of(t), w = esca_fdw(fd);
 
-	if (!esca_multithreaded() || w >> ESCA_FDW_TAG_SHIFT == tag)
+	if (w >> ESCA_FDW_TAG_SHIFT == tag)
 		return;
 	esca_fdw_clear(fd, ~0u << ESCA_FDW_TAG_SHIFT);
 	esca_fdw_or(fd, tag << ESCA_FDW_TAG_SHIFT);
@@ -468,7 +462,7 @@ static void reset_state(struct esca_thread *t)
 	atomic_store(&t->sq_arena_used, 0);
 	t->sq_head = 0;
 	atomic_fetch_add(&t->gen, 1);
-	memset(t->fd_filter, 0, sizeof(t->fd_filter));
+	esca_fd_filter_clear(t);
 	memset(&t->st, 0, sizeof(t->st));
 }
 
