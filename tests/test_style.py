@@ -21,7 +21,14 @@ PYTHON = ["esca_pkg", "tests"]
 def shell_scripts() -> list[Path]:
     """scripts/ and the scripts the QEMU guests run (every file starting with #!…sh)."""
     found = []
-    for d in ("scripts", "tests/guest", "tests/vm/guest", "tests/e2e/guest", "tests/bench/guest"):
+    for d in (
+        "scripts",
+        "tests/guest",
+        "tests/vm/guest",
+        "tests/e2e/guest",
+        "tests/bench/guest",
+        "tests/servers/guest",
+    ):
         for p in sorted((ROOT / d).iterdir()):
             if p.is_file() and p.read_bytes()[:64].split(b"\n")[0].endswith((b"sh", b"bash")):
                 found.append(p)

@@ -22,6 +22,9 @@ By hand (root, servers installed, libesca built): scripts/upstream-tests, or
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import hashlib
+import json
 import os
 import pwd
 import re
@@ -63,7 +66,14 @@ def passes(library: Path) -> dict[str, Pass]:
             "uring", {"LD_PRELOAD": str(library), "ESCA_BACKEND": "uring", "ESCA_ADAPT": "0"}
         ),
         "default": Pass("default", {"LD_PRELOAD": str(library)}),
+        # in a guest with the module loaded (test_upstream_suites.py)
+        "module": Pass(
+            "module", {"LD_PRELOAD": str(library), "ESCA_BACKEND": "module", "ESCA_ADAPT": "0"}
+        ),
     }
+
+
+PASS_NAMES = ("plain", "uring", "default", "module")
 
 
 # --- TAP -------------------------------------------------------------------
@@ -563,7 +573,7 @@ def probe(suite: Suite, run: Pass) -> tuple[list[str], FileResult]:
     """Run the suite's probe file with ESCA_STATS=1 and return the libesca
     summary lines of the processes that deferred calls (the servers' workers,
     or lighttpd's one process): proof that the preload and its settings
-    reached the processes that serve."""
+    reached the processes that serve, with the pass's backend."""
     wrapper = suite.wrapper(run, stats=True)
     job = suite.job(suite.probe_file, wrapper, suite.scratch())
     cleanup, job.cleanup = job.cleanup, lambda: None
@@ -573,7 +583,10 @@ def probe(suite: Suite, run: Pass) -> tuple[list[str], FileResult]:
     serving = [
         ln[ln.index("esca: ") :]
         for ln in lines
-        if (m := _STATS.search(ln)) and int(m.group(4)) > 0 and m.group(2) != "off"
+        if (m := _STATS.search(ln))
+        and int(m.group(4)) > 0
+        and m.group(2) == run.env.get("ESCA_BACKEND", m.group(2))
+        and m.group(2) != "off"
     ]
     return serving, result
 
@@ -660,6 +673,109 @@ def report(results: list[PassResult]) -> str:
     return "\n".join(f"{r.suite:<9} {r.name:<8} {r.seconds:7.1f} s  {r.counts()}" for r in results)
 
 
+@dataclass
+class Comparison:
+    """The plain pass, the passes under libesca and what fails only under them."""
+
+    suite: str
+    results: list[PassResult]
+    diffs: dict[str, list[Difference]]
+    #: the probe's libesca summary lines (serving processes), when probed
+    serving: list[str] = field(default_factory=list)
+
+    def not_run(self) -> list[str]:
+        return sorted(
+            f for r in self.results for f, res in r.files.items() if "not run" in res.failed
+        )
+
+    def broken_baseline(self) -> tuple[list[str], int]:
+        """Files failing even without libesca, of those that ran."""
+        ran = [r for r in self.results[0].files.values() if not r.skip_all]
+        return [r.file for r in ran if r.failed], len(ran)
+
+    def kept(self) -> dict[str, list[Difference]]:
+        return {
+            n: k for n, found in self.diffs.items() if (k := [d for d in found if d.reproduced])
+        }
+
+    def flaky(self) -> list[Difference]:
+        return [d for found in self.diffs.values() for d in found if not d.reproduced]
+
+    def document(self, library: Path) -> dict:
+        """The JSON report (build/servers-test/upstream/KIND.json; the guest's)."""
+        return {
+            "suite": self.suite,
+            "libesca_sha256": hashlib.sha256(library.read_bytes()).hexdigest(),
+            "serving": self.serving,
+            "passes": [
+                {
+                    "name": r.name,
+                    "seconds": round(r.seconds, 1),
+                    "summary": r.counts(),
+                    "failing": {
+                        f: {"subtests": res.failed, "diagnostics": res.diagnostics[:40]}
+                        for f, res in sorted(r.files.items())
+                        if res.failed
+                    },
+                    "not_run": sorted(f for f, res in r.files.items() if "not run" in res.failed),
+                    "file_seconds": {f: round(res.seconds, 1) for f, res in r.files.items()},
+                    "skipped_whole": sorted(f for f, res in r.files.items() if res.skip_all),
+                }
+                for r in self.results
+            ],
+            "report": report(self.results),
+            "only_under_libesca": {
+                name: [dataclasses.asdict(d) for d in found] for name, found in self.diffs.items()
+            },
+        }
+
+
+def compare(
+    suite: Suite,
+    chosen: Iterable[Pass],
+    files: list[str] | None = None,
+    pass_timeout: float | None = None,
+    progress: Callable[[str, FileResult], None] | None = None,
+) -> Comparison:
+    """The plain pass, then each chosen pass, each within pass_timeout; the
+    files failing only under a pass run again alone (differences(confirm))."""
+    results = []
+    diffs: dict[str, list[Difference]] = {}
+    for p in [Pass("plain"), *chosen]:
+
+        def each(r: FileResult, name: str = p.name) -> None:
+            if progress:
+                progress(name, r)
+
+        deadline = time.monotonic() + pass_timeout if pass_timeout else None
+        res = suite.run(p, files, deadline=deadline, progress=each)
+        results.append(res)
+        if p.name != "plain":
+            diffs[p.name] = differences(suite, results[0], res, p)
+    return Comparison(suite.name, results, diffs)
+
+
+def from_document(doc: dict) -> Comparison:
+    """A Comparison read back from document() (the host reads the guest's):
+    enough of it for the checks and the report."""
+    results = []
+    for p in doc["passes"]:
+        files = {
+            f: FileResult(f, seconds=s, failed={"not run": ""} if f in p["not_run"] else {})
+            for f, s in p["file_seconds"].items()
+        }
+        for f in p["skipped_whole"]:
+            files[f].skip_all = "skipped"
+        for f, fail in p["failing"].items():
+            files[f].failed = fail["subtests"]
+            files[f].diagnostics = fail["diagnostics"]
+        results.append(PassResult(doc["suite"], p["name"], p["seconds"], files))
+    diffs = {
+        name: [Difference(**d) for d in found] for name, found in doc["only_under_libesca"].items()
+    }
+    return Comparison(doc["suite"], results, diffs, doc.get("serving", []))
+
+
 # --- by hand -------------------------------------------------------------------
 
 
@@ -671,8 +787,8 @@ def main(argv: list[str] | None = None) -> int:
         "--pass",
         dest="passes",
         action="append",
-        choices=["plain", "uring", "default"],
-        help="passes to run (repeatable; default: plain and uring, then compared)",
+        choices=[n for n in PASS_NAMES if n != "plain"],
+        help="passes under libesca compared with the plain one (repeatable; default: uring)",
     )
     ap.add_argument("--jobs", type=int, help="files at once")
     ap.add_argument(
@@ -684,6 +800,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--keep", action="store_true", help="keep the work directory (and failing files' logs)"
     )
+    ap.add_argument("--pass-timeout", type=float, help="seconds one pass may take")
+    ap.add_argument(
+        "--json", type=Path, help="write the comparison there (what the guest gives the host)"
+    )
     args = ap.parse_intermixed_args(argv)
     if os.geteuid() != 0:
         ap.error("run as root (the suites run as the user nobody)")
@@ -692,6 +812,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         library = base / "libesca.so.0"
         shutil.copy2(args.library, library)
+        library.chmod(0o644)
         suite = new_suite(args.suite, base)
         suite.prepare()
         lacking = not_installed(suite.packages(TEST_BUILD / "dist"))
@@ -700,21 +821,24 @@ def main(argv: list[str] | None = None) -> int:
             print(f"the suite needs these packages of our build: apt install {names}")
             return 2
         suite.keep_failed = args.keep
+        if args.jobs:
+            suite.jobs = args.jobs
         available = passes(library)
-        chosen = args.passes or ["plain", "uring"]
-        results = []
-        for name in chosen:
+        chosen = [available[n] for n in (args.passes or ["uring"])]
+        # libesca must reach the processes that serve, with the pass's backend
+        serving, probed = probe(suite, chosen[0])
+        print(f"probe ({chosen[0].name}): " + ("; ".join(serving) or "NO process deferred calls"))
 
-            def progress(r: FileResult, name: str = name) -> None:
-                state = "skip" if r.skip_all else ("ok" if r.ok else "FAIL " + ",".join(r.failed))
-                print(f"[{name}] {r.file:<40} {r.seconds:6.1f} s  {state}", flush=True)
+        def progress(name: str, r: FileResult) -> None:
+            state = "skip" if r.skip_all else ("ok" if r.ok else "FAIL " + ",".join(r.failed))
+            print(f"[{name}] {r.file:<40} {r.seconds:6.1f} s  {state}", flush=True)
 
-            results.append(
-                suite.run(available[name], args.files or None, jobs=args.jobs, progress=progress)
-            )
-        print(report(results))
-        rc = 0
-        for r in results:
+        result = compare(suite, chosen, args.files or None, args.pass_timeout, progress)
+        result.serving = serving
+        if args.json:
+            args.json.write_text(json.dumps(result.document(library), indent=1) + "\n")
+        print(report(result.results))
+        for r in result.results:
             for f in r.files.values():
                 if f.failed:
                     print(
@@ -724,17 +848,15 @@ def main(argv: list[str] | None = None) -> int:
                     print("\n".join("    " + ln for ln in (f.diagnostics + f.log)[:40]))
                     if f.kept:
                         print(f"    (its test directory: {f.kept})")
-        if "plain" in chosen:
-            plain = results[chosen.index("plain")]
-            for r in results:
-                if r.name == "plain":
-                    continue
-                diffs = differences(suite, plain, r, available[r.name], confirm=False)
-                print(f"\nfailing under {r.name} and not plain: {len(diffs)} files")
-                for d in diffs:
-                    print(d.describe())
-                rc = rc or bool(diffs)
-        return int(rc)
+        for name, found in result.diffs.items():
+            print(f"\nfailing under {name} and not plain: {len(found)} files")
+            for d in found:
+                again = "" if d.reproduced else " (not again when run alone: flaky)"
+                print(d.describe() + again)
+        if not serving:
+            print(probed.output[-3000:])
+            return 1
+        return int(bool(result.kept()))
     finally:
         if args.keep:
             print(f"work directory: {base}")

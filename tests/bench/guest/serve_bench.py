@@ -67,6 +67,12 @@ def one_run(
         for ev in ("raw_syscalls:sys_enter", "syscalls:sys_enter_epoll_wait"):
             events += ["-e", ev, "--filter", " || ".join(f"common_pid == {p}" for p in pids)]
         argv = ["perf", "stat", "-a", "-x,", "-o", str(perf_out), *events, "--"]
+        profile = plan.get("profile_dir")
+        if profile:
+            # where the worker's instructions go (-icount: the guest's clock,
+            # and so cpu-clock's samples, follow instructions); no counting
+            argv = ["perf", "record", "-q", "-a", "-e", "cpu-clock", "-F", "20000"]
+            argv += ["-o", str(base / "perf.data"), "--"]
         wrk = [
             "wrk",
             "-c",
@@ -80,13 +86,42 @@ def one_run(
         t0 = time.monotonic()
         res = subprocess.run(argv + wrk, capture_output=True, text=True, check=False)
         perf_note = ""
-        if res.returncode != 0 or not perf_out.exists():
+        if res.returncode != 0 or not (base / "perf.data" if profile else perf_out).exists():
             perf_note = f"perf: exit {res.returncode}: {res.stderr.strip()[-300:]}"
             res = subprocess.run(wrk, capture_output=True, text=True, check=False)
         seconds = time.monotonic() - t0
         cpu1, lib1 = measure.cpu_ns(pids), lib()
         w = measure.parse_wrk(res.stdout)
-        counts = perf_count(perf_out) if not perf_note else {}
+        counts = perf_count(perf_out) if not perf_note and not profile else {}
+        if profile and not perf_note:
+            text = ""
+            for sort in ("dso", "dso,sym"):
+                report = subprocess.run(
+                    [
+                        *("perf", "report", "-i", str(base / "perf.data"), "--stdio"),
+                        *("--no-children", "--pid", ",".join(map(str, pids)), "-n"),
+                        *("--sort", sort, "--percentage", "relative", "--percent-limit", "0.01"),
+                    ],
+                    capture_output=True,
+                    text=True,
+                    check=False,
+                )
+                text += report.stdout + report.stderr[-2000:]
+            # the module's samples by address (objdump -d esca.ko at .text + offset)
+            script = subprocess.run(
+                [
+                    *("perf", "script", "-i", str(base / "perf.data"), "-F", "ip,sym"),
+                    *("--pid", ",".join(map(str, pids))),
+                ],
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+            esca = [ln.strip() for ln in script.stdout.splitlines() if " esca_" in ln]
+            sections = Path("/sys/module/esca/sections/.text")
+            text += "\n# module .text: " + (sections.read_text() if sections.exists() else "?")
+            text += "\n".join(esca) + "\n"
+            Path(profile, f"{tag}.txt").write_text(text)
         alive = run.process.poll() is None
     finally:
         run.stop(timeout=120)
