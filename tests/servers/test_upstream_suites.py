@@ -196,8 +196,10 @@ def guest_comparisons(
     for kind in KINDS:
         # the packages the suite's configurations load, installed here: the
         # guest's root is this machine's, read-only
+        prepared = base / f"prepare-{kind}"
+        prepared.mkdir()
         try:
-            suite = upstream.new_suite(kind, base / f"prepare-{kind}")
+            suite = upstream.new_suite(kind, prepared)
             suite.prepare()
         except upstream.Unavailable as e:
             out[kind] = f"skip: {e}"
@@ -214,8 +216,13 @@ def guest_comparisons(
     ko, _ = vm.build_module(kernel, base / "module", "none")
     files = {kind: guest_files(kind) for kind in kinds}
     timeout = guest_pass_timeout(kinds)
+    run = base / "guest"
+    run.mkdir()
+    # the guest sees the host's root, but its own /tmp: the module goes
+    # into the run directory, which it shares
+    shutil.copy(ko, run / "esca.ko")
     plan = {
-        "KO": str(ko),
+        "KO": str(run / "esca.ko"),
         "LIBRARY": str(library),
         "SUITES": " ".join(kinds),
         "PASS_TIMEOUT": str(int(timeout)),
@@ -223,8 +230,6 @@ def guest_comparisons(
         "SUITE_TIMEOUT": str(int(2.5 * timeout)),
         **{f"FILES_{kind}": " ".join(f) for kind, f in files.items()},
     }
-    run = base / "guest"
-    run.mkdir()
     spec = GuestSpec(
         name=f"{kernel.release} upstream suites",
         vmlinuz=kernel.vmlinuz,
@@ -314,3 +319,41 @@ def test_difference_keeps_the_subtests_own_diagnostics_and_new_log_lines() -> No
     a = "error.log: 2026/12/07 02:46:34 [error] 16542#16542: *2 limiting requests, port 8081"
     b = "error.log: 2026/12/07 03:01:02 [error] 99#99: *7 limiting requests, port 8399"
     assert upstream.normalized(a) == upstream.normalized(b)
+
+
+@pytest.mark.fast
+def test_the_guests_report_reads_back_whole(tmp_path: Path) -> None:
+    """The host judges the guest's comparison from its JSON: every count,
+    failure, skip and difference must survive the round trip."""
+    lib = tmp_path / "libesca.so.0"
+    lib.write_bytes(b"\x7fELF")
+    F = upstream.FileResult
+    plain = upstream.PassResult(
+        "nginx",
+        "plain",
+        12.0,
+        {
+            "a.t": F("a.t", 1.5, 0, 4, 4),
+            "b.t": F("b.t", 0.5, 0, None, 0, skip_all="no ssl"),
+            "c.t": F("c.t", 2.0, 1, 3, 3, failed={"2": "x"}, diagnostics=["#   Failed test 'x'"]),
+        },
+    )
+    module = upstream.PassResult(
+        "nginx",
+        "module",
+        13.0,
+        {
+            "a.t": F("a.t", 1.5, 1, 4, 4, failed={"3": "body"}),
+            "b.t": F("b.t", 0.5, 0, None, 0, skip_all="no ssl"),
+            "c.t": F("c.t", 0.0, failed={"not run": "the pass ran out of time"}),
+        },
+    )
+    diff = upstream.Difference("a.t", {"3": "body"}, ["#   Failed test 'body'"], [], True)
+    before = upstream.Comparison("nginx", [plain, module], {"module": [diff]}, ["esca: pid=1"])
+    after = upstream.from_document(json.loads(json.dumps(before.document(lib))))
+    assert upstream.report(after.results) == upstream.report(before.results)
+    assert "7 subtests" in upstream.report(after.results)
+    assert after.not_run() == before.not_run() == ["c.t"]
+    assert after.broken_baseline() == before.broken_baseline() == (["c.t"], 2)
+    assert after.kept() == before.kept() and after.serving == before.serving
+    assert after.results[1].failures() == before.results[1].failures()

@@ -718,7 +718,15 @@ class Comparison:
                         if res.failed
                     },
                     "not_run": sorted(f for f, res in r.files.items() if "not run" in res.failed),
-                    "file_seconds": {f: round(res.seconds, 1) for f, res in r.files.items()},
+                    "files": {
+                        f: {
+                            "seconds": round(res.seconds, 1),
+                            "returncode": res.returncode,
+                            "planned": res.planned,
+                            "ran": res.ran,
+                        }
+                        for f, res in sorted(r.files.items())
+                    },
                     "skipped_whole": sorted(f for f, res in r.files.items() if res.skip_all),
                 }
                 for r in self.results
@@ -761,8 +769,15 @@ def from_document(doc: dict) -> Comparison:
     results = []
     for p in doc["passes"]:
         files = {
-            f: FileResult(f, seconds=s, failed={"not run": ""} if f in p["not_run"] else {})
-            for f, s in p["file_seconds"].items()
+            f: FileResult(
+                f,
+                seconds=v["seconds"],
+                returncode=v["returncode"],
+                planned=v["planned"],
+                ran=v["ran"],
+                failed={"not run": ""} if f in p["not_run"] else {},
+            )
+            for f, v in p["files"].items()
         }
         for f in p["skipped_whole"]:
             files[f].skip_all = "skipped"
