@@ -146,12 +146,7 @@ int main(void)
 	CHECK(dup2(saved, 1) == 1 && close(saved) == 0);
 	if (n != 1)
 		CHECK(close(n) == 0);
-	{
-		size_t len;
-		const char *log = t_slurp(t_path(dir, "log"), &len);
-
-		t_note("log: \"%s\"\n", t_escape(log, len));
-	}
+	t_note_file("log", t_path(dir, "log"));
 	t_doing = "waiting for the sink";
 	t_reap(sinkpid, "sink");
 	t_note("peer of the closed socket got: \"%s\" (end: %s)\n",

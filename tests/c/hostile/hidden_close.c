@@ -48,10 +48,7 @@ static int reuse(const char *what, const char *name, int want)
 
 static void note_file(const char *what, const char *name)
 {
-	size_t len;
-	const char *d = t_slurp(t_path(dir, name), &len);
-
-	t_note("%s: \"%s\"\n", what, t_escape(d, len));
+	t_note_file(what, t_path(dir, name));
 }
 
 static void with_fdopen(const char *kind, int tcp)

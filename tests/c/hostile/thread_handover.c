@@ -128,12 +128,7 @@ int main(int argc, char **argv)
 	t_doing = "waiting for the peer";
 	t_reap(pid, "peer");
 	t_note("peer got: \"%s\"\n", t_escape(out->data, out->len));
-	{
-		size_t len;
-		const char *log = t_slurp(t_path(dir, "log"), &len);
-
-		t_note("log: \"%s\"\n", t_escape(log, len));
-	}
+	t_note_file("log", t_path(dir, "log"));
 	t_notes_print();
 	t_rmdir(dir);
 	return T_PASS;

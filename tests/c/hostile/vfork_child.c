@@ -79,12 +79,7 @@ int main(void)
 		CHECK(close(s) == 0);
 	t_reap(sinkpid, "sink");
 	t_note("peer got: \"%s\"\n", t_escape(sink->data, sink->len));
-	{
-		size_t len;
-		const char *d = t_slurp(t_path(dir, "log"), &len);
-
-		t_note("log: \"%s\"\n", t_escape(d, len));
-	}
+	t_note_file("log", t_path(dir, "log"));
 	t_notes_print();
 	t_rmdir(dir);
 	return T_PASS;
