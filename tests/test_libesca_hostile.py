@@ -123,8 +123,13 @@ def test_cross_fd_order(cprog, libesca, backend, adapt, tmp_path):
 
 
 def test_mutex_order(cprog, libesca, backend, adapt, tmp_path):
-    """9. Threads writing under a mutex: the records arrive in its order."""
-    hostile(cprog, libesca, backend, adapt, tmp_path, "mutex_order")
+    """9. Threads writing under a mutex: the records arrive in its order.
+    A reordering is a race: on the host 5 runs of 2000 segments per thread
+    (the libesca before issue 19 failed 7 of 10 single runs of that size
+    here, 3 of 10 of the program's default 200)."""
+    args = () if in_qemu() else ("2000",)
+    for _ in range(1 if in_qemu() else 5):
+        hostile(cprog, libesca, backend, adapt, tmp_path, "mutex_order", *args)
 
 
 WAITS = [
