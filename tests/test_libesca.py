@@ -230,3 +230,61 @@ def test_exported_symbols_match_the_symbols_file(libesca):
         f"exported but not listed: {sorted(exported - listed)}; "
         f"listed but not exported: {sorted(listed - exported)}"
     )
+
+
+def test_builds_with_debians_flags(tmp_path):
+    """libesca compiles with the flags its package is built with
+    (dpkg-buildflags: -D_FORTIFY_SOURCE=2, -O2, -fstack-protector-strong...),
+    with this release's compiler and headers: the package build fails on what
+    the tree's plain `make` does not see (fortified <setjmp.h> renames
+    longjmp to __longjmp_chk, which libesca also defines)."""
+
+    def flags(name: str) -> str:
+        return subprocess.run(
+            ["dpkg-buildflags", "--get", name], capture_output=True, text=True, check=True
+        ).stdout.strip()
+
+    res = subprocess.run(
+        [
+            "make",
+            "-C",
+            str(TOP / "libesca"),
+            f"B={tmp_path}",
+            f"CFLAGS={flags('CPPFLAGS')} {flags('CFLAGS')}",
+            f"LDFLAGS={flags('LDFLAGS')}",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    assert "-D_FORTIFY_SOURCE=2" in res.stdout
+
+
+def test_peer_that_reads_nothing_is_reset_after_the_timeout(cprog, libesca, backend):
+    """Rule 1: bytes libesca holds for a peer that reads none of them for
+    ESCA_WRITE_TIMEOUT_MS get the connection reset -- not before, and what
+    arrived is an intact prefix; without deferral (off) the program sees its
+    short write and nothing is reset.  (The servers' never-read scenario
+    depends on whether the kernel's buffers happen to drain what was held;
+    here they are fixed small.)"""
+    timeout = 500
+    proc = run_prog(
+        cprog("t_reset"), [str(timeout)], esca_env(libesca, backend, ESCA_WRITE_TIMEOUT_MS="500")
+    )
+    check_ok(proc)
+    out = dict(line.split(": ", 1) for line in proc.stdout.splitlines())
+    stats = parse_stats(proc.stderr)
+    accepted = int(out["accepted"])
+    have = int(out["peer"].split()[0])
+    assert "records in order" in out["peer"], proc.stdout
+    if backend == "off":
+        assert accepted < 64000 and out["peer"].endswith("then EAGAIN"), proc.stdout
+        assert out["reset after"] == "-1", proc.stdout
+        return
+    assert accepted == 64000, proc.stdout
+    assert stats["writes_held"] >= 1 and stats["resets"] == 1, stats
+    assert stats["bytes_lost"] > 0 and have < accepted, (proc.stdout, stats)
+    assert out["peer"].endswith("then ECONNRESET"), proc.stdout
+    reset_ms = float(out["reset after"])
+    # the drainer looks again at most a timeout later; TCG guests are slow
+    assert 0.9 * timeout <= reset_ms <= 4 * timeout + 1500, proc.stdout

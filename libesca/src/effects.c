@@ -15,6 +15,13 @@
  *     what the handler left unfinished is picked up by the next flush;
  *   - syscall(): whatever the number, as the call it is.
  */
+/*
+ * This file defines longjmp, _longjmp, siglongjmp and __longjmp_chk, and
+ * glibc's fortified <setjmp.h> (Debian builds with -D_FORTIFY_SOURCE=2)
+ * renames the first three to the last: both would define one symbol.  Its
+ * own calls need no fortification: they are all REAL() pointers.
+ */
+#undef _FORTIFY_SOURCE
 #include "internal.h"
 
 #include <errno.h>

@@ -18,14 +18,15 @@ issue), so the responses never all fit in the kernel:
   4.5 s, then what is there.
 
 Asserted: every response of the slow client complete and intact (never-read:
-libesca resets the connection after ESCA_WRITE_TIMEOUT_MS with no progress,
-never earlier, and what arrived before the reset is an intact prefix; without
-libesca the server holds its data itself and all of it arrives; with
-libesca's defaults, adaptive batching may pass the calls straight through,
-and then the server, seeing EAGAIN, holds them as without libesca: reset or
-complete), the fast clients get every answer right and their p99 latency is
-at most 10 ms above the same variant's run without the slow client.  Other
-scenarios run with ESCA_WRITE_TIMEOUT_MS=15000, far above the 3 s pause.
+where libesca still holds bytes at ESCA_WRITE_TIMEOUT_MS with no progress it
+resets the connection, never earlier, and what arrived before the reset is
+an intact prefix; the slow client sees a reset exactly when libesca counted
+one.  Where the kernel's send buffer took what libesca held, or adaptive
+batching passed the calls straight through, the server sees EAGAIN and holds
+its data itself, as without libesca: complete), the fast clients get every
+answer right and their p99 latency is at most 10 ms above the same variant's
+run without the slow client.  Other scenarios run with
+ESCA_WRITE_TIMEOUT_MS=15000, far above the 3 s pause.
 
 The table of all runs is printed at the end of the session.  ESCA_LIBRARY=PATH
 tests that libesca instead of the tree's build (make -C libesca), as esca-run
@@ -306,13 +307,13 @@ def test_slow_reader(
         problems.append(f"fast clients: {len(fast['latencies_ms'])} answers, expected ~{want:.0f}")
     if scenario.slow is not None:
         s = r["slow"]
-        if scenario.name == "never-read":
-            if variant == "vanilla":
-                allowed = {"complete"}
-            elif variant == "defaults":
-                allowed = {"complete", "reset"}
-            else:
-                allowed = {"reset"}
+        if scenario.name == "never-read" and variant != "vanilla":
+            # reset exactly when libesca still held bytes at the timeout;
+            # where the kernel's buffers took what it held (they grow), the
+            # socket runs its later data directly and the server holds the
+            # rest itself, as without libesca (the reset itself:
+            # tests/test_libesca.py, fixed buffers)
+            allowed = {"reset"} if r["esca"].get("resets", 0) else {"complete"}
         else:
             allowed = {"complete"}
         if s["outcome"] not in allowed:
