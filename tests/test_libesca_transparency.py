@@ -163,6 +163,21 @@ def test_dup2_onto_libesca_fds(cprog, libesca, backend, ring):
     assert stats["errors_other"] == 0 and stats["bytes_lost"] == 0, stats
 
 
+def test_fd_table_grows_only_in_esca_init(cprog, libesca, backend, ring):
+    """libesca's own fds sit above the soft limit, which grows the kernel's fd
+    table: in esca_init(), never while the program serves -- growing a table
+    that other tasks share (io-wq workers, threads) waits for an RCU grace
+    period (15 ms here, at the first deferred send: lighttpd's SCGI backend,
+    which gives a request 10 ms, answered 500)."""
+    prog = cprog("t_fds")
+    out = assert_same(prog, ["table"], quiet_env(libesca, backend, **ring))
+    assert "did not grow" in out and "read 16 bytes" in out, out
+    proc = run_prog(prog, ["table"], esca_env(libesca, backend, **ring), preexec_fn=fd_limits)
+    stats = parse_stats(proc.stderr)
+    if backend != "off":
+        assert stats["write"] + stats["send"] >= 8, stats
+
+
 # --- exec ----------------------------------------------------------------------------
 
 EXECS = [

@@ -355,19 +355,48 @@ static int drainer_main(void *arg)
 	return 0;
 }
 
-/* Makes held_ep and starts the drainer, once (lock held). */
+/* Makes held_ep, once (lock held). */
+static bool make_ep(void)
+{
+	int fd;
+
+	if (held_ep >= 0)
+		return true;
+	fd = (int)esca_raw(SYS_epoll_create1, EPOLL_CLOEXEC, 0, 0, 0, 0, 0);
+	if (fd < 0)
+		return false;
+	held_ep = esca_own_fd(fd);
+	return true;
+}
+
+/*
+ * At esca_init(): held_ep now, not with the first deferred send.  It goes
+ * above the soft limit (esca_own_fd()), which grows the kernel's fd table,
+ * and growing a table that other tasks share -- the ring's io-wq workers,
+ * the program's threads -- waits for an RCU grace period: 15 ms on the
+ * machines here, an event loop stalled while it serves (lighttpd's SCGI
+ * backend, which gives a request 10 ms, answered 500).  The table keeps
+ * its size: libesca's later fds fit in it, and a forked child's table
+ * is made as large (held_ep is open when it forks).
+ */
+void esca_held_init(void)
+{
+	sigset_t old;
+
+	held_enter(&old);
+	make_ep();
+	held_exit(&old);
+}
+
+/* Starts the drainer, once (lock held). */
 static bool start_drainer(void)
 {
 	sigset_t all, old;
 	char *stack;
-	int fd, r;
+	int r;
 
-	if (held_ep < 0) {
-		fd = (int)esca_raw(SYS_epoll_create1, EPOLL_CLOEXEC, 0, 0, 0, 0, 0);
-		if (fd < 0)
-			return false;
-		held_ep = esca_own_fd(fd);
-	}
+	if (!make_ep())
+		return false;
 	stack = map(DRAINER_STACK);
 	if (!stack)
 		return false;

@@ -272,6 +272,8 @@ ESCA_API int esca_init(void)
 		err = choose_backend();
 		init_result = err ? -1 : 0;
 		init_errno = -err;
+		if (esca_cfg.backend != ESCA_BACKEND_OFF)
+			esca_held_init();
 		esca_stats_init();
 		pthread_atfork(esca_thread_fork_prepare, esca_thread_fork_parent, fork_child);
 		atomic_store_explicit(&esca_initialized, 1, memory_order_release);

@@ -556,6 +556,7 @@ void esca_held_after_fork(void);
 extern _Atomic unsigned esca_held_count;
 extern _Atomic size_t esca_held_bytes;
 /* The drainer runs (started on first use): sends may be deferred. */
+void esca_held_init(void);
 bool esca_drainer_ready(void);
 /* fork(): the records are not changed across it. */
 void esca_held_fork_prepare(void);
