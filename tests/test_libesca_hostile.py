@@ -218,5 +218,10 @@ def test_fd_numbers(cprog, libesca, backend, adapt, tmp_path):
 @pytest.mark.parametrize("variant", ["alarm", "thread"])
 def test_handler_order(cprog, libesca, backend, adapt, tmp_path, variant):
     """17. A signal handler and the main loop write numbered records to one
-    socket: they arrive whole and in the order they were numbered."""
-    hostile(cprog, libesca, backend, adapt, tmp_path, "handler_order", variant)
+    socket: they arrive whole and in the order they were numbered.  Run 20
+    times in a QEMU guest (5 on the host): a handler's write that landed
+    while the signal queue moved an earlier handler's write into the table
+    went out first, in 2-8 of 80 runs on the module backend in Debian 13's
+    guest, never in a single run on the host."""
+    for _ in range(20 if in_qemu() else 5):
+        hostile(cprog, libesca, backend, adapt, tmp_path, "handler_order", variant)

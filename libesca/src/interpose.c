@@ -279,6 +279,19 @@ static ssize_t data_now(struct esca_thread *t, const struct data_call *c)
 	return r;
 }
 
+/*
+ * Whether a handler's call on fd, while its thread is inside libesca, must
+ * queue behind what the program did before: entries in the table that may
+ * be on fd, calls of earlier handlers in the queue, or one of them on its
+ * way from the queue into the table (sq_drain() takes a slot before it
+ * records its call: in between, neither shows it).
+ */
+static bool handler_behind(const struct esca_thread *t, int fd)
+{
+	return (t->n != t->head && esca_fd_maybe_pending(t, fd)) || t->draining ||
+	       atomic_load_explicit(&t->sq_tail, memory_order_relaxed) != t->sq_head;
+}
+
 /* A handler's data call while its thread is inside libesca. */
 static ssize_t data_in_handler(struct esca_thread *t, const struct data_call *c, uint32_t w)
 {
@@ -286,8 +299,7 @@ static ssize_t data_in_handler(struct esca_thread *t, const struct data_call *c,
 	struct esca_meta m;
 	char buf[4096];
 
-	if (!(t->n != t->head && esca_fd_maybe_pending(t, c->fd)) &&
-	    atomic_load_explicit(&t->sq_tail, memory_order_relaxed) == t->sq_head)
+	if (!handler_behind(t, c->fd))
 		return data_real(c);
 	/* queued behind the entries it must follow: sends the program's own
 	 * data of a size the queue takes, else (a sendfile, a large write) at
@@ -505,8 +517,8 @@ ESCA_API int close(int fd)
 		struct esca_entry e = { .nr = SYS_close, .args = { (uint64_t)fd } };
 		struct esca_meta m = { .kind = ESCA_CALL_CLOSE, .fd = fd, .in_fd = -1, .offset = -1 };
 
-		if (t->n != t->head && esca_fd_maybe_pending(t, fd) && !closing(w) &&
-		    (w & ESCA_FDW_PRIVATE) && esca_sq_push(t, &e, &m, NULL, 0)) {
+		if (handler_behind(t, fd) && !closing(w) && (w & ESCA_FDW_PRIVATE) &&
+		    esca_sq_push(t, &e, &m, NULL, 0)) {
 			esca_fdw_or(fd, ESCA_FDW_CLOSING);
 			return 0;
 		}

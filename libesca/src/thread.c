@@ -373,6 +373,8 @@ static void sq_drain(struct esca_thread *t)
 	if (t->draining)
 		return;
 	t->draining = true;
+	/* before a slot is taken: a handler then queues behind it */
+	atomic_signal_fence(memory_order_seq_cst);
 	while (t->sq_head != atomic_load_explicit(&t->sq_tail, memory_order_acquire)) {
 		struct esca_sq_slot *s = &t->sq[t->sq_head % ESCA_SQ_SLOTS], q;
 
@@ -390,6 +392,7 @@ static void sq_drain(struct esca_thread *t)
 	used = atomic_load(&t->sq_arena_used);
 	if (atomic_load(&t->sq_tail) == t->sq_head)
 		atomic_compare_exchange_strong(&t->sq_arena_used, &used, 0);
+	atomic_signal_fence(memory_order_seq_cst);
 	t->draining = false;
 }
 

@@ -23,10 +23,12 @@ full)
 	step unload_cycles 300 bash "$run/unload_cycles.sh" "$KO" "$CASEBIN"
 	if [ -n "${LIBESCA_TESTS:-}" ]; then
 		# The module-backend variants of libesca's tests (the other
-		# backends run on the host).
+		# backends run on the host).  -rfE, not -rs: the host shows the
+		# output's tail, where a failure's message must not give way to
+		# the list of skipped tests.
 		read -ra tests <<< "$LIBESCA_TESTS"
 		step libesca_pytest 900 env ESCA_BACKEND=module \
-			"$REPO/.venv/bin/python" -m pytest -p no:cacheprovider -q -rs \
+			"$REPO/.venv/bin/python" -m pytest -p no:cacheprovider -q -rfE \
 			--rootdir "$REPO" -k "$LIBESCA_SELECT" "${tests[@]}"
 	fi
 	if [ -n "${MICROBENCH:-}" ]; then
