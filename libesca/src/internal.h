@@ -555,8 +555,9 @@ void esca_held_after_fork(void);
 /* Whether any bytes are held in this process. */
 extern _Atomic unsigned esca_held_count;
 extern _Atomic size_t esca_held_bytes;
-/* The drainer runs (started on first use): sends may be deferred. */
+/* At esca_init(): the drainer's epoll fd (the fd table grows there). */
 void esca_held_init(void);
+/* The drainer runs (started on first use): sends may be deferred. */
 bool esca_drainer_ready(void);
 /* fork(): the records are not changed across it. */
 void esca_held_fork_prepare(void);
