@@ -3,7 +3,7 @@
 # machine ready.  Installs what is missing of the Debian packages listed in
 # scripts/deps/*.txt (every release) and scripts/deps/<codename>/*.txt (this
 # machine's release, from /etc/os-release), and the kernels of the test
-# matrix (scripts/kernels, found through apt); creates .venv with the tool
+# matrix and the cloud kernel (scripts/kernels, found through apt); creates .venv with the tool
 # (Debian's Python: Debian's build tools need it) and puts it first on PATH.
 # Run as root, from the repository top.
 
@@ -60,13 +60,17 @@ esca_setup_env() {
         scripts/deps/*.txt "scripts/deps/$codename"/*.txt | sort -u)
     esca_install_packages -- "${pkgs[@]}"
 
-    # The kernels of the matrix.  A newer kernel may come from backports,
+    # The kernels of the matrix, and Debian's cloud kernel (its own test,
+    # tests/vm/test_cloud_vm.py).  A newer kernel may come from backports,
     # whose other packages apt would not pick by itself.  In a release root
     # (scripts/release-root) nothing boots them with an initramfs of their
     # own: INITRD=No spares building one.
-    local kernels=() opts=()
+    local kernels=() cloud=() opts=()
     mapfile -t kernels < <(scripts/kernels --packages | tr ' ' '\n')
     [ "${#kernels[@]}" -gt 0 ] || { echo "$0: scripts/kernels found no kernel" >&2; exit 1; }
+    mapfile -t cloud < <(scripts/kernels --cloud --packages | tr ' ' '\n')
+    [ "${#cloud[@]}" -gt 0 ] || { echo "$0: scripts/kernels found no cloud kernel" >&2; exit 1; }
+    kernels+=("${cloud[@]}")
     if [[ "$(apt-cache policy)" == *" $codename-backports/"* ]]; then
         opts+=(-t "$codename-backports")
     fi

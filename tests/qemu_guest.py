@@ -10,18 +10,36 @@ command line names and runs the runner in a chroot.  The runner writes each
 step's exit code, output and kernel log into the run directory, a 9p share
 read back here (`GuestRun.result`).
 
-What the matrix is: `scripts/kernels` (found through apt, nothing written here).
+A kernel without 9p (Debian's cloud kernels: `# CONFIG_NET_9P is not set`)
+boots a self-contained guest instead (`GuestSpec.self_contained`, a
+`SelfContained`): the initramfs carries the guest's root under /root, copied
+from this machine's root as it is (inside scripts/release-root, the release
+root's): the given programs and files at their own paths, with the shared
+libraries `ldd` names and the dynamic loader, busybox for every other tool
+(its applets as symbolic links), the runner, its plan and tests/guest/steps.sh
+in the run directory's path, and the kernel modules the runner may modprobe
+with the kernel's modules.* indexes.  `esca.selfcontained=/dev/vda` tells
+tests/guest/init to mount nothing over 9p (the initramfs loads virtio_pci and
+virtio_blk, `MODULES_SELF`) and, after the runner, to write the run directory
+as a tar archive onto a raw virtio disk, which `boot` unpacks into the run
+directory here: `GuestRun.result` reads it as after a 9p boot.  Nothing else
+of the root is there: a runner uses what it was given (bash, busybox, ...).
+
+What the matrix is: `scripts/kernels` (found through apt, nothing written here;
+`--cloud`: Debian's cloud kernel).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import lzma
+import os
 import re
 import shutil
 import stat
 import subprocess
 import sys
+import tarfile
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -35,6 +53,9 @@ GUEST_DIR = Path(__file__).resolve().parent / "guest"
 MODULES_9P = ("virtio_pci", "9pnet_virtio", "9p")
 # ... and a writable layer on a disk (an overlay root that survives reboots).
 MODULES_DISK = ("virtio_blk", "crc32c_generic", "ext4", "overlay")
+# What a self-contained guest needs: its results disk (virtio_pci is built
+# into some kernels, a module in others).
+MODULES_SELF = ("virtio_pci", "virtio_blk")
 # Modules a kernel may not have: ext4 asks the crypto API for "crc32c" by
 # name up to 6.x (a soft dependency, not in modules.dep), while 7.x computes
 # it in the library and has no crc32c_generic.
@@ -97,12 +118,15 @@ class Kernel:
         return self
 
 
-def matrix_releases() -> list[str]:
-    """The kernel releases of this release's test matrix (scripts/kernels)."""
-    proc = run([REPO / "scripts" / "kernels"], capture=True, check=False)
+def matrix_releases(cloud: bool = False) -> list[str]:
+    """The kernel releases of this release's test matrix (scripts/kernels),
+    or its cloud kernel (scripts/kernels --cloud: no 9p)."""
+    argv = [REPO / "scripts" / "kernels", *(["--cloud"] if cloud else [])]
+    proc = run(argv, capture=True, check=False)
     releases = proc.stdout.split()
     if proc.returncode != 0 or not releases:
-        raise HarnessError(f"scripts/kernels found no kernel: {proc.stderr.strip()}")
+        what = "cloud kernel" if cloud else "kernel"
+        raise HarnessError(f"scripts/kernels found no {what}: {proc.stderr.strip()}")
     return releases
 
 
@@ -179,6 +203,7 @@ def build_initramfs(kernel: Kernel, out: Path, modules: Sequence[str] = MODULES_
         if path.suffix == ".xz":
             data = lzma.decompress(data)
         elif path.suffix != ".ko":
+            # (Debian's kernels, cloud ones included: plain on 6.1, xz from 6.12.)
             raise HarnessError(f"{path}: only plain and xz-compressed modules are handled")
         name = re.sub(r"\.ko(\.\w+)?$", ".ko", path.name)
         names.append(name)
@@ -187,6 +212,165 @@ def build_initramfs(kernel: Kernel, out: Path, modules: Sequence[str] = MODULES_
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_bytes(_cpio_newc(entries))
     return out
+
+
+@dataclasses.dataclass(frozen=True)
+class SelfContained:
+    """A guest whose root is in its initramfs (a kernel without 9p).
+
+    From this machine's root, at their own paths: `programs` and `paths`
+    (files, or directories with everything in them), every ELF executable
+    among them with the shared libraries and loader `ldd` names, and
+    symbolic links as they are (/bin -> usr/bin, /usr/sbin/insmod ->
+    /bin/kmod: their targets come too).  busybox's applets fill in every
+    tool none of these provides.  `modules` (with their dependencies) and
+    the kernel's modules.* indexes go to /lib/modules/<release>, for the
+    runner's modprobe.  The results leave on a raw disk of `results_mb`.
+    """
+
+    kernel: Kernel
+    programs: Sequence[Path] = ()
+    paths: Sequence[Path] = ()
+    modules: Sequence[str] = ()
+    results_mb: int = 512
+
+
+class _RootTree:
+    """The entries of a cpio archive of a root under `prefix`, copied from
+    this machine's root (symbolic links kept, followed and their targets
+    copied too)."""
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+        self.entries: dict[str, tuple[int, bytes]] = {}
+
+    def _put(self, path: Path, mode: int, data: bytes = b"") -> None:
+        key = f"{self.prefix}{path}"
+        if key not in self.entries:
+            self.entries[key] = (mode, data)
+
+    def has(self, path: Path) -> bool:
+        return f"{self.prefix}{path}" in self.entries
+
+    def add(self, path: Path, contents: bool = True, depth: int = 0) -> Path:
+        """Adds absolute path (a directory with its contents unless not
+        contents); returns where it is once its symbolic links are followed."""
+        if depth > 40:
+            raise HarnessError(f"{path}: too many levels of symbolic links")
+        parts = Path(os.path.normpath(path)).parts[1:]
+        cur = Path("/")
+        self._put(cur, stat.S_IFDIR | 0o755)
+        for i, part in enumerate(parts):
+            nxt = cur / part
+            if nxt.is_symlink():
+                target = os.readlink(nxt)
+                self._put(nxt, stat.S_IFLNK | 0o777, target.encode())
+                resolved = Path(os.path.normpath(cur / target)).joinpath(*parts[i + 1 :])
+                return self.add(resolved, contents, depth + 1)
+            if not nxt.exists():
+                raise HarnessError(f"{nxt} missing (for the self-contained guest)")
+            if i < len(parts) - 1 or nxt.is_dir():
+                self._put(nxt, stat.S_IFDIR | 0o755)
+            cur = nxt
+        if cur.is_dir():
+            if contents:
+                for child in sorted(cur.iterdir()):
+                    self.add(child, True, depth)
+        else:
+            self._put(cur, stat.S_IFREG | stat.S_IMODE(cur.stat().st_mode), cur.read_bytes())
+        return cur
+
+    def add_link(self, path: Path, target: Path) -> None:
+        self._put(path, stat.S_IFLNK | 0o777, str(target).encode())
+
+    def add_dirs(self, *dirs: str) -> None:
+        for d in dirs:
+            self._put(Path(d), stat.S_IFDIR | 0o755)
+
+    def cpio_entries(self) -> list[tuple[str, int, bytes, int]]:
+        return [(name, mode, data, 0) for name, (mode, data) in self.entries.items()]
+
+
+def _elf_libraries(path: Path) -> list[Path]:
+    """The shared libraries and the loader of a dynamic ELF executable."""
+    with path.open("rb") as fh:
+        if fh.read(4) != b"\x7fELF" or not path.stat().st_mode & 0o111:
+            return []
+    proc = run(["ldd", path], capture=True, check=False)
+    if proc.returncode != 0:
+        return []  # static (busybox-static), or not an executable
+    libs = []
+    for line in proc.stdout.splitlines():
+        if "not found" in line:
+            raise HarnessError(f"{path}: a library is missing: {line.strip()}")
+        m = re.search(r"(?:=>\s*)?(/\S+)\s+\(0x", line)
+        if m:
+            libs.append(Path(m.group(1)))
+    return libs
+
+
+def _busybox_applets() -> list[str]:
+    proc = run(["/bin/busybox", "--list-full"], capture=True, check=False)
+    if proc.returncode != 0:
+        raise HarnessError("/bin/busybox --list-full failed: apt-get install busybox-static")
+    return proc.stdout.split()
+
+
+def build_self_contained_root(sc: SelfContained, rundir: Path, inputs: Iterable[Path]) -> bytes:
+    """The cpio archive of a self-contained guest's root, under /root: what
+    sc names, inputs (the run directory's runner, plan, steps.sh), busybox."""
+    tree = _RootTree("root")
+    tree.add_dirs("/dev", "/proc", "/sys", "/tmp", "/run", "/var", "/var/tmp", "/mnt")
+    tree.add(rundir, contents=False)
+    for path in inputs:
+        tree.add(path)
+    for path in [*sc.paths, *sc.programs]:
+        real = tree.add(path)
+        for f in sorted(real.rglob("*")) if real.is_dir() else [real]:
+            if f.is_file() and not f.is_symlink():
+                for lib in _elf_libraries(f):
+                    tree.add(lib)
+    busybox = tree.add(Path("/bin/busybox"))
+    for applet in _busybox_applets():
+        where = Path(os.path.realpath(Path("/", applet).parent))
+        tree.add(where, contents=False)
+        link = where / Path(applet).name
+        if not tree.has(link):
+            tree.add_link(link, busybox)
+    moddir = sc.kernel.moddir
+    if sc.modules or moddir.exists():
+        tree.add(moddir, contents=False)
+        for index in sorted(moddir.glob("modules.*")):
+            tree.add(index)
+        for mod in _module_paths(sc.kernel, sc.modules):
+            tree.add(mod)
+    return _cpio_newc(tree.cpio_entries())
+
+
+def _unpack_results(disk: Path, rundir: Path) -> int:
+    """Unpacks the tar archive a self-contained guest wrote onto its results
+    disk into rundir (regular files and directories only, nothing outside
+    it); returns how many files."""
+    count = 0
+    try:
+        with tarfile.open(disk, "r:") as tar:
+            for member in tar:
+                name = os.path.normpath(member.name)
+                if name.startswith(("/", "..")):
+                    raise HarnessError(f"{disk}: {member.name} is outside the run directory")
+                dest = rundir / name
+                if member.isdir():
+                    dest.mkdir(parents=True, exist_ok=True)
+                elif member.isfile():
+                    src = tar.extractfile(member)
+                    assert src is not None
+                    dest.parent.mkdir(parents=True, exist_ok=True)
+                    dest.unlink(missing_ok=True)
+                    dest.write_bytes(src.read())
+                    count += 1
+    except tarfile.ReadError as err:
+        log(f"{disk}: no results archive ({err})")
+    return count
 
 
 def make_disk(path: Path, size_gb: int = 8) -> Path:
@@ -214,7 +398,10 @@ class GuestSpec:
     overlay disk, as the lower layer under an ext4 disk's upper one.  The
     runner script is copied into the run directory with `files` and runs in
     a chroot of the root with the run directory as $1 and `plan` in
-    `$run/plan.env`; it must write `$run/finished` when done.
+    `$run/plan.env`; it must write `$run/finished` when done.  A
+    self-contained guest (`self_contained`) has its root in the initramfs
+    (`initramfs` holds init and the modules `MODULES_SELF`; `boot` appends
+    the root) and no shares: its run directory comes back as a tar archive.
     """
 
     name: str
@@ -227,12 +414,17 @@ class GuestSpec:
     root: Path = Path("/")
     overlay_disk: Path | None = None
     share_repo: bool = True
+    #: a root in the initramfs, no 9p (then root and share_repo are unused)
+    self_contained: SelfContained | None = None
     memory_mb: int = 2048
     cpus: int = 2
     kaslr: bool = True
     timeout: float = 1800
     #: more QEMU options (scripts/guest-bench: -icount)
     qemu_args: Sequence[str] = ()
+    #: more kernel command-line arguments (tests/vm/test_module_signing.py:
+    #: module.sig_enforce=1)
+    cmdline: Sequence[str] = ()
 
 
 @dataclasses.dataclass
@@ -338,10 +530,27 @@ def boot(spec: GuestSpec) -> GuestRun:
         f"esca.run={rundir}",
         f"esca.repo={REPO}",
     ]
+    sc = spec.self_contained
+    initramfs = spec.initramfs
+    results_disk = rundir / "results.img"
+    if sc:
+        if spec.overlay_disk:
+            raise HarnessError("a self-contained guest has no overlay disk")
+        inputs = [rundir / "runner.sh", rundir / "steps.sh", rundir / "plan.env"]
+        inputs += [rundir / f.name for f in spec.files]
+        initramfs = rundir / "initramfs-self.cpio"
+        initramfs.write_bytes(
+            spec.initramfs.read_bytes() + build_self_contained_root(sc, rundir, inputs)
+        )
+        results_disk.unlink(missing_ok=True)
+        with results_disk.open("wb") as fh:
+            fh.truncate(sc.results_mb << 20)
+        append.append("esca.selfcontained=/dev/vda")
     if spec.overlay_disk:
         append.append("esca.overlay=/dev/vda")
     if not spec.kaslr:
         append.append("nokaslr")
+    append += list(spec.cmdline)
     argv: list[str] = [
         qemu,
         "-accel",
@@ -362,16 +571,21 @@ def boot(spec: GuestSpec) -> GuestRun:
         "-kernel",
         str(spec.vmlinuz),
         "-initrd",
-        str(spec.initramfs),
+        str(initramfs),
         "-append",
         " ".join(append),
-        "-virtfs",
-        f"local,path={spec.root},mount_tag=hostroot,security_model=none,readonly=on,"
-        "multidevs=remap",
-        "-virtfs",
-        f"local,path={rundir},mount_tag=run,security_model=none,multidevs=remap",
     ]
-    if spec.share_repo:
+    if sc:
+        argv += ["-drive", f"file={results_disk},format=raw,if=virtio,cache=unsafe"]
+    else:
+        argv += [
+            "-virtfs",
+            f"local,path={spec.root},mount_tag=hostroot,security_model=none,readonly=on,"
+            "multidevs=remap",
+            "-virtfs",
+            f"local,path={rundir},mount_tag=run,security_model=none,multidevs=remap",
+        ]
+    if spec.share_repo and not sc:
         argv += ["-virtfs", f"local,path={REPO},mount_tag=repo,security_model=none,multidevs=remap"]
     argv += list(spec.qemu_args)
     if spec.overlay_disk:
@@ -388,6 +602,11 @@ def boot(spec: GuestSpec) -> GuestRun:
             proc.kill()
             proc.wait()
     seconds = time.monotonic() - start
+    if sc:
+        files = _unpack_results(results_disk, rundir)
+        log(f"boot {spec.name}: {files} files back from the results disk")
+        results_disk.unlink(missing_ok=True)
+        initramfs.unlink(missing_ok=True)
     guest = GuestRun(
         spec, seconds, (rundir / "finished").exists(), _packages_stamp(spec.root) != stamp
     )

@@ -14,8 +14,8 @@
 int esca_syms_init(void);
 esca_syscall_fn esca_syscall_handler(u32 nr);	/* allowlist: NULL if not on it */
 esca_syscall_fn esca_wait_handler(u32 nr);	/* ESCA_WAIT_SYSCALLS: NULL if not one */
-const char *esca_syms_source(void);
-bool esca_syms_kaslr_shifted(void);
+struct seq_file;
+void esca_syms_show(struct seq_file *m);
 
 /*
  * The batch executor (esca_flush.c): runs entries [first, first + count)

@@ -265,11 +265,7 @@ static struct miscdevice esca_misc = {
 
 static int esca_symbols_show(struct seq_file *m, void *unused)
 {
-	seq_printf(m, "source: %s\n", esca_syms_source());
-	if (!strcmp(esca_syms_source(), "system-map"))
-		seq_printf(m, "kaslr: %s\n", esca_syms_kaslr_shifted() ? "shifted" : "not shifted");
-	else
-		seq_puts(m, "kaslr: unknown\n");
+	esca_syms_show(m);
 	return 0;
 }
 DEFINE_SHOW_ATTRIBUTE(esca_symbols);
@@ -279,7 +275,8 @@ static void esca_debugfs_init(void)
 	esca_debugfs = debugfs_create_dir(KBUILD_MODNAME, NULL);
 	debugfs_create_atomic_t("contexts", 0444, esca_debugfs, &esca_contexts);
 	debugfs_create_atomic_t("tables", 0444, esca_debugfs, &esca_tables);
-	debugfs_create_file("symbols", 0444, esca_debugfs, NULL, &esca_symbols_fops);
+	/* Addresses: root only, as /proc/kallsyms shows them. */
+	debugfs_create_file("symbols", 0400, esca_debugfs, NULL, &esca_symbols_fops);
 }
 
 static int __init esca_init(void)

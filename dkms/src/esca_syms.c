@@ -6,10 +6,14 @@
  * pointer to an __x64_sys_* wrapper; slots are indirect-call targets, so
  * this is IBT-safe).  Neither the table nor the wrappers are exported, so:
  *
- *  1. System.map, read at build time (scripts/esca-symbols.sh) into
- *     generated/esca_symbols.h, corrected for KASLR at load time with the
- *     runtime address of kfree, which the module can take;
- *  2. otherwise, kallsyms_lookup_name, whose address a kprobe reveals.
+ *  1. the build's symbols (scripts/esca-symbols.sh writes them into
+ *     generated/esca_symbols.h): from the kernel's own image, whose kallsyms
+ *     tables scripts/esca_image_symbols.py reads and checks, or from a real
+ *     System.map; corrected for KASLR at load time with the runtime address
+ *     of kfree, which the module can take;
+ *  2. only where the build found neither, and never in a kernel built with
+ *     CONFIG_X86_KERNEL_IBT (which seals kallsyms_lookup_name's ENDBR64 at
+ *     boot), kallsyms_lookup_name, whose address a kprobe reveals.
  *
  * Either way, every allowed slot of the table must hold the handler resolved
  * for it; if not, the module refuses to load with one line saying why.
@@ -21,6 +25,7 @@
 #include <linux/kprobes.h>
 #include <linux/module.h>
 #include <linux/nospec.h>
+#include <linux/seq_file.h>
 #include <linux/sizes.h>
 #include <linux/slab.h>
 #include <linux/string.h>
@@ -33,16 +38,16 @@
 #error "generated/esca_symbols.h is missing: build with the module's Kbuild (it runs scripts/esca-symbols.sh)"
 #endif
 #include "esca_symbols.h"
-#if !defined(ESCA_SYMBOLS_FORMAT) || ESCA_SYMBOLS_FORMAT != 1 || \
+#if !defined(ESCA_SYMBOLS_FORMAT) || ESCA_SYMBOLS_FORMAT != 2 || \
 	!defined(ESCA_SYMBOLS_COMPLETE) || !defined(ESCA_SYMBOLS_HAVE_MAP) || \
-	!defined(ESCA_SYMBOLS_RELEASE)
+	!defined(ESCA_SYMBOLS_RELEASE) || !defined(ESCA_SYMBOLS_SOURCE)
 #error "generated/esca_symbols.h is malformed: delete it and rebuild (scripts/esca-symbols.sh writes it)"
 #endif
 
 static char *symbols = "auto";
 module_param(symbols, charp, 0444);
 MODULE_PARM_DESC(symbols,
-		 "where to find sys_call_table: auto (the build's System.map, else kprobe), map, kprobe");
+		 "where to find sys_call_table: auto (the build's symbols, else kprobe), map (the build's symbols only), kprobe");
 
 /* Syscall numbers of the allowlist are all below this. */
 #define ESCA_SLOTS	64
@@ -86,6 +91,7 @@ static esca_syscall_fn esca_handlers[ESCA_SLOTS] __ro_after_init;
 static esca_syscall_fn esca_wait_handlers[ESCA_NR_WAITS] __ro_after_init;
 static const char *esca_source __ro_after_init = "none";
 static bool esca_kaslr_shifted __ro_after_init;
+static unsigned long esca_table __ro_after_init;
 
 struct esca_addrs {
 	unsigned long table;
@@ -109,14 +115,28 @@ esca_syscall_fn esca_wait_handler(u32 nr)
 	return NULL;
 }
 
-const char *esca_syms_source(void)
+/*
+ * debugfs "symbols" (root only): where the addresses came from and what they
+ * are, for comparison with /proc/kallsyms.
+ */
+void esca_syms_show(struct seq_file *m)
 {
-	return esca_source;
-}
+	unsigned int i;
 
-bool esca_syms_kaslr_shifted(void)
-{
-	return esca_kaslr_shifted;
+	seq_printf(m, "source: %s\n", esca_source);
+	if (strcmp(esca_source, "kprobe")) {
+		seq_printf(m, "built from: %s\n", ESCA_SYMBOLS_FILE);
+		seq_printf(m, "kaslr: %s\n", esca_kaslr_shifted ? "shifted" : "not shifted");
+	} else {
+		seq_puts(m, "kaslr: unknown\n");
+	}
+	seq_printf(m, "%px sys_call_table\n", (void *)esca_table);
+	for (i = 0; i < ESCA_NR_ALLOWED; i++)
+		seq_printf(m, "%px %s %u\n", esca_handlers[esca_allowed[i].nr],
+			   esca_allowed[i].name, esca_allowed[i].nr);
+	for (; i < ARRAY_SIZE(esca_allowed); i++)
+		seq_printf(m, "%px %s %u\n", esca_wait_handlers[i - ESCA_NR_ALLOWED],
+			   esca_allowed[i].name, esca_allowed[i].nr);
 }
 
 /* Every allowed slot of the running kernel's table holds its handler. */
@@ -154,12 +174,12 @@ static int esca_resolve_map(struct esca_addrs *a, bool *shifted, const char **wh
 	unsigned int i = 0;
 
 	if (strcmp(init_utsname()->release, ESCA_SYMBOLS_RELEASE)) {
-		*why = "System.map of the build is for another kernel release";
+		*why = "the build's symbols are for another kernel release";
 		return -EINVAL;
 	}
 	/* KASLR moves the kernel by a multiple of CONFIG_PHYSICAL_ALIGN (>= 2 MiB). */
 	if (offset & (SZ_2M - 1)) {
-		*why = "System.map of the build does not match the running kernel (kfree)";
+		*why = "the build's symbols do not match the running kernel (kfree)";
 		return -EINVAL;
 	}
 	a->table = ESCA_MAP_sys_call_table + offset;
@@ -173,12 +193,12 @@ static int esca_resolve_map(struct esca_addrs *a, bool *shifted, const char **wh
 #else
 static int esca_resolve_map(struct esca_addrs *a, bool *shifted, const char **why)
 {
-	*why = "module built without a System.map";
+	*why = "module built without symbols";
 	return -ENOENT;
 }
 #endif
 
-#ifdef CONFIG_KPROBES
+#if defined(CONFIG_KPROBES) && !defined(CONFIG_X86_KERNEL_IBT)
 static void esca_handler_symbol(const char *name, char *sym, size_t len)
 {
 	unsigned int i;
@@ -198,9 +218,7 @@ static int esca_resolve_kprobe(struct esca_addrs *a, const char **why)
 {
 	struct kprobe kp = { .symbol_name = "kallsyms_lookup_name" };
 	esca_kallsyms_lookup_fn lookup;
-	unsigned long addr;
 	unsigned int i;
-	u32 insn;
 	int ret;
 
 	ret = register_kprobe(&kp);
@@ -208,20 +226,8 @@ static int esca_resolve_kprobe(struct esca_addrs *a, const char **why)
 		*why = "no kprobe on kallsyms_lookup_name";
 		return ret;
 	}
-	addr = (unsigned long)kp.addr;
+	lookup = (esca_kallsyms_lookup_fn)kp.addr;
 	unregister_kprobe(&kp);
-
-	/* Under CONFIG_X86_KERNEL_IBT a probe sits after the function's ENDBR64. */
-	if (!copy_from_kernel_nofault(&insn, (void *)(addr - 4), sizeof(insn)) &&
-	    insn == ESCA_ENDBR64_INSN)
-		addr -= 4;
-	if (esca_ibt_enforced() &&
-	    (copy_from_kernel_nofault(&insn, (void *)addr, sizeof(insn)) ||
-	     insn != ESCA_ENDBR64_INSN)) {
-		*why = "kallsyms_lookup_name is not callable under IBT: build with a System.map";
-		return -EPERM;
-	}
-	lookup = (esca_kallsyms_lookup_fn)addr;
 
 	a->table = lookup("sys_call_table");
 	if (!a->table) {
@@ -239,7 +245,9 @@ static int esca_resolve_kprobe(struct esca_addrs *a, const char **why)
 #else
 static int esca_resolve_kprobe(struct esca_addrs *a, const char **why)
 {
-	*why = "kernel built without CONFIG_KPROBES";
+	*why = IS_ENABLED(CONFIG_X86_KERNEL_IBT) ?
+		"not used in a kernel built with CONFIG_X86_KERNEL_IBT" :
+		"kernel built without CONFIG_KPROBES";
 	return -ENOENT;
 }
 #endif
@@ -259,7 +267,7 @@ int esca_syms_init(void)
 	}
 	if (want_map && !esca_resolve_map(&a, &shifted, &why_map) &&
 	    !esca_addrs_check(&a, &why_map)) {
-		esca_source = "system-map";
+		esca_source = ESCA_SYMBOLS_SOURCE;
 		esca_kaslr_shifted = shifted;
 		goto found;
 	}
@@ -269,20 +277,23 @@ int esca_syms_init(void)
 		esca_source = "kprobe";
 		goto found;
 	}
-	pr_err("refusing to load: no trustworthy sys_call_table address (System.map: %s; kprobe: %s)\n",
+	pr_err("refusing to load: no trustworthy sys_call_table address (build: %s; kprobe: %s)\n",
 	       want_map ? why_map : "not tried", want_kprobe ? why_kprobe : "not tried");
 	/* Not -ENOENT: insmod would call that "Unknown symbol in module". */
 	return -EOPNOTSUPP;
 
 found:
+	esca_table = a.table;
 	for (i = 0; i < ESCA_NR_ALLOWED; i++)
 		esca_handlers[esca_allowed[i].nr] = (esca_syscall_fn)a.handler[i];
 	for (; i < ARRAY_SIZE(esca_allowed); i++)
 		esca_wait_handlers[i - ESCA_NR_ALLOWED] = (esca_syscall_fn)a.handler[i];
 	if (why_map && ESCA_SYMBOLS_HAVE_MAP)
-		pr_warn("sys_call_table found with %s (System.map: %s)\n", esca_source, why_map);
+		pr_warn("sys_call_table found with %s (build: %s)\n", esca_source, why_map);
 	else
-		pr_info("sys_call_table found with %s, %u calls allowed, %u waits\n",
-			esca_source, ESCA_NR_ALLOWED, ESCA_NR_WAITS);
+		pr_info("sys_call_table found with %s%s%s, %u calls allowed, %u waits\n",
+			esca_source, ESCA_SYMBOLS_HAVE_MAP ? " of " : "",
+			ESCA_SYMBOLS_HAVE_MAP ? ESCA_SYMBOLS_FILE : "",
+			ESCA_NR_ALLOWED, ESCA_NR_WAITS);
 	return 0;
 }

@@ -291,7 +291,7 @@ def doctor(areas: tuple[str, ...], as_json: bool, project: Path | None) -> None:
                 click.echo(f"{area}:")
             click.echo(f"  [{marks[c.status]}] {c.name}: {c.detail}")
             if c.fix and c.status != "ok":
-                click.echo(f"         fix: {c.fix}")
+                click.echo("         fix: " + c.fix.replace("\n", "\n              "))
     if any(c.status == "fail" for c in checks):
         raise SystemExit(1)
 

@@ -21,16 +21,18 @@ from esca_pkg import proc
 from esca_pkg.log import EscaError
 from esca_pkg.packaging import debbuild, targets
 from esca_pkg.packaging.context import BuildContext
-from esca_pkg.runtime import backends
+from esca_pkg.runtime import backends, signing
 
 MODULE = "esca"
 DEVICE = Path("/dev/esca")
 GROUP = "esca"
+# Where the module's build (dkms/scripts/esca-symbols.sh) looks, in order.
 SYSTEM_MAP_PLACES = (
     "/lib/modules/{v}/System.map",
     "/boot/System.map-{v}",
     "/usr/lib/debug/boot/System.map-{v}",
 )
+IMAGE_PLACES = ("/boot/vmlinuz-{v}", "/usr/lib/modules/{v}/vmlinuz", "/lib/modules/{v}/vmlinuz")
 
 
 @dataclass(frozen=True)
@@ -73,6 +75,22 @@ class System:
                 return str(p)
         return None
 
+    def kernel_image(self, version: str) -> str | None:
+        """The kernel's image, whose kallsyms the module's build reads."""
+        for pattern in IMAGE_PLACES:
+            p = Path(pattern.format(v=version))
+            if os.access(p, os.R_OK):
+                return str(p)
+        return None
+
+    def ibt(self, version: str) -> bool:
+        """Whether the kernel is built with CONFIG_X86_KERNEL_IBT."""
+        try:
+            config = Path(f"/boot/config-{version}").read_text(errors="replace")
+        except OSError:
+            return False
+        return "\nCONFIG_X86_KERNEL_IBT=y\n" in config
+
     def debian_package(self, name: str) -> bool:
         """Whether apt knows a package of that name (in the machine's lists)."""
         if self.which("apt-cache") is None:
@@ -103,6 +121,9 @@ class System:
             return list(grp.getgrnam(name).gr_mem)
         except KeyError:
             return None
+
+    def signing(self) -> signing.State:
+        return signing.probe()
 
     def io_uring(self) -> backends.Check:
         return backends.check_uring()
@@ -179,6 +200,41 @@ def headers_fix(system: System, version: str) -> str:
     )
 
 
+def symbols_check(system: System, v: str, tag: str) -> Check:
+    """Where the module's build takes the kernel's symbols from: a real
+    System.map, else the kernel's image (Debian's case), else nothing — the
+    kprobe path at load time, which a kernel built with IBT cannot use."""
+    name = f"{v}{tag} symbols"
+    smap = system.system_map(v)
+    if smap:
+        return Check("kernel", name, "ok", f"from the System.map {smap}")
+    image = system.kernel_image(v)
+    if image:
+        return Check("kernel", name, "ok", f"from the kernel's image {image} (read at build time)")
+    pkg = f"linux-image-{v}"
+    fix = (
+        f"apt-get install {pkg}"
+        if system.debian_package(pkg)
+        else "make the kernel's image readable in /boot, or build with ESCA_SYSTEM_MAP=<System.map>"
+    )
+    if system.ibt(v):
+        return Check(
+            "kernel",
+            name,
+            "fail",
+            "no System.map and no image: the build refuses this IBT kernel "
+            "(its kprobe path cannot work there)",
+            fix,
+        )
+    return Check(
+        "kernel",
+        name,
+        "warn",
+        "no System.map and no image: the module finds symbols through a kprobe at load time",
+        fix,
+    )
+
+
 def kernel_checks(system: System) -> list[Check]:
     out = []
     running = system.running_kernel()
@@ -209,21 +265,7 @@ def kernel_checks(system: System) -> list[Check]:
                 "" if headers else headers_fix(system, v),
             )
         )
-        smap = system.system_map(v)
-        dbg = f"linux-image-{v}-dbg"
-        out.append(
-            Check(
-                "kernel",
-                f"{v}{tag} System.map",
-                "ok" if smap else "warn",
-                smap
-                or "no real System.map (Debian's /boot one is a stub): the "
-                "module resolves symbols with a kprobe at load time",
-                ""
-                if smap
-                else (f"apt-get install {dbg}" if system.debian_package(dbg) else "none needed"),
-            )
-        )
+        out.append(symbols_check(system, v, tag))
         if dkms:
             line = next((ln for ln in status.splitlines() if f", {v}," in ln), "")
             installed = line.rstrip().endswith("installed")
@@ -275,6 +317,8 @@ def run_checks(system: System) -> list[Check]:
         )
     else:
         out.append(Check("run", "module loaded", "warn", "not loaded", f"modprobe {MODULE}"))
+
+    out.append(signature_check(system.signing(), loaded))
 
     st = system.device()
     if st is not None:
@@ -345,6 +389,31 @@ def run_checks(system: System) -> list[Check]:
         which = "module" if module else "uring"
         out.append(Check("run", "backend", "ok", f"ESCA_BACKEND=auto selects {which}"))
     return out
+
+
+def signature_check(state: signing.State, loaded: bool) -> Check:
+    """Whether this kernel would refuse esca.ko's signature (signing.py)."""
+    name = "module signatures"
+    if not state.enforced:
+        return Check("run", name, "ok", "not enforced by this kernel")
+    text = signing.message(state)
+    if not text:
+        return Check(
+            "run",
+            name,
+            "ok",
+            f"enforced ({state.enforced}); esca.ko is signed by {state.signer}, "
+            f"whose key {state.key} is enrolled",
+        )
+    lines = text.splitlines()
+    return Check(
+        "run",
+        name,
+        # A loaded module was accepted: the next load (a rebuild, a boot) is refused.
+        "warn" if loaded else "fail",
+        lines[0],
+        "\n".join(lines[1:]),  # why it is refused, then the steps
+    )
 
 
 def all_checks(ctx: BuildContext | None, areas: set[str], system: System) -> list[Check]:

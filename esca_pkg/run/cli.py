@@ -256,7 +256,7 @@ def cli(
     check_binary(program, lib)
     wanted = Backend(backend)
     run_as = program.server.run.worker_user if program.server and os.geteuid() == 0 else None
-    chosen, checks = backends.choose(wanted, run_as)
+    chosen, checks = backends.choose(wanted, run_as, load=not print_env)
     if wanted not in (Backend.AUTO, Backend.OFF) and chosen is Backend.OFF:
         c = checks[0]
         die(

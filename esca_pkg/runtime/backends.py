@@ -1,7 +1,9 @@
 """Which libesca backend can run here: the checks behind `esca-run --backend`.
 
-module: the esca kernel module is loaded and /dev/esca can be opened for
-reading and writing by the user the server runs as; uring: io_uring is
+module: the esca kernel module is loaded (`--backend module` loads it when
+run as root; a kernel that refuses its signature is named, with the steps:
+signing.py) and /dev/esca can be opened for reading and writing by the user
+the server runs as; uring: io_uring is
 allowed (kernel.io_uring_disabled, and a real io_uring_setup probe); off:
 always.  auto picks module, else uring, else off, as libesca does.
 """
@@ -18,6 +20,8 @@ import pwd
 import stat
 from dataclasses import dataclass
 from pathlib import Path
+
+from esca_pkg.runtime import signing
 
 DEVICE = Path("/dev/esca")
 MODULE_DIR = Path("/sys/module/esca")
@@ -41,8 +45,21 @@ class Check:
     fix: str = ""
 
 
-def check_module(run_as: str | None = None) -> Check:
+def check_module(run_as: str | None = None, load: bool = False) -> Check:
+    """load: try modprobe esca (as root) when the module is not loaded."""
+    error = ""
+    if not MODULE_DIR.exists() and load:
+        _, error = signing.load()
     if not MODULE_DIR.exists():
+        refused = signing.message(signing.probe(), error)
+        if refused:
+            head, _, steps = refused.partition("\n")
+            return Check(
+                Backend.MODULE,
+                False,
+                "the esca kernel module is not loaded: " + head,
+                steps,
+            )
         return Check(
             Backend.MODULE,
             False,
@@ -128,12 +145,15 @@ def probe_io_uring() -> int:
     return 0
 
 
-def choose(wanted: Backend, run_as: str | None = None) -> tuple[Backend, list[Check]]:
-    """The backend that will run, and the checks made (for the message)."""
+def choose(
+    wanted: Backend, run_as: str | None = None, load: bool = False
+) -> tuple[Backend, list[Check]]:
+    """The backend that will run, and the checks made (for the message).
+    load: with --backend module, try to load the module (check_module)."""
     if wanted is Backend.OFF:
         return Backend.OFF, []
     if wanted is Backend.MODULE:
-        c = check_module(run_as)
+        c = check_module(run_as, load=load)
         return (Backend.MODULE if c.usable else Backend.OFF), [c]
     if wanted is Backend.URING:
         c = check_uring(run_as)

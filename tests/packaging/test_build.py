@@ -105,6 +105,8 @@ def test_dkms_package_contents(built: Built) -> None:
     src = f"/usr/src/esca-{built.version}"
     assert f"{src}/dkms.conf" in names
     assert f"{src}/Kbuild" in names or f"{src}/Makefile" in names
+    # the build reads the kernel's image (scripts/esca-symbols.sh)
+    assert f"{src}/scripts/esca_image_symbols.py" in names
     assert "/usr/lib/modules-load.d/esca.conf" in names
     # debhelper installs udev rules to /lib (Debian 12) or /usr/lib (Debian 13)
     assert any(
@@ -118,6 +120,9 @@ def test_dkms_package_contents(built: Built) -> None:
     assert "@VERSION@" not in conf
     ctl = DebFile(str(deb)).debcontrol()
     assert "dkms" in ctl["Depends"] and ctl["Architecture"] == "all"
+    depends = {d.strip().split()[0] for d in ctl["Depends"].split(",")}
+    # python3 reads the image; zstd and lz4 decompress Debian's 6.12/7.x and cloud kernels
+    assert {"python3", "zstd", "lz4"} <= depends, ctl["Depends"]
     postinst = DebFile(str(deb)).control.get_content("postinst", encoding="utf-8")
     assert "autoinstall_all_kernels=1" in postinst and "addgroup" in postinst
 

@@ -86,6 +86,13 @@ def test_dkms_install_remove_purge_reinstall(built: Built, headers_kernels: list
                     f"cycle {cycle}: {kver} missing from dkms status:\n{status}\n{out}"
                 )
                 assert module_files(kver), f"no esca.ko under /lib/modules/{kver}/updates/dkms"
+                # Debian installs no System.map: DKMS's build read the kernel's image
+                logs = list(
+                    Path(f"/var/lib/dkms/esca/{built.version}").glob(f"{kver}/*/log/make.log")
+                )
+                assert logs, f"dkms kept no make.log for {kver}"
+                log = logs[0].read_text()
+                assert f"symbols of {kver} from the image /boot/vmlinuz-{kver}" in log, log
             running = os.uname().release
             if running not in headers_kernels:
                 assert f"no headers for the running kernel {running}" in out, out

@@ -4,16 +4,22 @@ The matrix is this release's (scripts/kernels, found through apt): 6.1 and
 6.12 on Debian 12; 6.12 and the newest backports kernel on Debian 13, which
 `scripts/test --release trixie tests/vm` runs on a Debian 12 machine (the
 module, libesca and the case programs built in that root, the guest's root
-being that root).  Per kernel, two boots:
-  1. nokaslr, module built without a System.map (kprobe path): every case
+being that root).  The module is built as DKMS builds it: its symbols from
+the kernel's own image (no System.map is installed).  Per kernel, two boots:
+  1. nokaslr, the module loaded with symbols=map (the kprobe path switched
+     off): its addresses equal the guest's /proc/kallsyms; every case
      program of tests/vm/cases, load/unload cycles, libesca's own tests with
      ESCA_BACKEND=module, the micro-benchmark, then what an administrator's
      tools see (guest/observe.sh: device mode with and without udev, strace,
      perf, a seccomp filter, a signal, audit); /proc/kallsyms is saved;
-  2. KASLR on, module built with the System.map made from that kallsyms
-     (build-time path): the module must resolve from the map and see the
-     shift; then a map of "another build" must be refused with symbols=map
-     and fall back to the kprobe with the default.
+  2. KASLR on: the same module, symbols=map, sees the shift and its addresses
+     equal that boot's /proc/kallsyms; a module built with a real System.map
+     (made from boot 1's kallsyms) uses the map (a map wins over the image);
+     a map of "another build" is refused with symbols=map and, by default,
+     falls back to the kprobe where the kernel has no IBT and is refused where
+     it has; a module built with neither map nor image loads through the
+     kprobe where the kernel has no IBT (where it has, that build fails,
+     naming the fix).
 Each step's kernel log (after a /dev/kmsg mark) must be free of WARN, BUG,
 Oops and protection faults.
 """
@@ -23,6 +29,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import time
 from pathlib import Path
 
@@ -32,14 +39,7 @@ import pytest
 pytestmark = pytest.mark.vm
 
 
-def _matrix() -> tuple[list[str], str]:
-    try:
-        return vm.matrix_releases(), ""
-    except vm.HarnessError as err:
-        return [], str(err)
-
-
-RELEASES, MATRIX_ERROR = _matrix()
+RELEASES, MATRIX_ERROR = vm.releases_or_error()
 CASES = vm.case_names()
 KASLR_CASES = ["flush_calls", "threads", "fork_child"]
 # libesca's tests are parametrized by backend: the guest runs the module ones.
@@ -57,6 +57,10 @@ class KernelRuns:
         self.full: vm.GuestRun | None = None
         self.kaslr: vm.GuestRun | None = None
         self.seconds: dict[str, float] = {}
+        #: the kernel is built with CONFIG_X86_KERNEL_IBT
+        self.ibt = False
+        #: the output of the build with neither System.map nor image, if it failed
+        self.kprobe_build_error = ""
 
     def timed(self, what: str, t0: float) -> None:
         self.seconds[what] = round(time.monotonic() - t0, 1)
@@ -70,10 +74,11 @@ def _libesca_tests() -> str:
 def _run_kernel(release: str, base: Path) -> KernelRuns:
     kernel = vm.Kernel(release).check()
     runs = KernelRuns(kernel, base)
+    runs.ibt = vm.kernel_config(kernel).get("CONFIG_X86_KERNEL_IBT") == "y"
     run1 = base / "full"
     t0 = time.monotonic()
-    ko, runs.build_logs["kprobe"] = vm.build_module(kernel, run1 / "kprobe", "none")
-    runs.timed("build kprobe module", t0)
+    ko, runs.build_logs["image"] = vm.build_module(kernel, run1 / "image")
+    runs.timed("build module from the image", t0)
     t0 = time.monotonic()
     bins = vm.build_cases(run1 / "bin")
     initramfs = vm.initramfs(kernel, base / "initramfs.cpio")
@@ -94,19 +99,30 @@ def _run_kernel(release: str, base: Path) -> KernelRuns:
 
     run2 = base / "kaslr"
     t0 = time.monotonic()
+    # The guest sees only the run directory of its boot (and the repository).
+    ko2 = run2 / "image" / "esca.ko"
+    ko2.parent.mkdir(parents=True)
+    shutil.copy(ko, ko2)
     system_map = base / f"System.map-{kernel.release}"
     vm.kallsyms_to_system_map(run1 / "kallsyms", system_map)
     badmap = base / "System.map-other-build"
     vm.shifted_map(system_map, badmap)
     ko_map, runs.build_logs["map"] = vm.build_module(kernel, run2 / "map", str(system_map))
     ko_bad, runs.build_logs["badmap"] = vm.build_module(kernel, run2 / "badmap", str(badmap))
-    # The guest sees only the run directory of its boot (and the repository).
+    ko_kprobe = ""
+    try:
+        built, runs.build_logs["kprobe"] = vm.build_module(kernel, run2 / "kprobe", "none", "none")
+        ko_kprobe = str(built)
+    except vm.BuildError as err:
+        runs.kprobe_build_error = err.log
     bins2 = vm.build_cases(run2 / "bin")
     runs.timed("build map modules and cases", t0)
     plan2 = {
         "MODE": "kaslr",
-        "KO": str(ko_map),
+        "KO": str(ko2),
+        "KO_MAP": str(ko_map),
         "KO_BADMAP": str(ko_bad),
+        "KO_KPROBE": ko_kprobe,
         "CASES": " ".join(KASLR_CASES),
         "CASEBIN": str(bins2),
     }
@@ -161,10 +177,7 @@ def kruns(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
         pytest.fail(f"linux {release}: {err}", pytrace=False)
 
 
-def _ok(step: vm.StepResult, expect_rc: int = 0) -> None:
-    assert step.rc is not None, f"{step.step} did not run"
-    assert step.rc == expect_rc, step.describe()
-    assert not step.bad_dmesg(), f"kernel log of {step.step}:\n" + "\n".join(step.bad_dmesg())
+_ok = vm.require_ok
 
 
 def test_builds_warning_free(kruns: KernelRuns) -> None:
@@ -173,18 +186,62 @@ def test_builds_warning_free(kruns: KernelRuns) -> None:
         assert not warnings, f"{variant} build for {kruns.kernel.release}: {warnings}"
 
 
-def test_map_and_kprobe_paths_reported(kruns: KernelRuns) -> None:
-    assert "no System.map, the module will use the kprobe path" in kruns.build_logs["kprobe"]
-    assert "symbols of" in kruns.build_logs["map"]
+def test_build_reads_the_image(kruns: KernelRuns) -> None:
+    """No System.map is installed: the build reads the kernel's own image,
+    cross-checks it and says so."""
+    log = kruns.build_logs["image"]
+    image = f"/boot/vmlinuz-{kruns.kernel.release}"
+    assert f"symbols of {kruns.kernel.release} from the image {image}" in log, log
+    stats = re.search(r"(\d+) exports cross-checked, (\d+) sys_call_table slots checked", log)
+    assert stats and int(stats.group(1)) > 1000 and int(stats.group(2)) >= 12, log
+    assert (
+        "symbols of" in kruns.build_logs["map"] and "from the system-map" in kruns.build_logs["map"]
+    )
 
 
-def test_load_kprobe_path(kruns: KernelRuns) -> None:
+def test_image_kallsyms_is_the_guests(kruns: KernelRuns) -> None:
+    """Every symbol the build's reader decodes from the image, with its type
+    and address, is in the nokaslr guest's /proc/kallsyms, and nothing more."""
+    assert kruns.full is not None
+    reader = vm.image_symbols_reader()
+    vmlinux = reader.extract_vmlinux(kruns.kernel.vmlinuz.read_bytes())[1]
+    ks = reader.read_kallsyms(reader.Elf(vmlinux))
+    image = {(f"{a:016x}", t, n) for a, t, n in zip(ks.addrs, ks.types, ks.names, strict=True)}
+    guest = {
+        tuple(line.split())
+        for line in (kruns.full.rundir / "kallsyms").read_text().splitlines()
+        if len(line.split()) == 3
+    }
+    assert len(image) > 50000
+    assert image == guest, (sorted(image - guest)[:5], sorted(guest - image)[:5])
+
+
+def test_kprobe_build_only_without_ibt(kruns: KernelRuns) -> None:
+    """With neither map nor image the module falls back to the kprobe path,
+    which an IBT kernel cannot use: there the build fails, naming the fix."""
+    if kruns.ibt:
+        assert "kprobe" not in kruns.build_logs
+        assert "CONFIG_X86_KERNEL_IBT" in kruns.kprobe_build_error
+        assert f"install linux-image-{kruns.kernel.release}" in kruns.kprobe_build_error
+    else:
+        assert not kruns.kprobe_build_error, kruns.kprobe_build_error
+        assert "the module will use the kprobe path" in kruns.build_logs["kprobe"]
+
+
+def test_load_from_image_kprobe_off(kruns: KernelRuns) -> None:
+    """symbols=map: the image's symbols or nothing; they are the running
+    kernel's (its /proc/kallsyms)."""
     assert kruns.full is not None
     assert (kruns.full.rundir / "uname").read_text().strip() == kruns.kernel.release
     _ok(kruns.full.result("load"))
     sym = kruns.full.result("symbols")
     _ok(sym)
-    assert "source: kprobe" in sym.out
+    assert "source: image" in sym.out
+    assert f"built from: /boot/vmlinuz-{kruns.kernel.release}" in sym.out
+    assert "kaslr: not shifted" in sym.out
+    assert not vm.symbols_against_kallsyms(sym.out, kruns.full.rundir / "kallsyms")
+    loaded = [ln for ln in kruns.full.result("load").dmesg.splitlines() if "esca:" in ln]
+    assert any("sys_call_table found with image of /boot/vmlinuz" in ln for ln in loaded), loaded
 
 
 @pytest.mark.parametrize("case", CASES)
@@ -232,17 +289,28 @@ def test_observed(kruns: KernelRuns, check: str) -> None:
     print(step.out)
 
 
-def test_system_map_path_under_kaslr(kruns: KernelRuns) -> None:
+def test_image_symbols_under_kaslr(kruns: KernelRuns) -> None:
     assert kruns.kaslr is not None
     assert "nokaslr" not in (kruns.kaslr.rundir / "cmdline").read_text()
     _ok(kruns.kaslr.result("load"))
     sym = kruns.kaslr.result("symbols")
     _ok(sym)
-    assert "source: system-map" in sym.out
+    assert "source: image" in sym.out
     assert "kaslr: shifted" in sym.out, "the KASLR boot did not move the kernel"
+    assert not vm.symbols_against_kallsyms(sym.out, kruns.kaslr.rundir / "kallsyms")
     for case in KASLR_CASES:
         _ok(kruns.kaslr.result(f"case-{case}"))
     _ok(kruns.kaslr.result("rmmod"))
+
+
+def test_system_map_wins_over_image(kruns: KernelRuns) -> None:
+    assert kruns.kaslr is not None
+    _ok(kruns.kaslr.result("map_load"))
+    sym = kruns.kaslr.result("map_symbols")
+    _ok(sym)
+    assert "source: system-map" in sym.out and "kaslr: shifted" in sym.out
+    assert not vm.symbols_against_kallsyms(sym.out, kruns.kaslr.rundir / "kallsyms")
+    _ok(kruns.kaslr.result("map_rmmod"))
 
 
 def test_wrong_map_refused_or_falls_back(kruns: KernelRuns) -> None:
@@ -251,11 +319,32 @@ def test_wrong_map_refused_or_falls_back(kruns: KernelRuns) -> None:
     assert refused.rc not in (None, 0), "a module with a wrong System.map loaded with symbols=map"
     lines = [ln for ln in refused.dmesg.splitlines() if "esca: refusing to load" in ln]
     assert len(lines) == 1, refused.dmesg
-    assert "does not match the running kernel" in lines[0]
+    assert "do not match the running kernel" in lines[0]
+    assert "kprobe: not tried" in lines[0]
     assert not refused.bad_dmesg()
-    _ok(kruns.kaslr.result("badmap_fallback"))
-    assert "source: kprobe" in kruns.kaslr.result("badmap_symbols").out
-    _ok(kruns.kaslr.result("badmap_rmmod"))
+    fallback = kruns.kaslr.result("badmap_fallback")
+    if kruns.ibt:
+        # No kprobe path in an IBT kernel: refused, saying why.
+        assert fallback.rc not in (None, 0)
+        assert "not used in a kernel built with CONFIG_X86_KERNEL_IBT" in fallback.dmesg
+        assert not fallback.bad_dmesg()
+    else:
+        _ok(fallback)
+        assert "source: kprobe" in kruns.kaslr.result("badmap_symbols").out
+        _ok(kruns.kaslr.result("badmap_rmmod"))
+
+
+def test_kprobe_path_without_ibt(kruns: KernelRuns) -> None:
+    assert kruns.kaslr is not None
+    if kruns.ibt:
+        assert kruns.kaslr.result("kprobe_load").rc is None
+        pytest.skip(f"{kruns.kernel.release} is built with IBT: no kprobe path (build refused)")
+    _ok(kruns.kaslr.result("kprobe_load"))
+    sym = kruns.kaslr.result("kprobe_symbols")
+    _ok(sym)
+    assert "source: kprobe" in sym.out
+    assert not vm.symbols_against_kallsyms(sym.out, kruns.kaslr.rundir / "kallsyms")
+    _ok(kruns.kaslr.result("kprobe_rmmod"))
 
 
 def test_whole_boot_kernel_log_clean(kruns: KernelRuns) -> None:

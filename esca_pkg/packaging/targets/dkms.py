@@ -9,6 +9,7 @@ from esca_pkg.log import die
 from esca_pkg.packaging.context import BuildContext
 from esca_pkg.packaging.targets import register
 from esca_pkg.packaging.targets.base import DebhelperTarget
+from esca_pkg.runtime import signing
 
 MODULE_NAME = "esca"
 _ASSIGN = re.compile(r"^\s*(PACKAGE_NAME|PACKAGE_VERSION)\s*=\s*\"?([^\"\n#]*)\"?", re.MULTILINE)
@@ -67,5 +68,13 @@ class DkmsTarget(DebhelperTarget):
         (tree / "module").mkdir(exist_ok=True)
         (tree / "module" / "dkms.conf").write_text(self.dkms_conf(ctx))
 
+    def inputs(self, ctx: BuildContext) -> list[tuple[str, Path]]:
+        # The postinst's signature messages are signing.py's.
+        return [*super().inputs(ctx), ("esca_pkg:signing.py", Path(signing.__file__))]
+
     def variables(self, ctx: BuildContext) -> dict[str, object]:
-        return {**super().variables(ctx), "module": MODULE_NAME}
+        return {
+            **super().variables(ctx),
+            "module": MODULE_NAME,
+            "signing_advice": signing.shell_advice(),
+        }

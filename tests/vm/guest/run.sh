@@ -15,7 +15,8 @@ cat /proc/cmdline > "$run/cmdline"
 case $MODE in
 full)
 	grep -v '\[' /proc/kallsyms > "$run/kallsyms"
-	step load 120 insmod "$KO"
+	# symbols=map: the build's symbols (from the image) or no load.
+	step load 120 insmod "$KO" symbols=map
 	step symbols 10 cat /sys/kernel/debug/esca/symbols
 	for c in $CASES; do
 		step "case-$c" 180 "$CASEBIN/$c"
@@ -42,16 +43,26 @@ full)
 	step rmmod 60 rmmod esca
 	;;
 kaslr)
-	step load 120 insmod "$KO"
+	grep -v '\[' /proc/kallsyms > "$run/kallsyms"
+	step load 120 insmod "$KO" symbols=map
 	step symbols 10 cat /sys/kernel/debug/esca/symbols
 	for c in $CASES; do
 		step "case-$c" 180 "$CASEBIN/$c"
 	done
 	step rmmod 60 rmmod esca
+	step map_load 60 insmod "$KO_MAP" symbols=map
+	step map_symbols 10 cat /sys/kernel/debug/esca/symbols
+	step map_rmmod 60 rmmod esca
 	step badmap_refused 60 insmod "$KO_BADMAP" symbols=map
-	step badmap_fallback 60 insmod "$KO_BADMAP"
-	step badmap_symbols 10 cat /sys/kernel/debug/esca/symbols
-	step badmap_rmmod 60 rmmod esca
+	if step badmap_fallback 60 insmod "$KO_BADMAP"; then
+		step badmap_symbols 10 cat /sys/kernel/debug/esca/symbols
+		step badmap_rmmod 60 rmmod esca
+	fi
+	if [ -n "$KO_KPROBE" ]; then
+		step kprobe_load 60 insmod "$KO_KPROBE"
+		step kprobe_symbols 10 cat /sys/kernel/debug/esca/symbols
+		step kprobe_rmmod 60 rmmod esca
+	fi
 	;;
 esac
 finish
