@@ -15,6 +15,7 @@ from __future__ import annotations
 import gzip
 import re
 import struct
+import subprocess
 import sys
 from pathlib import Path
 
@@ -184,8 +185,6 @@ def test_missing_tool_names_its_package(monkeypatch: pytest.MonkeyPatch) -> None
 
 
 def test_command_line(tmp_path: Path) -> None:
-    import subprocess
-
     ok = subprocess.run(
         [sys.executable, SCRIPT, "--stats", IMAGES[0], "kfree", "__x64_sys_close@3"],
         capture_output=True,
@@ -202,3 +201,54 @@ def test_command_line(tmp_path: Path) -> None:
     )
     assert bad.returncode == 1 and not bad.stdout
     assert "not an x86 bzImage" in bad.stderr
+
+
+# --- the build's generator (dkms/scripts/esca-symbols.sh) -----------------------
+
+
+def _generate(tmp_path: Path, **env: str) -> tuple[subprocess.CompletedProcess[str], Path]:
+    release = IMAGES[0].name.removeprefix("vmlinuz-")
+    out = tmp_path / "generated" / "esca_symbols.h"
+    res = subprocess.run(
+        ["sh", REPO / "dkms" / "scripts" / "esca-symbols.sh", release, ABI, out],
+        env={"PATH": "/usr/bin:/bin", "ESCA_SYSTEM_MAP": "none", **env},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return res, out
+
+
+def test_generator_uses_the_image_and_refuses_a_tampered_one(
+    tmp_path: Path, vmlinux: bytes
+) -> None:
+    good = tmp_path / "vmlinux"
+    good.write_bytes(vmlinux)
+    res, out = _generate(tmp_path, ESCA_KERNEL_IMAGE=str(good))
+    assert res.returncode == 0, res.stderr
+    header = out.read_text()
+    assert '#define ESCA_SYMBOLS_SOURCE "image"' in header
+    assert f'#define ESCA_SYMBOLS_FILE "{good}"' in header
+    assert "#define ESCA_MAP_HANDLER_close 0x" in header
+    out.unlink()
+
+    sec = eis.Elf(vmlinux).section("__ksymtab")
+    entry = sec.offset + 12 * 7
+    (value,) = struct.unpack_from("<i", vmlinux, entry)
+    bad = tmp_path / "vmlinux-bad"
+    bad.write_bytes(_patched(vmlinux, entry, struct.pack("<i", value + 32)))
+    res, out = _generate(tmp_path, ESCA_KERNEL_IMAGE=str(bad))
+    assert res.returncode == 1 and not out.exists()
+    assert re.search(r"export \S+: __ksymtab says", res.stderr), res.stderr
+    assert "cannot be trusted" in res.stderr
+
+
+def test_generator_without_symbols(tmp_path: Path) -> None:
+    """Neither map nor image: the kprobe path, unless the kernel has IBT."""
+    res, out = _generate(tmp_path, ESCA_KERNEL_IMAGE="none")
+    assert res.returncode == 0 and "will use the kprobe path" in res.stderr
+    assert "#define ESCA_SYMBOLS_HAVE_MAP 0" in out.read_text()
+    out.unlink()
+    res, out = _generate(tmp_path, ESCA_KERNEL_IMAGE="none", ESCA_IBT="y")
+    assert res.returncode == 1 and not out.exists()
+    assert "CONFIG_X86_KERNEL_IBT" in res.stderr and "install linux-image-" in res.stderr

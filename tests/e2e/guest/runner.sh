@@ -37,6 +37,11 @@ check_module() {
 	ls /lib/modules/"$kver"/updates/dkms/esca.ko* >/dev/null 2>&1 ||
 		{ echo "FAIL: no esca.ko under /lib/modules/$kver/updates/dkms"; ok=1; }
 	modinfo -k "$kver" esca | grep -E '^(filename|version|vermagic)' || ok=1
+	# Debian installs no System.map: DKMS's build read the kernel's image.
+	grep -h "esca-symbols.sh: symbols of" /var/lib/dkms/esca/*/"$kver"/*/log/make.log 2>&1
+	grep -q "symbols of $kver from the image /boot/vmlinuz-$kver" \
+		/var/lib/dkms/esca/*/"$kver"/*/log/make.log 2>/dev/null ||
+		{ echo "FAIL: DKMS's build for $kver did not read the symbols from its image"; ok=1; }
 	return "$ok"
 }
 
@@ -49,6 +54,8 @@ check_loaded() {
 	echo "/dev/esca: $got"
 	[ "$got" = "$want" ] || { echo "FAIL: /dev/esca is '$got', the udev rule gives '$want'"; ok=1; }
 	cat /sys/kernel/debug/esca/symbols 2>/dev/null
+	grep -qx "source: image" /sys/kernel/debug/esca/symbols 2>/dev/null ||
+		{ echo "FAIL: the module did not load from its build's image symbols"; ok=1; }
 	return "$ok"
 }
 
