@@ -38,22 +38,14 @@ IMAGES = _images()
 
 
 def _config(image: Path) -> dict[str, str]:
-    release = image.name.removeprefix("vmlinuz-")
-    config = {}
-    for line in (image.parent / f"config-{release}").read_text().splitlines():
-        name, eq, value = line.partition("=")
-        if eq:
-            config[name] = value
-    return config
+    return vm.kernel_config(vm.Kernel(image.name.removeprefix("vmlinuz-")))
 
 
 def _slots() -> list[str]:
     """handler@nr of the module's allowlist and waits (what the build asks)."""
     calls = re.findall(r"^\s*X\(\s*(\d+),\s*(\w+)\)", ABI.read_text(), re.M)
     assert len(calls) >= 12, calls
-    return [
-        f"{'__x64_sys_sendfile64' if n == 'sendfile' else '__x64_sys_' + n}@{nr}" for nr, n in calls
-    ]
+    return [f"{vm.handler_symbol(n)}@{nr}" for nr, n in calls]
 
 
 COMPRESSION = {

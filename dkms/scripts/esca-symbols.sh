@@ -52,13 +52,12 @@ handler() {
 	*) echo "__x64_sys_$1" ;;
 	esac
 }
+# What a map must have; for the image reader also each handler's slot
+# (handler@nr: it checks that slot nr of the table holds that handler).
 wanted="kfree sys_call_table"
-# The image reader checks that handler@nr is what slot nr of the table holds.
 slots=
-for n in $names; do
-	wanted="$wanted $(handler "$n")"
-done
 while read -r nr n; do
+	wanted="$wanted $(handler "$n")"
 	slots="$slots $(handler "$n")@$nr"
 done <<EOF
 $calls

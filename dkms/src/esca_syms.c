@@ -115,6 +115,14 @@ esca_syscall_fn esca_wait_handler(u32 nr)
 	return NULL;
 }
 
+/* The handler resolved for esca_allowed[i] (a call of the allowlist or a wait). */
+static esca_syscall_fn esca_allowed_handler(unsigned int i)
+{
+	if (i < ESCA_NR_ALLOWED)
+		return esca_handlers[esca_allowed[i].nr];
+	return esca_wait_handlers[i - ESCA_NR_ALLOWED];
+}
+
 /*
  * debugfs "symbols" (root only): where the addresses came from and what they
  * are, for comparison with /proc/kallsyms.
@@ -131,12 +139,9 @@ void esca_syms_show(struct seq_file *m)
 		seq_puts(m, "kaslr: unknown\n");
 	}
 	seq_printf(m, "%px sys_call_table\n", (void *)esca_table);
-	for (i = 0; i < ESCA_NR_ALLOWED; i++)
-		seq_printf(m, "%px %s %u\n", esca_handlers[esca_allowed[i].nr],
-			   esca_allowed[i].name, esca_allowed[i].nr);
-	for (; i < ARRAY_SIZE(esca_allowed); i++)
-		seq_printf(m, "%px %s %u\n", esca_wait_handlers[i - ESCA_NR_ALLOWED],
-			   esca_allowed[i].name, esca_allowed[i].nr);
+	for (i = 0; i < ARRAY_SIZE(esca_allowed); i++)
+		seq_printf(m, "%px %s %u\n", esca_allowed_handler(i), esca_allowed[i].name,
+			   esca_allowed[i].nr);
 }
 
 /* Every allowed slot of the running kernel's table holds its handler. */
