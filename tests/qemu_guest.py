@@ -451,6 +451,8 @@ class GuestRun:
     seconds: float
     finished: bool
     host_changed: bool = False
+    # The oops of a first boot the emulator killed (see `stale_int3`).
+    emulator_fault: str = ""
 
     @property
     def rundir(self) -> Path:
@@ -488,11 +490,20 @@ class GuestRun:
         text = log_file.read_text(errors="replace") if log_file.exists() else ""
         return [ln for ln in text.splitlines() if BAD_DMESG.search(ln)]
 
+    def fault_note(self) -> str:
+        if not self.emulator_fault:
+            return ""
+        return (
+            f" (the first attempt died of an emulator fault, {self.emulator_fault!r}, "
+            "and this is the second)"
+        )
+
     def require_finished(self) -> GuestRun:
         if not self.finished:
             raise HarnessError(
                 f"guest {self.spec.name} did not finish within {self.spec.timeout:.0f} s "
-                f"(ran {self.seconds:.0f} s); console {self.console_log}, tail:\n"
+                f"(ran {self.seconds:.0f} s){self.fault_note()}; console {self.console_log}, "
+                "tail:\n"
                 f"{self.console[-3000:]}"
             )
         return self
@@ -504,8 +515,65 @@ def _packages_stamp(root: Path) -> tuple[int, int]:
     return st.st_mtime_ns, st.st_size
 
 
+# QEMU's multi-threaded TCG (seen with Debian 12's 7.2) can run a stale
+# translation of kernel text that another vCPU has just patched: the guest
+# kernel's text_poke_bp() puts an int3 on a static-key site (perf flips
+# perf_sched_events in __schedule), syncs every CPU, restores the site and
+# forgets the breakpoint, yet a vCPU still executes the old int3 and the guest
+# dies with "Oops: int3" although the byte at the trap is no longer int3 (the
+# oops's "Code:" line shows it).  A real CPU cannot do that (the kernel's
+# IPIs serialise it), so such a death is the emulator's, and the boot is run
+# again once from the same state; any other death, or this one twice, stands.
+_INT3_OOPS = re.compile(r"(?:Oops: )?int3: [0-9a-f]{4} \[#\d+\]")
+_OOPS_CODE = re.compile(r"Code: ((?:<?[0-9a-f]{2}>? ?)+)")
+
+
+def stale_int3(console: str) -> str:
+    """The oops line of an int3 trap on a byte that is no longer int3, else ""."""
+    oops = _INT3_OOPS.search(console)
+    if not oops:
+        return ""
+    code = _OOPS_CODE.search(console, oops.end())
+    if not code:
+        return ""
+    insn = code.group(1).split()
+    at = next((i for i, b in enumerate(insn) if b.startswith("<")), 0)
+    # After int3 the saved RIP is the next byte: the trap's byte is before it.
+    if at == 0 or int(insn[at - 1], 16) == 0xCC:
+        return ""
+    line_end = console.find("\n", oops.end())
+    return console[oops.start() : line_end if line_end >= 0 else None].strip()
+
+
 def boot(spec: GuestSpec) -> GuestRun:
-    """Boot spec's kernel under TCG, run its runner; wait for poweroff."""
+    """Boot spec's kernel under TCG, run its runner; wait for poweroff.
+
+    A boot the emulator killed (`stale_int3`) runs again, once, from the same
+    overlay disk; its console stays as console.emulator-fault.log."""
+    (spec.rundir / "console.emulator-fault.log").unlink(missing_ok=True)
+    disk = spec.overlay_disk
+    snapshot = disk.with_name(disk.name + ".before-boot") if disk else None
+    if disk and snapshot:
+        run(["cp", "--sparse=always", disk, snapshot])
+    try:
+        guest = _boot_once(spec)
+        fault = "" if guest.finished else stale_int3(guest.console)
+        if fault:
+            log(
+                f"boot {spec.name}: the emulator ran a stale int3 ({fault!r}: QEMU's TCG); "
+                "booting again from the same state"
+            )
+            shutil.copy(guest.console_log, spec.rundir / "console.emulator-fault.log")
+            if disk and snapshot:
+                run(["cp", "--sparse=always", snapshot, disk])
+            guest = dataclasses.replace(_boot_once(spec), emulator_fault=fault)
+    finally:
+        if snapshot:
+            snapshot.unlink(missing_ok=True)
+    return guest
+
+
+def _boot_once(spec: GuestSpec) -> GuestRun:
     rundir = spec.rundir
     # The run directory may hold the caller's inputs (built modules): only
     # what a previous boot left there goes.

@@ -127,7 +127,8 @@ def _boot(e2e: E2E, which: str) -> g.GuestRun:
         )
     if not boot.finished:
         pytest.fail(
-            f"the {which} boot did not finish ({boot.seconds:.0f} s)\n" + _context(boot),
+            f"the {which} boot did not finish ({boot.seconds:.0f} s){boot.fault_note()}\n"
+            + _context(boot),
             pytrace=False,
         )
     return boot
