@@ -194,8 +194,15 @@ long esca_flush_run(u64 table, u32 nentries, u32 first, u32 count, bool wait)
 			e->result = esca_entry_run(e, fn, &regs);
 			e->status = ESCA_ST_DONE;
 			trace_esca_call(i + j, e, e->result);
+			/*
+			 * Work queued for the return to user space (a close's
+			 * final fput() before 6.6) must not wait behind a
+			 * later entry or the wait: stop and let it run; user
+			 * space goes on with the rest.
+			 */
 			stop = e->result < 0 ||
-			       ((e->flags & ESCA_ENTRY_EXPECT) && e->result != (s64)e->expect);
+			       ((e->flags & ESCA_ENTRY_EXPECT) && e->result != (s64)e->expect) ||
+			       esca_current_task_work_pending();
 			cond_resched();
 		}
 		if (esca_write_back(uc, chunk, j))

@@ -11,6 +11,7 @@
 #include <linux/audit.h>
 #include <linux/fs.h>
 #include <linux/sched.h>
+#include <linux/task_work.h>
 #include <linux/thread_info.h>
 #include <asm/cpufeature.h>
 #include <asm/syscall.h>
@@ -102,6 +103,19 @@ static inline bool esca_current_entry_path_needed(void)
 		    SYSCALL_WORK_SYSCALL_USER_DISPATCH))
 		return true;
 	return (work & SYSCALL_WORK_SYSCALL_AUDIT) && audit_enabled && !audit_dummy_context();
+}
+
+/*
+ * Work the calling thread has queued for its return to user space.  Before
+ * Linux 6.6 close(2) leaves the final fput() of a file there (the FIN of a
+ * socket, EOF at the other end of a pipe, flock release, leaving epoll
+ * interest lists): a flush that went on to block after such a call -- in a
+ * later entry, or in the wait of FLUSH_WAIT -- would hold all of that back
+ * until it returned.  From 6.6 close(2) releases the file itself.
+ */
+static inline bool esca_current_task_work_pending(void)
+{
+	return task_work_pending(current);
 }
 
 #endif /* _ESCA_COMPAT_H */
