@@ -73,11 +73,19 @@ static int esca_table_check(u64 uaddr, u32 nentries)
 	return 0;
 }
 
-static long esca_ioc_register(struct esca_ctx *ctx, void __user *uarg)
+static long esca_ioc_register(struct file *file, struct esca_ctx *ctx, void __user *uarg)
 {
 	struct esca_register reg;
 	int ret;
 
+	/*
+	 * Who binds a table must be allowed to open the device, not only
+	 * whoever opened this file: a descriptor passed to (or kept across a
+	 * privilege drop by) a task outside the device's group runs nothing.
+	 */
+	ret = esca_current_may_open(file);
+	if (ret)
+		return ret;
 	if (copy_from_user(&reg, uarg, sizeof(reg)))
 		return -EFAULT;
 	if (reg.abi_version != ESCA_ABI_VERSION)
@@ -181,7 +189,7 @@ static long esca_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
 	case ESCA_IOC_VERSION:
 		return esca_ioc_version(uarg);
 	case ESCA_IOC_REGISTER:
-		return esca_ioc_register(ctx, uarg);
+		return esca_ioc_register(file, ctx, uarg);
 	case ESCA_IOC_FLUSH:
 	case ESCA_IOC_FLUSH_WAIT:
 		/*

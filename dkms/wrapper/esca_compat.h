@@ -65,16 +65,19 @@ static inline bool esca_ibt_enforced(void)
  *
  *  - SECCOMP: strict mode or a filter (also one installed by another
  *    thread with SECCOMP_FILTER_FLAG_TSYNC); never cleared;
+ *  - SYSCALL_TRACEPOINT: a raw_syscalls or syscalls tracepoint is enabled
+ *    (perf trace, a BPF monitor): set on every thread of the system;
  *  - SYSCALL_TRACE, SYSCALL_EMU: a ptrace tracer wants syscall stops
  *    (PTRACE_SYSCALL) or emulates the calls (PTRACE_SYSEMU);
  *  - SYSCALL_USER_DISPATCH: prctl(PR_SET_SYSCALL_USER_DISPATCH) is on;
+ *  - SYSCALL_EXIT_TRAP: ptrace single-steps the thread (a trap after
+ *    every call);
  *  - SYSCALL_AUDIT: the thread has an audit context; it records system
- *    calls only while audit is enabled and has syscall rules (a non-dummy
- *    context: the flag is set at each syscall entry, but only while audit
- *    is enabled, so a context is not "dummy" after audit was switched off).
- *
- * SYSCALL_TRACEPOINT (raw_syscalls enabled) is deliberately not here: the
- * module has tracepoints of its own for the calls it runs.
+ *    calls only while audit is enabled and has rules (a non-dummy context:
+ *    the flag is set at each syscall entry, but only while audit is
+ *    enabled, so a context is not "dummy" after audit was switched off);
+ *  - any bit a later kernel adds (7.x: SYSCALL_RSEQ_SLICE) is work the
+ *    module does not know, so it needs the entry path.
  */
 #ifndef SYSCALL_WORK_SECCOMP
 #error "esca reads a thread's syscall entry work from syscall_work (CONFIG_GENERIC_ENTRY)"
@@ -92,30 +95,70 @@ static inline bool esca_current_seccomp(void)
 }
 
 /*
- * The calling thread's system calls must pass the entry path now: ptrace
- * syscall tracing or emulation, syscall user dispatch, or audit rules.
+ * The calling thread's system calls must pass the entry path now: any
+ * syscall work but seccomp (answered above), audit without rules and, when
+ * tracepoints_ok, enabled syscall tracepoints.
  */
-static inline bool esca_current_entry_path_needed(void)
+static inline bool esca_current_entry_path_needed(bool tracepoints_ok)
 {
 	unsigned long work = esca_current_syscall_work();
+	unsigned long harmless = SYSCALL_WORK_SECCOMP | SYSCALL_WORK_SYSCALL_AUDIT;
 
-	if (work & (SYSCALL_WORK_SYSCALL_TRACE | SYSCALL_WORK_SYSCALL_EMU |
-		    SYSCALL_WORK_SYSCALL_USER_DISPATCH))
+	if (tracepoints_ok)
+		harmless |= SYSCALL_WORK_SYSCALL_TRACEPOINT;
+	if (work & ~harmless)
 		return true;
 	return (work & SYSCALL_WORK_SYSCALL_AUDIT) && audit_enabled && !audit_dummy_context();
 }
 
 /*
- * Work the calling thread has queued for its return to user space.  Before
- * Linux 6.6 close(2) leaves the final fput() of a file there (the FIN of a
- * socket, EOF at the other end of a pipe, flock release, leaving epoll
- * interest lists): a flush that went on to block after such a call -- in a
- * later entry, or in the wait of FLUSH_WAIT -- would hold all of that back
- * until it returned.  From 6.6 close(2) releases the file itself.
+ * Audit may start recording the calling thread's calls: it has an audit
+ * context and audit is on.  Whether it has rules is decided at syscall
+ * entry (the context is "dummy" without), so rules added while a call of
+ * the flush slept apply only from the next system call.
  */
-static inline bool esca_current_task_work_pending(void)
+static inline bool esca_current_audit_on(void)
 {
-	return task_work_pending(current);
+	return (esca_current_syscall_work() & SYSCALL_WORK_SYSCALL_AUDIT) && audit_enabled;
+}
+
+/* Context switches of the calling thread so far: it slept when this moved. */
+static inline unsigned long esca_current_switches(void)
+{
+	return current->nvcsw + current->nivcsw;
+}
+
+/*
+ * Work the calling thread has queued for its return to user space, which a
+ * plain call would have run before the next one:
+ *  - task work: before Linux 6.6 close(2) leaves the final fput() of a
+ *    file there (the FIN of a socket, EOF at the other end of a pipe,
+ *    flock release, leaving epoll interest lists), so a flush that went on
+ *    to block after such a call -- in a later entry, or in the wait of
+ *    FLUSH_WAIT -- would hold all of that back until it returned;
+ *  - TIF_NOTIFY_RESUME: cgroup throttling of a thread over memory.high or
+ *    its block I/O limits (mem_cgroup_handle_over_high(),
+ *    blkcg_maybe_throttle_current()), task work added with TWA_RESUME and,
+ *    before 6.19, rseq after a preemption.
+ * From 6.6 close(2) releases the file itself.
+ */
+static inline bool esca_current_user_return_work(void)
+{
+	return task_work_pending(current) || test_thread_flag(TIF_NOTIFY_RESUME);
+}
+
+/*
+ * Whether the calling task may open file's inode for reading and writing
+ * now (the check open(2) made for whoever opened it).  Linux 6.3 passes
+ * the mount's idmap where 6.1 passed its user namespace.
+ */
+static inline int esca_current_may_open(struct file *file)
+{
+#if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 3, 0)
+	return inode_permission(file_mnt_idmap(file), file_inode(file), MAY_READ | MAY_WRITE);
+#else
+	return inode_permission(file_mnt_user_ns(file), file_inode(file), MAY_READ | MAY_WRITE);
+#endif
 }
 
 #endif /* _ESCA_COMPAT_H */

@@ -107,6 +107,13 @@ class System:
     def module_loaded(self) -> bool:
         return Path(f"/sys/module/{MODULE}").is_dir()
 
+    def trace_bypass(self) -> str | None:
+        """The loaded module's trace_bypass (Y/N), None without it."""
+        try:
+            return Path(f"/sys/module/{MODULE}/parameters/trace_bypass").read_text().strip()
+        except OSError:
+            return None
+
     def device(self) -> os.stat_result | None:
         try:
             return DEVICE.stat()
@@ -319,6 +326,8 @@ def run_checks(system: System) -> list[Check]:
         out.append(Check("run", "module loaded", "warn", "not loaded", f"modprobe {MODULE}"))
 
     out.append(signature_check(system.signing(), loaded))
+    if loaded:
+        out.append(monitors_check(system.trace_bypass()))
 
     st = system.device()
     if st is not None:
@@ -389,6 +398,37 @@ def run_checks(system: System) -> list[Check]:
         which = "module" if module else "uring"
         out.append(Check("run", "backend", "ok", f"ESCA_BACKEND=auto selects {which}"))
     return out
+
+
+def monitors_check(bypass: str | None) -> Check:
+    """What a system-call monitor sees of ESCA (docs/module.md, Security model)."""
+    name = "syscall monitors"
+    if bypass == "Y":
+        return Check(
+            "run",
+            name,
+            "warn",
+            "trace_bypass=Y: batched calls run even under raw_syscalls/syscalls "
+            "tracepoints; monitors on them (perf trace, Falco, Tetragon) do not see "
+            "them, only esca:esca_call does",
+            f"echo N > /sys/module/{MODULE}/parameters/trace_bypass, unless your "
+            "monitoring watches esca:esca_call",
+        )
+    if bypass is None:
+        return Check(
+            "run",
+            name,
+            "warn",
+            "this module has no trace_bypass: its batches bypass syscall tracepoints",
+            "apt-get install --reinstall esca-dkms (a module from this release)",
+        )
+    return Check(
+        "run",
+        name,
+        "ok",
+        "while a raw_syscalls/syscalls tracepoint is enabled (a monitor) the module "
+        "refuses its batches: the monitor sees every call, ESCA saves nothing then",
+    )
 
 
 def signature_check(state: signing.State, loaded: bool) -> Check:

@@ -19,7 +19,7 @@ import shutil
 import signal
 import subprocess
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,6 +29,8 @@ from esca_pkg.servers.serve import ServerRun
 
 TRACEFS = (Path("/sys/kernel/tracing"), Path("/sys/kernel/debug/tracing"))
 TOTAL_EVENT = "raw_syscalls:sys_enter"
+#: the esca module's choice under enabled syscall tracepoints (docs/module.md)
+TRACE_BYPASS = Path("/sys/module/esca/parameters/trace_bypass")
 
 #: calls libesca can defer (x86-64 tracepoint names: send() is sendto(),
 #: sendfile() is sendfile64())
@@ -176,8 +178,31 @@ def syscall_events() -> list[str]:
     return [TOTAL_EVENT, *(f"syscalls:sys_enter_{n}" for n in names)]
 
 
+@contextlib.contextmanager
+def module_runs_counted_calls() -> Iterator[None]:
+    """Counting system calls enables the syscall tracepoints, and under them
+    the esca module refuses its batches (they run as plain calls, which a
+    syscall monitor must see) unless its trace_bypass is Y: for the count,
+    the module runs them as it does unobserved; the setting is restored."""
+    if not TRACE_BYPASS.exists() or TRACE_BYPASS.read_text().strip() == "Y":
+        yield
+        return
+    try:
+        TRACE_BYPASS.write_text("Y")
+    except OSError as err:
+        die(
+            f"cannot set {TRACE_BYPASS} for the count: {err}",
+            hint="run as root: counting system calls under the esca module needs it",
+        )
+    try:
+        yield
+    finally:
+        TRACE_BYPASS.write_text("N")
+
+
 class SyscallCounter:
-    """perf stat on pids, counting only between enable() and disable()."""
+    """perf stat on pids, counting only between enable() and disable()
+    (with the esca module's trace_bypass on meanwhile: module_runs_counted_calls)."""
 
     def __init__(self, pids: Sequence[int], events: Sequence[str], cpus: str | None) -> None:
         self.pids = list(pids)
@@ -187,8 +212,10 @@ class SyscallCounter:
         self._ctl_r, self._ctl_w = os.pipe()
         self._ack_r, self._ack_w = os.pipe()
         self._perf: subprocess.Popen[bytes] | None = None
+        self._bypass = contextlib.ExitStack()
 
     def __enter__(self) -> SyscallCounter:
+        self._bypass.enter_context(module_runs_counted_calls())
         argv = pinned(
             [
                 "perf",
@@ -207,7 +234,13 @@ class SyscallCounter:
             self.cpus,
         )
         # Runs in the background for the length of one wrk run.
-        self._perf = proc.spawn(argv, stderr=subprocess.PIPE, pass_fds=(self._ctl_r, self._ack_w))
+        try:
+            self._perf = proc.spawn(
+                argv, stderr=subprocess.PIPE, pass_fds=(self._ctl_r, self._ack_w)
+            )
+        except BaseException:
+            self._bypass.close()
+            raise
         os.close(self._ctl_r)
         os.close(self._ack_w)
         return self
@@ -247,6 +280,7 @@ class SyscallCounter:
             self._perf.wait()
         os.close(self._ctl_w)
         os.close(self._ack_r)
+        self._bypass.close()
 
     def counts(self) -> dict[str, int]:
         """Counts per event, named by syscall ('total' for raw_syscalls)."""

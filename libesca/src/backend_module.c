@@ -164,6 +164,29 @@ static void take_refused(struct esca_thread *t, unsigned first, unsigned end)
 		module_leave_confined(t);
 }
 
+/*
+ * The module ran an entry and could not write its result back: the program
+ * made the table unwritable under the flush (ENOTRECOVERABLE, docs/abi.md).
+ * The entries before it are DONE, nothing after it ran.  It is LOST: never
+ * run again (flush.c settles it; a data entry's connection is reset).
+ * Returns the entries processed, the lost one included.
+ */
+static unsigned take_lost(struct esca_thread *t, unsigned first, unsigned end)
+{
+	static _Atomic int warned;
+	unsigned i = first;
+
+	while (i < end && t->table[i].status == ESCA_ST_DONE)
+		i++;
+	if (!atomic_exchange(&warned, 1))
+		esca_log("%s ran a call and could not write its result back (the program made "
+			 "libesca's table unwritable): not running it again", ESCA_DEVICE_PATH);
+	if (i == end)
+		return end - first;
+	t->table[i].status = ESCA_ST_LOST;
+	return i - first + 1;
+}
+
 /* The runnable entries from first on (at most to the end of the table). */
 static unsigned runnable_end(const struct esca_thread *t, unsigned first)
 {
@@ -187,6 +210,8 @@ static unsigned module_run(struct esca_thread *t, unsigned first)
 	f.count = end - first;
 	k = esca_ioctl(t->module_fd, ESCA_IOC_FLUSH, &f);
 	t->st.kernel_entries++;
+	if (k < 0 && errno == ENOTRECOVERABLE)
+		return take_lost(t, first, end);
 	if (k < 0) {
 		module_failed();
 		return 0;
@@ -219,6 +244,19 @@ static bool module_run_wait(struct esca_thread *t, const struct esca_entry *w, l
 	f.count = n - first + 1;
 	k = esca_ioctl(t->module_fd, ESCA_IOC_FLUSH_WAIT, &f);
 	t->st.kernel_entries++;
+	if (k < 0 && errno == ENOTRECOVERABLE) {
+		/*
+		 * The wait itself ran when every entry before it is DONE: its
+		 * events (or new fd) cannot be known; the program sees an
+		 * interrupted wait, never a second one.
+		 */
+		if (take_lost(t, first, n + 1) == n + 1 - first) {
+			we->status = ESCA_ST_FINISHED;
+			*res = -EINTR;
+			return true;
+		}
+		return false;
+	}
 	if (k < 0) {
 		module_failed();
 		return false;

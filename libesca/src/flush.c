@@ -12,6 +12,9 @@
  *   RUNNING   a direct call on its way when a handler jumped out: it ran,
  *             its result is unknown (a data entry's connection is reset:
  *             its stream cannot be known whole);
+ *   LOST      the module ran it and could not write its result back (the
+ *             program made the table unwritable): settled as RUNNING, but
+ *             never run again;
  *   INFLIGHT  in the ring: its CQE will say (backend settle());
  *   DONE      ran: its result is checked (finish_entry()), then
  *   FINISHED; entries [0, head) are.
@@ -291,10 +294,12 @@ static void finish_entry(struct esca_thread *t, unsigned i)
 }
 
 /*
- * A direct call a handler's jump interrupted (RUNNING): it ran, with an
- * unknown result.  A close is done; a data entry's stream cannot be known
- * whole: its connection is reset; anything else runs again (a shutdown or a
- * socket option twice is the same).
+ * A direct call a handler's jump interrupted (RUNNING) or one the module ran
+ * and lost the result of (LOST): it ran, with an unknown result.  A close
+ * is done; a data entry's stream cannot be known whole: its connection is
+ * reset; anything else that may not have run yet (RUNNING: the jump may
+ * have come before the call) runs again, a shutdown or a socket option
+ * twice being the same, and a LOST one is done.
  */
 static void resolve_unknown(struct esca_thread *t, unsigned i)
 {
@@ -314,7 +319,12 @@ static void resolve_unknown(struct esca_thread *t, unsigned i)
 		e->status = ESCA_ST_DONE;
 		break;
 	default:
-		esca_run_direct(t, i);
+		if (e->status == ESCA_ST_LOST) {
+			e->result = 0;
+			e->status = ESCA_ST_DONE;
+		} else {
+			esca_run_direct(t, i);
+		}
 		break;
 	}
 }
@@ -364,6 +374,7 @@ static void run_all(struct esca_thread *t, bool via)
 				esca_run_direct(t, i);
 			break;
 		case ESCA_ST_RUNNING:
+		case ESCA_ST_LOST:
 			resolve_unknown(t, i);
 			break;
 		case ESCA_ST_INFLIGHT:

@@ -234,6 +234,7 @@ int esca_copy(void *dst, const void *src, size_t n);
 #define ESCA_ST_RUNNING		0x100	/* a direct call on its way: it ran, result unknown */
 #define ESCA_ST_INFLIGHT	0x101	/* in the ring: the CQE will say */
 #define ESCA_ST_FINISHED	0x102	/* its result was taken care of */
+#define ESCA_ST_LOST		0x103	/* the module ran it, its result was lost: never again */
 
 /* What libesca remembers of a deferred call beyond the ABI entry. */
 struct esca_meta {

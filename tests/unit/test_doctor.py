@@ -37,6 +37,7 @@ class FakeSystem(doctor.System):
         self.uring = Check(Backend.URING, True, "io_uring allowed")
         self.sig = NOT_ENFORCED
         self.images = {"6.1.0-28-amd64"}
+        self.bypass: str | None = "N"
         self.__dict__.update(kw)
 
     def which(self, tool: str) -> str | None:
@@ -71,6 +72,9 @@ class FakeSystem(doctor.System):
 
     def module_loaded(self) -> bool:
         return self.loaded
+
+    def trace_bypass(self) -> str | None:
+        return self.bypass
 
     def device(self) -> os.stat_result | None:
         return self.dev
@@ -186,3 +190,15 @@ def test_module_signatures() -> None:
     enrolled = dataclasses.replace(secure, enrollment=signing.Enrollment.ENROLLED)
     check = by_name(doctor.run_checks(FakeSystem(sig=enrolled)))["module signatures"]
     assert check.status == "ok" and "is enrolled" in check.detail
+
+
+def test_syscall_monitors() -> None:
+    assert "syscall monitors" not in by_name(doctor.run_checks(FakeSystem()))
+    default = by_name(doctor.run_checks(FakeSystem(loaded=True)))["syscall monitors"]
+    assert default.status == "ok" and "refuses its batches" in default.detail
+    bypass = by_name(doctor.run_checks(FakeSystem(loaded=True, bypass="Y")))
+    check = bypass["syscall monitors"]
+    assert check.status == "warn" and "trace_bypass=Y" in check.detail
+    assert "echo N > /sys/module/esca/parameters/trace_bypass" in check.fix
+    old = by_name(doctor.run_checks(FakeSystem(loaded=True, bypass=None)))["syscall monitors"]
+    assert old.status == "warn" and "--reinstall esca-dkms" in old.fix

@@ -63,10 +63,12 @@ enum esca_entry_status {
  *	batch as plain system calls, and stop using the module on this thread
  *	(REGISTER refuses such a thread with -EPERM).
  * ESCA_REFUSED_ENTRY_PATH: the calling thread's system calls must pass
- *	the syscall entry path right now: it is ptrace syscall-traced or
- *	emulated (PTRACE_SYSCALL, PTRACE_SYSEMU), has syscall user dispatch
- *	on, or audit has syscall rules.  Run this entry and the rest of the
- *	batch as plain system calls; later flushes may go through again.
+ *	the syscall entry path right now: it is ptrace syscall-traced,
+ *	emulated or single-stepped, has syscall user dispatch on, a syscall
+ *	tracepoint is enabled (unless the module's trace_bypass), audit has
+ *	syscall rules, or there is entry work the module does not know.  Run
+ *	this entry and the rest of the batch as plain system calls; later
+ *	flushes may go through again.
  */
 #define ESCA_REFUSED_CALL	(-EINVAL)
 #define ESCA_REFUSED_SECCOMP	(-EPERM)
@@ -119,9 +121,13 @@ struct esca_register {
  * processing stops early after an entry that was refused, whose result is
  * negative or, with ESCA_ENTRY_EXPECT, differs from expect; and before an
  * entry when any signal is pending (so 0 is possible: nothing ran).  The
- * table is read and written with ordinary user accesses: when the entry at
- * which the flush starts cannot be read, or a result cannot be written back,
- * FLUSH fails with -EFAULT (the entries before it keep their status).
+ * table is read and written with ordinary user accesses, one entry at a
+ * time, each when its turn comes: when the entry at which the flush starts
+ * cannot be read, FLUSH fails with -EFAULT (nothing ran).  When an entry
+ * ran and its result cannot be written back, FLUSH fails with
+ * -ENOTRECOVERABLE: the entries before it are DONE, that entry ran with an
+ * unknown result (its status is still what user space left there), nothing
+ * after it ran; user space must not run it again.
  */
 struct esca_flush {
 	__u32 first;

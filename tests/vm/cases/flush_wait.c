@@ -247,8 +247,17 @@ int main(void)
 		entry_set(&t[0], SYS_close, victim, 0, 0, 0);
 		entry_set(&t[1], SYS_openat, AT_FDCWD, (uintptr_t)"/dev/zero", O_RDONLY | O_CLOEXEC,
 			  0);
-		CHECK(flush_wait(fd, 0, 2) == 2);
+		k = flush_wait(fd, 0, 2);
+		CHECK(k == 1 || k == 2);
 		expect_entry(&t[0], "close before the open", ESCA_ST_DONE, 0);
+		if (k == 1) {
+			/* before 6.6 the close left its file's release to the
+			 * return to user space: the open is made here, as
+			 * libesca does */
+			CHECK(t[1].status == 0xffff);
+			t[1].result = openat(AT_FDCWD, "/dev/zero", O_RDONLY | O_CLOEXEC);
+			t[1].status = ESCA_ST_DONE;
+		}
 		expect_entry(&t[1], "openat as the last entry", ESCA_ST_DONE, victim);
 		CHECK(read(victim, &got, sizeof(got)) == sizeof(got) && got == 0,
 		      "fd %d is not /dev/zero", victim);

@@ -4,8 +4,14 @@
  *    nothing runs; off again, entries run;
  *  - a ptrace tracer with PTRACE_SYSCALL: REFUSED, ESCA_REFUSED_ENTRY_PATH
  *    (the tracer would not see the call); the same thread untraced runs it;
- *  - raw_syscalls tracepoints enabled (a monitoring agent): entries run,
- *    and the module's own esca:esca_call fires for each.
+ *  - ptrace single-stepping (SYSCALL_EXIT_TRAP: a trap after every call):
+ *    REFUSED, ESCA_REFUSED_ENTRY_PATH (issue 21, N5: only the work bits the
+ *    module knew were refused, this one was not);
+ *  - raw_syscalls or a syscalls:sys_enter_* tracepoint enabled (a
+ *    monitoring agent): REFUSED, ESCA_REFUSED_ENTRY_PATH, so the monitor
+ *    sees every call (issue 21, N3: entries ran unseen); with the module's
+ *    trace_bypass set by the administrator, entries run and the module's
+ *    own esca:esca_call fires for each.
  */
 #include <sys/prctl.h>
 #include <sys/ptrace.h>
@@ -83,6 +89,42 @@ static void check_ptrace(int p[2])
 	CHECK_ERR(read(p[0], &c, 1), EAGAIN);
 }
 
+/* The child flushes while single-stepped; the table is shared with us. */
+static void check_singlestep(int p[2])
+{
+	struct esca_entry *t = mmap(NULL, 4096, PROT_READ | PROT_WRITE,
+				    MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	long steps = 0;
+	int st;
+	pid_t pid;
+	char c;
+
+	CHECK(t != MAP_FAILED);
+	pid = fork();
+	CHECK(pid >= 0);
+	if (!pid) {
+		int fd = esca_open();
+
+		CHECK(esca_register(fd, t, 4) == 0);
+		entry_set(&t[0], SYS_write, p[1], (uintptr_t)"s", 1, 0);
+		CHECK(ptrace(PTRACE_TRACEME, 0, 0, 0) == 0);
+		raise(SIGSTOP);
+		esca_flush(fd, 0, 1);
+		_exit(0);
+	}
+	CHECK(waitpid(pid, &st, 0) == pid && WIFSTOPPED(st));
+	for (;;) {
+		CHECK(ptrace(PTRACE_SINGLESTEP, pid, 0, 0) == 0);
+		CHECK(waitpid(pid, &st, 0) == pid);
+		if (WIFEXITED(st) || WIFSIGNALED(st))
+			break;
+		steps++;
+	}
+	t_say("single-stepped %ld instructions\n", steps);
+	expect_refused(&t[0], ESCA_REFUSED_ENTRY_PATH, "PTRACE_SINGLESTEP");
+	CHECK_ERR(read(p[0], &c, 1), EAGAIN);
+}
+
 static int write_file(const char *path, const char *s)
 {
 	int fd = open(path, O_WRONLY);
@@ -109,26 +151,52 @@ static long count_in_trace(const char *what)
 	return n;
 }
 
-static void check_tracepoint(int fd, struct esca_entry *t, int p[2])
-{
-	char c;
+#define BYPASS "/sys/module/esca/parameters/trace_bypass"
 
-	if (write_file(TRACING "/events/raw_syscalls/enable", "1")) {
-		fprintf(stderr, "no tracefs at " TRACING "\n");
+/* One FLUSH of two writes with the tracepoint `event` enabled. */
+static long flush_traced(int fd, struct esca_entry *t, int p[2], const char *event)
+{
+	char path[160];
+	long k;
+
+	snprintf(path, sizeof(path), TRACING "/events/%s/enable", event);
+	if (write_file(path, "1")) {
+		fprintf(stderr, "cannot enable %s\n", path);
 		exit(T_FAIL);
 	}
-	CHECK(write_file(TRACING "/trace", "") == 0);
-	CHECK(write_file(TRACING "/events/esca/esca_call/enable", "1") == 0);
 	entry_set(&t[0], SYS_write, p[1], (uintptr_t)"r", 1, 0);
 	entry_set(&t[1], SYS_write, p[1], (uintptr_t)"r", 1, 0);
-	CHECK(esca_flush(fd, 0, 2) == 2);
-	CHECK(write_file(TRACING "/events/raw_syscalls/enable", "0") == 0);
+	k = esca_flush(fd, 0, 2);
+	CHECK(write_file(path, "0") == 0);
+	return k;
+}
+
+static void check_tracepoint(int fd, struct esca_entry *t, int p[2])
+{
+	static const char *const events[] = { "raw_syscalls", "syscalls/sys_enter_write" };
+	char c;
+
+	for (unsigned int i = 0; i < 2; i++) {
+		CHECK(flush_traced(fd, t, p, events[i]) == 1);
+		expect_refused(&t[0], ESCA_REFUSED_ENTRY_PATH, events[i]);
+		CHECK_ERR(read(p[0], &c, 1), EAGAIN);
+	}
+	/* The administrator's choice: the module's own tracepoints instead. */
+	CHECK(write_file(BYPASS, "Y") == 0);
+	CHECK(write_file(TRACING "/trace", "") == 0);
+	CHECK(write_file(TRACING "/events/esca/esca_call/enable", "1") == 0);
+	CHECK(flush_traced(fd, t, p, "raw_syscalls") == 2);
 	CHECK(write_file(TRACING "/events/esca/esca_call/enable", "0") == 0);
+	CHECK(write_file(BYPASS, "N") == 0);
 	if (t[0].status != ESCA_ST_DONE || t[1].status != ESCA_ST_DONE)
-		FAIL("refused with raw_syscalls enabled: status %u %u", t[0].status, t[1].status);
+		FAIL("refused with trace_bypass: status %u %u", t[0].status, t[1].status);
 	CHECK(read(p[0], &c, 1) == 1 && read(p[0], &c, 1) == 1);
 	if (count_in_trace("esca_call:") != 2)
 		FAIL("esca:esca_call fired %ld times for 2 calls", count_in_trace("esca_call:"));
+	/* Nothing traced any more: entries run. */
+	entry_set(&t[0], SYS_write, p[1], (uintptr_t)"r", 1, 0);
+	CHECK(esca_flush(fd, 0, 1) == 1 && t[0].status == ESCA_ST_DONE);
+	CHECK(read(p[0], &c, 1) == 1);
 }
 
 int main(void)
@@ -140,6 +208,7 @@ int main(void)
 	CHECK(esca_register(fd, t, 4) == 0);
 	check_sud(fd, t, p);
 	check_ptrace(p);
+	check_singlestep(p);
 	check_tracepoint(fd, t, p);
 	close(fd);
 	expect_tables(0);

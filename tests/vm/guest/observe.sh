@@ -7,7 +7,9 @@
 #   strace   strace -f of a hooked program lists every call it deferred
 #            (sendto: libesca sends what write() and send() gave it)
 #   audit    with an audit rule on sendto, the module refuses, every call
-#            runs once and has its audit record in the kernel log
+#            runs once and has its audit record in the kernel log; a rule
+#            added while a call of a flush sleeps applies to the calls after
+#            it (tests/vm/cases/programs/h_audit_rule.c)
 #   perf     perf stat -e 'esca:*' counts exactly the calls libesca deferred
 #   tsync    a seccomp filter (TSYNC) arriving mid-flush stops the forbidden
 #            entries (tests/vm/cases/programs/h_tsync.c)
@@ -118,7 +120,12 @@ audit)
 	perf stat -a -x, -o "$work/perf" -e esca:esca_call,esca:esca_refused -- \
 		"${hooked[@]}" "$CASEBIN/h_writes" "$work/data" 20 8 2> "$work/stderr" || rc=$?
 	auditctl -D > /dev/null
+	# A rule added while a call of a flush sleeps (issue 21, N4).
+	"$CASEBIN/h_audit_rule" > "$work/mid" 2>&1 || rc_mid=$?
+	auditctl -D > /dev/null
 	auditctl -e 0 > /dev/null
+	[ "${rc_mid:-0}" = 0 ] || fail "h_audit_rule: $(cat "$work/mid")"
+	cat "$work/mid"
 	[ "${rc:-0}" = 0 ] || fail "h_writes under audit: $(cat "$work/stderr")"
 	check_lines "$work/data" 160
 	grep -q "backend=module" "$work/stderr" || fail "libesca did not use the module"
@@ -151,7 +158,12 @@ perf)
 	flushes=$(perf_count "$work/perf" esca:esca_flush)
 	[ "$deferred" = 200 ] || fail "libesca deferred $deferred of the 200 writes"
 	[ "$calls" = "$deferred" ] || fail "esca:esca_call counted $calls, libesca deferred $deferred"
-	[ "$flushes" = 25 ] || fail "esca:esca_flush counted $flushes for 25 segments"
+	# One flush per segment, and one more where a call slept or was
+	# preempted (before 6.19 rseq then marks the thread for its return
+	# to user space, which ends a flush: docs/module.md).
+	if [ "$flushes" -lt 25 ] || [ "$flushes" -gt 35 ]; then
+		fail "esca:esca_flush counted $flushes for 25 segments"
+	fi
 	[ "$(perf_count "$work/perf" esca:esca_refused)" = 0 ] || fail "entries refused"
 	echo "perf stat: esca:esca_call $calls = deferred $deferred, esca:esca_flush $flushes"
 	perf trace -a -o "$work/trace" -e esca:esca_call -- \
