@@ -1,9 +1,9 @@
 /*
  * A call that puts the thread's cgroup over memory.high is throttled before
- * the next one, as plain calls are (issue 21, N7): the kernel marks the
- * thread (TIF_NOTIFY_RESUME) and throttles it on its return to user space,
- * so the flush stops after that call and user space makes the next system
- * call.  Four 256 KiB writes into a pipe (its pages are charged to the
+ * the next one, as plain calls are (issue 21, N7): the kernel notes the
+ * pages over the limit (memcg_nr_pages_over_high) and throttles the thread
+ * on its return to user space, so the flush stops after that call and user
+ * space makes the next system call.  Four 256 KiB writes into a pipe (its pages are charged to the
  * cgroup) from a cgroup whose memory.high is just above its usage: the
  * flush stops before the last; the same flush outside the cgroup runs all
  * four.
@@ -82,10 +82,7 @@ int main(void)
 	snprintf(group, sizeof(group), "%s/esca-throttle", cg);
 	rmdir(group);
 	CHECK(mkdir(group, 0755) == 0);
-	/* no other reason to stop (a preemption may be one before 6.19) */
-	outside = 0;
-	for (int i = 0; i < 3 && outside != N; i++)
-		outside = flush_writes(fd, t);
+	outside = flush_writes(fd, t);
 
 	snprintf(val, sizeof(val), "%d", getpid());
 	CHECK(put(group, "cgroup.procs", val) == 0);

@@ -158,12 +158,7 @@ perf)
 	flushes=$(perf_count "$work/perf" esca:esca_flush)
 	[ "$deferred" = 200 ] || fail "libesca deferred $deferred of the 200 writes"
 	[ "$calls" = "$deferred" ] || fail "esca:esca_call counted $calls, libesca deferred $deferred"
-	# One flush per segment, and one more where a call slept or was
-	# preempted (before 6.19 rseq then marks the thread for its return
-	# to user space, which ends a flush: docs/module.md).
-	if [ "$flushes" -lt 25 ] || [ "$flushes" -gt 35 ]; then
-		fail "esca:esca_flush counted $flushes for 25 segments"
-	fi
+	[ "$flushes" = 25 ] || fail "esca:esca_flush counted $flushes for 25 segments"
 	[ "$(perf_count "$work/perf" esca:esca_refused)" = 0 ] || fail "entries refused"
 	echo "perf stat: esca:esca_call $calls = deferred $deferred, esca:esca_flush $flushes"
 	perf trace -a -o "$work/trace" -e esca:esca_call -- \
