@@ -131,23 +131,27 @@ static inline unsigned long esca_current_switches(void)
 /*
  * Work the calling thread has queued for its return to user space, which a
  * plain call would have had done before the next one:
- *  - task work: before Linux 6.6 close(2) leaves the final fput() of a
+ *  - task work before Linux 6.6: close(2) leaves the final fput() of a
  *    file there (the FIN of a socket, EOF at the other end of a pipe,
  *    flock release, leaving epoll interest lists), so a flush that went on
  *    to block after such a call -- in a later entry, or in the wait of
- *    FLUSH_WAIT -- would hold all of that back until it returned;
+ *    FLUSH_WAIT -- would hold all of that back until it returned.  From
+ *    6.6 close(2) releases the file itself (__fput_sync()), and the task
+ *    work a flush meets is the scheduler's (mm_cid compaction, queued from
+ *    the tick since 6.4): no reason to end it;
  *  - cgroup throttling: a charge over memory.high (memcg_nr_pages_over_high,
  *    paid in mem_cgroup_handle_over_high()) or a blkcg I/O limit
  *    (blkcg_maybe_throttle_current(); Linux 6.2 made the queue it names a
  *    gendisk).
  * Not TIF_NOTIFY_RESUME itself: before 6.19 rseq sets it on every
- * preemption, which is no reason to end a flush.
- * From 6.6 close(2) releases the file itself.
+ * preemption, which is no reason to end a flush either.
  */
 static inline bool esca_current_user_return_work(void)
 {
+#if LINUX_VERSION_CODE < KERNEL_VERSION(6, 6, 0)
 	if (task_work_pending(current))
 		return true;
+#endif
 #ifdef CONFIG_MEMCG
 	if (READ_ONCE(current->memcg_nr_pages_over_high))
 		return true;
