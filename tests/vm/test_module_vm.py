@@ -45,7 +45,7 @@ KASLR_CASES = ["flush_calls", "threads", "fork_child"]
 # libesca's tests are parametrized by backend: the guest runs the module ones.
 LIBESCA_SELECT = "module and not missing_module"
 # guest/observe.sh checks, in this order (audit last: it stays enabled).
-OBSERVE = ["devmode", "strace", "perf", "tsync", "signal", "audit"]
+OBSERVE = ["devmode", "strace", "perf", "tsync", "signal", "lost", "audit"]
 
 
 class KernelRuns:

@@ -15,6 +15,9 @@
 #            entries (tests/vm/cases/programs/h_tsync.c)
 #   signal   a signal during a long flush runs its handler before the rest
 #            (tests/vm/cases/programs/h_signal.c)
+#   lost     a write whose result the module could not write back (the
+#            table made read-only mid-flush) is not run again, its
+#            connection is reset (tests/vm/cases/programs/h_lost.c)
 # Usage: observe.sh RUNDIR CHECK
 set -eu
 run=$1 check=$2
@@ -109,6 +112,14 @@ strace)
 	n=$(grep -c 'sendto(77, "' "$work/strace" || true)
 	[ "$n" = 160 ] || fail "strace lists $n of the 160 writes"
 	echo "strace -f lists all $n deferred writes"
+	;;
+lost)
+	"${hooked[@]}" "$CASEBIN/h_lost" > "$work/out" 2> "$work/stderr" ||
+		fail "h_lost: $(cat "$work/out" "$work/stderr")"
+	grep -q "backend=module" "$work/stderr" || fail "libesca did not use the module: $(cat "$work/stderr")"
+	grep -q "could not write its result back" "$work/stderr" ||
+		fail "libesca did not say the result was lost: $(cat "$work/stderr")"
+	cat "$work/out"
 	;;
 audit)
 	sysctl -q kernel.printk_ratelimit=0
