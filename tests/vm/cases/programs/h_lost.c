@@ -52,7 +52,9 @@ static struct esca_entry *find_entry(void)
 			continue;
 		if (strcmp(perms, "rw-p") || path[0])
 			continue;
-		for (unsigned long a = lo; a + sizeof(*found) <= hi; a += sizeof(*found)) {
+		/* 8-byte steps: the kernel may have merged the table's mapping
+		 * with the one before it */
+		for (unsigned long a = lo; a + sizeof(*found) <= hi; a += 8) {
 			struct esca_entry *e = (struct esca_entry *)a;
 
 			if (e->nr == SYS_sendto && e->args[0] == (uint64_t)conn &&
@@ -74,8 +76,14 @@ static void *spoiler(void *arg)
 
 	usleep(300000);		/* the flush blocks in the write */
 	e = find_entry();
-	if (!e)
+	if (!e) {
+		/* end the blocked write first: an exit now would wait for it */
+		struct linger lg = { .l_onoff = 1, .l_linger = 0 };
+
+		setsockopt(peer, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+		close(peer);
 		FAIL("the deferred write is in no anonymous mapping");
+	}
 	page_ro = (char *)((uintptr_t)e & ~(uintptr_t)(page - 1));
 	CHECK(mprotect(page_ro, page, PROT_READ) == 0);
 	while ((r = read(peer, buf, sizeof(buf))) > 0)
