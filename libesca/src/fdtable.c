@@ -11,6 +11,8 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
@@ -154,6 +156,22 @@ static int dupfd(int fd, int at)
 	return (int)REAL(syscall)(SYS_fcntl, fd, F_DUPFD_CLOEXEC, at);
 }
 
+/* One placement at a time: two threads raising the soft limit at once
+ * would leave it raised (the second one reads the first one's raise as the
+ * program's limit and puts that back). */
+static pthread_mutex_t place_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/* fork(): no other thread is inside place() while the process is copied. */
+void esca_fd_fork_prepare(void)
+{
+	pthread_mutex_lock(&place_lock);
+}
+
+void esca_fd_fork_done(void)
+{
+	pthread_mutex_unlock(&place_lock);
+}
+
 /*
  * Where fd goes: a number the program is never given.  RLIMIT_NOFILE bounds
  * the numbers of new fds only, so an fd above the soft limit is invisible to
@@ -162,7 +180,7 @@ static int dupfd(int fd, int at)
  * limit leaves no room, or the soft one is high, the fd goes to the top of
  * the first ESCA_FD_HIGH numbers; failing that it stays where it is.
  */
-static int place(int fd)
+static int place_locked(int fd)
 {
 	struct rlimit rl, up;
 	rlim_t top;
@@ -185,6 +203,22 @@ static int place(int fd)
 		if (top > (rlim_t)fd)
 			nfd = dupfd(fd, (int)top);
 	}
+	return nfd;
+}
+
+/* place_locked() with no signal handler of this thread inside it (one
+ * that sets up a held socket would wait for itself). */
+static int place(int fd)
+{
+	sigset_t all, old;
+	int nfd;
+
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, &old);
+	pthread_mutex_lock(&place_lock);
+	nfd = place_locked(fd);
+	pthread_mutex_unlock(&place_lock);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	return nfd;
 }
 

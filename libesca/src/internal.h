@@ -214,6 +214,10 @@ static inline bool esca_fdw_nonblocking(uint32_t w)
  */
 int esca_own_fd(int fd);
 void esca_own_close(int fd);
+/* fork(): esca_own_fd() is not running in another thread (prepare), and
+ * may run again (done: in the parent and in the child) */
+void esca_fd_fork_prepare(void);
+void esca_fd_fork_done(void);
 static inline bool esca_fd_is_own(int fd)
 {
 	return esca_fdw_kind(esca_fdw(fd)) == ESCA_FD_OWN;

@@ -84,8 +84,8 @@ static void threads_add(struct esca_thread *t)
 	pthread_mutex_unlock(&threads_lock);
 }
 
-/* Takes t off the list; its state goes to the free list (threads_lock held). */
-static void threads_remove_locked(struct esca_thread *t)
+/* Takes t off the list and out of its slot (threads_lock held). */
+static void threads_unlink_locked(struct esca_thread *t)
 {
 	struct esca_thread **pp;
 
@@ -97,6 +97,12 @@ static void threads_remove_locked(struct esca_thread *t)
 	}
 	if (t->slot)
 		__atomic_store_n(&slots[t->slot], NULL, __ATOMIC_RELEASE);
+}
+
+/* t's state can be taken by a new thread (threads_lock held): only once
+ * nothing of its thread's is left in it -- backend context, claim. */
+static void threads_free_locked(struct esca_thread *t)
+{
 	t->next = free_states;
 	free_states = t;
 }
@@ -111,22 +117,27 @@ static void backoff(unsigned *spins)
 		sched_yield();
 }
 
-/* Takes t for its own thread (busy is set): waits while another thread
- * runs its batch. */
-static void claim_own(struct esca_thread *t)
+/* Takes t as `who` (1 its own thread, 2 another), however long it is held. */
+static void claim_as(struct esca_thread *t, int who)
 {
 	unsigned spins = 0;
 	int idle;
 
-	if (!esca_multithreaded())
-		return;
 	for (;;) {
 		idle = 0;
-		if (atomic_compare_exchange_weak_explicit(&t->claim, &idle, 1, memory_order_acquire,
+		if (atomic_compare_exchange_weak_explicit(&t->claim, &idle, who, memory_order_acquire,
 							  memory_order_relaxed))
 			return;
 		backoff(&spins);
 	}
+}
+
+/* Takes t for its own thread (busy is set): waits while another thread
+ * runs its batch. */
+static void claim_own(struct esca_thread *t)
+{
+	if (esca_multithreaded())
+		claim_as(t, 1);
 }
 
 static void release_own(struct esca_thread *t)
@@ -414,11 +425,20 @@ static void thread_exit_cb(void *arg)
 		/* no other thread may take it any more */
 		lock_own(t);
 		pthread_mutex_lock(&threads_lock);
-		threads_remove_locked(t);
+		threads_unlink_locked(t);
 		pthread_mutex_unlock(&threads_lock);
+		/*
+		 * The context is closed and the claim given up before the state
+		 * can be reused: a new thread taking it first would have its own
+		 * context unregistered and its claim dropped by this one.
+		 */
 		backend_thread_fini(t, false);
 		self = NULL;
+		t->busy = false;
 		atomic_store_explicit(&t->claim, 0, memory_order_release);
+		pthread_mutex_lock(&threads_lock);
+		threads_free_locked(t);
+		pthread_mutex_unlock(&threads_lock);
 	}
 }
 
@@ -440,10 +460,12 @@ void esca_thread_fork_prepare(void)
 	}
 	pthread_mutex_lock(&threads_lock);
 	esca_held_fork_prepare();
+	esca_fd_fork_prepare();
 }
 
 void esca_thread_fork_parent(void)
 {
+	esca_fd_fork_done();
 	esca_held_fork_parent();
 	pthread_mutex_unlock(&threads_lock);
 	/* the child shares the open files now: their flags may change there */
@@ -480,11 +502,13 @@ void esca_thread_fork_child(void)
 {
 	struct esca_thread *t = self, *o, *next;
 
+	esca_fd_fork_done();
 	for (o = threads; o; o = next) {
 		next = o->next;
 		if (o != t) {
 			backend_thread_fini(o, true);
-			threads_remove_locked(o);
+			threads_unlink_locked(o);
+			threads_free_locked(o);
 		}
 	}
 	atomic_store(&esca_closes_elsewhere, 0);
@@ -667,7 +691,7 @@ static struct esca_thread *new_state(void)
 		free_states = t->next;
 	pthread_mutex_unlock(&threads_lock);
 	if (t) {
-		uint32_t gen = atomic_load(&t->gen) + 1;
+		uint32_t gen;
 		struct esca_entry *table = t->table;
 		struct esca_meta *meta = t->meta;
 		char *arena = t->arena;
@@ -675,9 +699,18 @@ static struct esca_thread *new_state(void)
 		char *sq_arena = t->sq_arena;
 		unsigned cap = t->cap;
 		size_t arena_cap = t->arena_cap;
+		size_t at = offsetof(struct esca_thread, claim), past = at + sizeof(t->claim);
 
-		memset(t, 0, sizeof(*t));
-		atomic_store(&t->gen, gen);
+		/*
+		 * Another thread may still hold a pointer read from the slot the
+		 * state had (run_other()): taken as that thread would take it, it
+		 * is cleared around the claim, and the new generation makes the
+		 * other thread's attempt end.
+		 */
+		claim_as(t, 2);
+		gen = atomic_load(&t->gen) + 1;
+		memset(t, 0, at);
+		memset((char *)t + past, 0, sizeof(*t) - past);
 		t->table = table;
 		t->meta = meta;
 		t->arena = arena;
@@ -685,6 +718,8 @@ static struct esca_thread *new_state(void)
 		t->sq_arena = sq_arena;
 		t->cap = cap;
 		t->arena_cap = arena_cap;
+		atomic_store_explicit(&t->gen, gen, memory_order_release);
+		atomic_store_explicit(&t->claim, 0, memory_order_release);
 		return t;
 	}
 	t = map_anon(page_round(sizeof(*t)));
