@@ -322,6 +322,36 @@ static inline void entry_set(struct esca_entry *e, unsigned int nr, uint64_t a0,
 	e->result = 0x5a5a5a5a;
 }
 
+/* An entry the module refused for `reason` (ESCA_REFUSED_*), or a failure
+ * naming what refused it. */
+static inline void expect_refused(const struct esca_entry *e, long reason, const char *what)
+{
+	if (e->status != ESCA_ST_REFUSED || e->result != reason)
+		FAIL("%s: status %u result %lld, expected REFUSED %ld", what, e->status,
+		     (long long)e->result, reason);
+}
+
+/*
+ * Reads fd until at least n bytes came (a pipe or socket that an entry's
+ * blocking write fills), failing at EOF or an error.  Returns the bytes
+ * read: more than n means more was written than expected.
+ */
+static inline size_t t_drain(int fd, size_t n)
+{
+	static char sink[1 << 17];
+	size_t got = 0;
+	ssize_t r;
+
+	while (got < n) {
+		r = read(fd, sink, sizeof(sink));
+		if (r < 0 && errno == EINTR)
+			continue;
+		CHECK(r > 0, "read %zu more bytes from fd %d: %zd", n - got, fd, r);
+		got += (size_t)r;
+	}
+	return got;
+}
+
 /* A counter of /sys/kernel/debug/esca, or -1 when it cannot be read. */
 static inline long esca_debugfs(const char *name)
 {

@@ -15,18 +15,9 @@ static long page;
 
 static void *protector(void *arg)
 {
-	static char sink[1 << 17];
-	size_t got = 0;
-	ssize_t r;
-
 	usleep(300000);		/* entry 0 blocks on the full pipe */
 	CHECK(mprotect(t, page, PROT_READ) == 0);
-	while (got < sizeof(big)) {
-		r = read(blocking[0], sink, sizeof(sink));
-		CHECK(r > 0);
-		got += r;
-	}
-	*(size_t *)arg = got;
+	*(size_t *)arg = t_drain(blocking[0], sizeof(big));
 	return NULL;
 }
 

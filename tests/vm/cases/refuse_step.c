@@ -8,13 +8,6 @@
 #include <sys/ptrace.h>
 #include "esca_test.h"
 
-static void expect_refused(const struct esca_entry *e, long reason, const char *what)
-{
-	if (e->status != ESCA_ST_REFUSED || e->result != reason)
-		FAIL("%s: status %u result %lld, expected REFUSED %ld", what, e->status,
-		     (long long)e->result, reason);
-}
-
 /* The child flushes while single-stepped; the table is shared with us. */
 static void check_singlestep(int p[2])
 {

@@ -23,13 +23,6 @@
 
 #define TRACING "/sys/kernel/debug/tracing"
 
-static void expect_refused(const struct esca_entry *e, long reason, const char *what)
-{
-	if (e->status != ESCA_ST_REFUSED || e->result != reason)
-		FAIL("%s: status %u result %lld, expected REFUSED %ld", what, e->status,
-		     (long long)e->result, reason);
-}
-
 static void check_sud(int fd, struct esca_entry *t, int p[2])
 {
 	static volatile char selector = SYSCALL_DISPATCH_FILTER_ALLOW;

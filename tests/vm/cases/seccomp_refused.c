@@ -37,17 +37,9 @@ static int blocking[2], marker[2];
 
 static void *tsync_installer(void *arg)
 {
-	static char sink[1 << 17];
-	size_t got = 0;
-	ssize_t r;
-
 	usleep(300000);
 	install_filter(marker[1], SECCOMP_FILTER_FLAG_TSYNC);
-	while (got < sizeof(big)) {
-		r = read(blocking[0], sink, sizeof(sink));
-		CHECK(r > 0);
-		got += r;
-	}
+	t_drain(blocking[0], sizeof(big));
 	return arg;
 }
 

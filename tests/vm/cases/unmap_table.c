@@ -16,17 +16,9 @@ static long page;
 
 static void *unmapper(void *arg)
 {
-	static char sink[1 << 17];
-	size_t got = 0;
-	ssize_t r;
-
 	usleep(300000);
 	CHECK(munmap((char *)t2 + page, page) == 0);
-	while (got < sizeof(big)) {
-		r = read(blocking[0], sink, sizeof(sink));
-		CHECK(r > 0);
-		got += r;
-	}
+	t_drain(blocking[0], sizeof(big));
 	return arg;
 }
 

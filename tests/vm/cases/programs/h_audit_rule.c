@@ -17,18 +17,10 @@ static int blocking[2];
 
 static void *add_rule(void *arg)
 {
-	static char sink[1 << 17];
-	size_t got = 0;
-	ssize_t r;
-
 	usleep(300000);
 	CHECK(system("auditctl -a always,exit -F arch=b64 -S sendto -F a0=77 -k esca_mid "
 		     "> /dev/null") == 0);
-	while (got < sizeof(big)) {
-		r = read(blocking[0], sink, sizeof(sink));
-		CHECK(r > 0);
-		got += r;
-	}
+	t_drain(blocking[0], sizeof(big));
 	return arg;
 }
 

@@ -43,17 +43,9 @@ static void install_filter(void)
 
 static void *filterer(void *arg)
 {
-	char buf[4096];
-	size_t got = 0;
-	ssize_t r;
-
 	usleep(500000);
 	install_filter();
-	while (got < in_socket) {
-		r = read(full[1], buf, sizeof(buf));
-		CHECK(r > 0);
-		got += (size_t)r;
-	}
+	t_drain(full[1], in_socket);
 	return arg;
 }
 
