@@ -145,6 +145,36 @@ def test_thread_churn(cprog, libesca, backend, adapt, tmp_path):
         hostile(cprog, libesca, backend, adapt, tmp_path, "thread_churn", *args)
 
 
+EXIT_LINE = "exit: a thread's flush has not moved for 1000 ms"
+
+
+@pytest.mark.parametrize("variant", ["send", "wait"])
+def test_exit_blocked_flush(cprog, libesca, backend, adapt, tmp_path, variant):
+    """11b. exit() while another thread is blocked in its own flush (a send on
+    a blocking socket whose peer reads nothing) ends the process, as it ends a
+    thread blocked in the plain send: after ESCA_WRITE_TIMEOUT_MS without an
+    entry finishing (rule 5, as held bytes), with one line on stderr; a
+    thread idle in batch_flush_wait() does not delay it.  (Before: the exit
+    waited for the flush for ever; the program's watchdog killed it.)"""
+    prog = cprog("hostile/exit_blocked_flush")
+    plain = run_prog(prog, [variant], dict(plain_env(), T_TMPDIR=str(tmp_path)), timeout=TIMEOUT)
+    assert plain.returncode == 0, seen(plain)
+    env = quiet_env(libesca, backend, T_TMPDIR=str(tmp_path), ESCA_WRITE_TIMEOUT_MS="1000")
+    if adapt == "adaptdefault":
+        del env["ESCA_ADAPT"]
+    run = run_prog(prog, [variant], env, timeout=TIMEOUT, preexec_fn=fd_limits)
+    assert (run.returncode, run.stdout) == (0, plain.stdout), seen(run)
+    lines = [ln for ln in run.stderr.splitlines() if ln]
+    if backend == "off" or variant == "wait":
+        assert lines == [], run.stderr
+    elif adapt == "adapt0":
+        assert len(lines) == 1 and EXIT_LINE in lines[0], run.stderr
+    else:
+        # the default may pass the segment through: then the plain send
+        # blocked, and nothing is said
+        assert all(EXIT_LINE in ln for ln in lines), run.stderr
+
+
 WAITS = [
     "read_chk",
     "recv_chk",

@@ -121,7 +121,7 @@ static void raise_sigpipe(void)
 	REAL(syscall)(SYS_tgkill, (long)getpid(), (long)gettid(), (long)SIGPIPE);
 }
 
-static int64_t now_ms(void)
+int64_t esca_now_ms(void)
 {
 	struct timespec ts;
 
@@ -166,7 +166,7 @@ static void complete_blocking(struct esca_thread *t, unsigned i, uint64_t sent)
 	struct esca_entry *e = &t->table[i];
 	struct esca_meta *m = &t->meta[i];
 	int fd = (int)e->args[0], tmo = send_timeout_ms(fd);
-	int64_t deadline = tmo < 0 ? -1 : now_ms() + tmo;
+	int64_t deadline = tmo < 0 ? -1 : esca_now_ms() + tmo;
 	uint64_t start = sent;
 	long r;
 
@@ -194,7 +194,7 @@ static void complete_blocking(struct esca_thread *t, unsigned i, uint64_t sent)
 		}
 		if (errno == EAGAIN) {
 			struct pollfd p = { .fd = fd, .events = POLLOUT };
-			int left = deadline < 0 ? -1 : (int)(deadline - now_ms());
+			int left = deadline < 0 ? -1 : (int)(deadline - esca_now_ms());
 
 			if ((deadline >= 0 && left <= 0) ||
 			    (REAL(poll)(&p, 1, left) == 0 && deadline >= 0)) {

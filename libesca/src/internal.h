@@ -486,6 +486,8 @@ uint64_t esca_stamp(void);
 void esca_run_direct(struct esca_thread *t, unsigned i);
 /* Whether entry i (QUEUED) may be given to the backend now. */
 bool esca_entry_runnable(const struct esca_thread *t, unsigned i);
+/* CLOCK_MONOTONIC in milliseconds (through the vDSO: no kernel entry). */
+int64_t esca_now_ms(void);
 
 /*
  * Backends: one operations table each.  A thread's context is set up with

@@ -201,13 +201,40 @@ void esca_leave(struct esca_thread *t)
 }
 
 /*
+ * How far o's own flush has come: its head and how many of its pending
+ * entries have a final status (the module writes each one back as it
+ * runs).  Read while o flushes; a change is all that matters.
+ */
+static uint64_t own_flush_progress(const struct esca_thread *o)
+{
+	unsigned head = __atomic_load_n(&o->head, __ATOMIC_RELAXED);
+	unsigned n = __atomic_load_n(&o->n, __ATOMIC_RELAXED), done = 0;
+
+	for (unsigned i = head; i < n && i < o->cap; i++) {
+		uint32_t st = __atomic_load_n(&o->table[i].status, __ATOMIC_RELAXED);
+
+		done += st != ESCA_ST_QUEUED && st != ESCA_ST_INFLIGHT && st != ESCA_ST_RUNNING;
+	}
+	return (uint64_t)head << 32 | done;
+}
+
+/*
  * Another thread's batch: o's pending entries of generation `gen` (6 bits)
  * run now, from this thread, unless o has run them meanwhile.  Never called
  * with the caller's own claim held.
+ *
+ * at_exit: the process is ending.  o may be blocked inside its own flush (a
+ * send on a blocking socket whose peer reads nothing), where without
+ * libesca it would be blocked in the call itself and the exit would end it
+ * there.  Its flush is waited for as held bytes are (rule 5): until it
+ * ends, or for ESCA_WRITE_TIMEOUT_MS without an entry finishing; then the
+ * process ends with o where it is.
  */
-static void run_other(struct esca_thread *o, uint32_t gen)
+static void run_other(struct esca_thread *o, uint32_t gen, bool at_exit)
 {
 	unsigned spins = 0;
+	uint64_t seen = 0;
+	int64_t quiet_since = 0, now;
 	int idle;
 
 	for (;;) {
@@ -226,6 +253,23 @@ static void run_other(struct esca_thread *o, uint32_t gen)
 			atomic_store_explicit(&o->claim, 0, memory_order_release);
 			if (done)
 				return;
+		} else if (at_exit && spins >= 64 &&
+			   atomic_load_explicit(&o->claim, memory_order_relaxed) == 1) {
+			uint64_t p = own_flush_progress(o);
+
+			now = esca_now_ms();
+			if (!quiet_since || p != seen) {
+				seen = p;
+				quiet_since = now;
+			} else if (now - quiet_since >= esca_cfg.write_timeout_ms) {
+				esca_log("exit: a thread's flush has not moved for %d ms; the process "
+					 "ends with it unfinished, as a blocked call would",
+					 esca_cfg.write_timeout_ms);
+				return;
+			}
+			esca_raw(SYS_nanosleep, (long)&(struct timespec){ .tv_nsec = 1000000 }, 0,
+				 0, 0, 0, 0);
+			continue;
 		}
 		backoff(&spins);
 	}
@@ -258,7 +302,7 @@ void esca_fd_foreign_slow(int fd, uint32_t w)
 	o = __atomic_load_n(&slots[tag >> 6], __ATOMIC_ACQUIRE);
 	if (!o || o == t)
 		return;
-	run_other(o, tag & 63);
+	run_other(o, tag & 63, false);
 }
 
 /* ---- before a call with an effect outside the process ------------------------ */
@@ -301,7 +345,7 @@ void esca_before_new_fd_slow(struct esca_thread *t)
 	}
 	pthread_mutex_unlock(&threads_lock);
 	for (i = 0; i < k; i++)
-		run_other(list[i], gens[i]);
+		run_other(list[i], gens[i], false);
 out:
 	errno = saved;
 }
@@ -334,7 +378,7 @@ void esca_flush_all_threads(void)
 	}
 	pthread_mutex_unlock(&threads_lock);
 	for (i = 0; i < k; i++)
-		run_other(list[i], gens[i]);
+		run_other(list[i], gens[i], true);
 }
 
 /* ---- the signal queue ---------------------------------------------------------- */
