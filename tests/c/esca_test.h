@@ -831,6 +831,27 @@ static inline void t_record(char *buf, char tag, unsigned seq)
 }
 
 /*
+ * `segments` segments, each of two records written to fd under mu and
+ * numbered from *seq (the mutex orders them across threads): the threads
+ * of the hostile programs mutex_order and thread_churn.
+ */
+static inline void t_mutex_segments(int fd, pthread_mutex_t *mu, unsigned *seq, long segments)
+{
+	for (long i = 0; i < segments; i++) {
+		ESCA_BATCH_START();
+		for (int k = 0; k < 2; k++) {
+			char r[H_REC];
+
+			pthread_mutex_lock(mu);
+			t_record(r, 'T', (*seq)++);
+			CHECK(write(fd, r, H_REC) == H_REC);
+			pthread_mutex_unlock(mu);
+		}
+		ESCA_BATCH_FLUSH();
+	}
+}
+
+/*
  * Checks a stream of records: every one whole (tag, 8 digits, newline)
  * and its number greater than the one before (consecutive: exactly one
  * more, from 0).  Returns NULL, or what is wrong (static buffer); *count

@@ -26,18 +26,7 @@ static int s;
 static void *thread(void *arg)
 {
 	(void)arg;
-	for (long i = 0; i < segments; i++) {
-		ESCA_BATCH_START();
-		for (int k = 0; k < 2; k++) {
-			char r[H_REC];
-
-			pthread_mutex_lock(&mu);
-			t_record(r, 'T', next_seq++);
-			CHECK(write(s, r, H_REC) == H_REC);
-			pthread_mutex_unlock(&mu);
-		}
-		ESCA_BATCH_FLUSH();
-	}
+	t_mutex_segments(s, &mu, &next_seq, segments);
 	return NULL;
 }
 
