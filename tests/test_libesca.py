@@ -220,7 +220,7 @@ def test_exported_symbols_match_the_symbols_file(libesca):
         check=True,
     ).stdout
     exported = {line.split()[0] for line in nm.splitlines() if line.split()[1] in ("T", "W", "i")}
-    symbols_file = TOP / "esca_pkg" / "templates" / "libesca" / "debian" / "libesca0.symbols"
+    symbols_file = TOP / "debian" / "libesca0.symbols"
     listed = {
         line.split("@", 1)[0].strip()
         for line in symbols_file.read_text().splitlines()

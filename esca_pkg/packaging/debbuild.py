@@ -1,7 +1,6 @@
 """Building blocks of a Debian package build, shared by every target.
 
-Debian metadata goes through python-debian (changelog, control, .changes),
-debian/ directories come from jinja2 templates shipped as package data.
+Debian metadata goes through python-debian (changelog, control, .changes).
 """
 
 from __future__ import annotations
@@ -11,15 +10,12 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from importlib import resources
-from importlib.resources.abc import Traversable
 from pathlib import Path
 
-import jinja2
 from debian.changelog import Changelog
 from debian.deb822 import Changes, Deb822, PkgRelation
 
-from esca_pkg import proc, templating
+from esca_pkg import proc
 from esca_pkg.log import die
 
 DEFAULT_MAINTAINER = "ESCA developers <esca@example.org>"
@@ -32,69 +28,6 @@ def maintainer() -> str:
     if name and mail:
         return f"{name} <{mail}>"
     return DEFAULT_MAINTAINER
-
-
-def templates_root() -> Traversable:
-    return resources.files("esca_pkg") / "templates"
-
-
-def template_files(name: str) -> list[str]:
-    """Relative paths of the template files of one target (sorted)."""
-    root = templates_root() / name
-    if not root.is_dir():
-        die(
-            f"no templates for '{name}' in the esca_pkg package",
-            hint="reinstall esca-pkg: its templates/ package data is missing",
-        )
-    found: list[str] = []
-
-    def walk(node: Traversable, prefix: str) -> None:
-        for child in node.iterdir():
-            rel = f"{prefix}{child.name}"
-            if child.is_dir():
-                walk(child, rel + "/")
-            elif not child.name.endswith((".pyc", "~")):
-                found.append(rel)
-
-    walk(root, "")
-    return sorted(found)
-
-
-def jinja_env() -> jinja2.Environment:
-    """The templates of esca_pkg/templates/ (package data)."""
-    return templating.environment(jinja2.PackageLoader("esca_pkg", "templates"))
-
-
-_SCRIPT_SUFFIXES = (".preinst", ".postinst", ".prerm", ".postrm", ".config")
-
-
-def _is_script(rel: str) -> bool:
-    """Files of debian/ that must be executable.  Templates are stored without
-    the executable bit and begin with a jinja comment, so that the installed
-    tool does not ship them as scripts."""
-    name = rel.rsplit("/", 1)[-1]
-    return (
-        rel == "debian/rules"
-        or name in {s[1:] for s in _SCRIPT_SUFFIXES}
-        or name.endswith(_SCRIPT_SUFFIXES)
-    )
-
-
-def render_templates(name: str, dest: Path, variables: Mapping[str, object]) -> list[Path]:
-    """Render every file of templates/<name>/ into dest, keeping the executable bit."""
-    env = jinja_env()
-    written = []
-    for rel in template_files(name):
-        out = dest / rel
-        out.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            text = env.get_template(f"{name}/{rel}").render(**variables)
-        except jinja2.TemplateError as e:
-            die(f"template {name}/{rel}: {e}", hint="fix the template in esca_pkg/templates/")
-        out.write_text(text)
-        out.chmod(0o755 if _is_script(rel) else 0o644)
-        written.append(out)
-    return written
 
 
 def write_changelog(

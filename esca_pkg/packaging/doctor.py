@@ -146,10 +146,12 @@ def build_checks(ctx: BuildContext | None, system: System) -> list[Check]:
         ("dh", "debhelper"),
         ("lintian", "lintian"),
         ("gpg", "gnupg"),
+        ("apt-ftparchive", "apt-utils"),
     ):
         have = system.which(tool)
-        level = "warn" if tool == "gpg" else "fail"
-        note = " (needed only to sign repositories)" if tool == "gpg" else ""
+        only = {"gpg": "to sign repositories", "apt-ftparchive": "by esca-pkg repo"}
+        level = "warn" if tool in only else "fail"
+        note = f" (needed only {only[tool]})" if tool in only else ""
         out.append(
             Check(
                 "build",

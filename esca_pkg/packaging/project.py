@@ -14,7 +14,17 @@ from esca_pkg.log import die
 
 # Build products that never belong in a package's source, for trees that are
 # not git checkouts (a git checkout uses its .gitignore instead).
-_IGNORED_PARTS = {".git", "__pycache__", ".pytest_cache", ".ruff_cache", ".venv", "build", "dist"}
+_IGNORED_PARTS = {
+    ".git",
+    ".release",
+    "__pycache__",
+    ".pytest_cache",
+    ".ruff_cache",
+    ".venv",
+    "_build",
+    "build",
+    "dist",
+}
 _IGNORED_SUFFIXES = (".o", ".ko", ".mod", ".mod.c", ".cmd", ".pyc", ".so")
 
 
@@ -66,20 +76,6 @@ class Project:
                         continue
                     result.append(str((Path(dirpath) / name).relative_to(self.root)))
         return sorted(result)
-
-    def changelog_epoch(self) -> int:
-        """Timestamp for the generated changelog entry: the last commit touching
-        VERSION (reproducible), else VERSION's modification time."""
-        if (self.root / ".git").exists() and shutil.which("git"):
-            out = proc.run(
-                ["git", "log", "-1", "--format=%ct", "--", "VERSION"],
-                cwd=self.root,
-                capture=True,
-                check=False,
-            ).stdout.strip()
-            if out.isdigit():
-                return int(out)
-        return int((self.root / "VERSION").stat().st_mtime)
 
 
 def read_version(root: Path) -> str:

@@ -1,6 +1,8 @@
 """An apt repository with one suite per Debian release, from built .debs.
 
     <out>/dists/<suite>/Release            Origin, Label, Suite, Codename, hashes
+    <out>/dists/<suite>/InRelease          (signed repositories)
+    <out>/dists/<suite>/Release.gpg        (signed repositories)
     <out>/dists/<suite>/main/binary-<arch>/Packages(.gz)
     <out>/pool/<suite>/*.deb
     <out>/esca-archive-keyring.gpg         (signed repositories)
@@ -11,25 +13,33 @@ repository serves both releases: a machine names its own codename in the
 source line (`deb [trusted=yes] file:/path trixie main`) and apt takes that
 release's builds.  Usable unsigned (`[trusted=yes]`) or with a signed Release
 (`[signed-by=KEYRING]`); the Origin lets apt pin the repository
-(`Pin: release o=ESCA`).  All metadata is written with python-debian; nothing
-under /etc/apt is touched.
+(`Pin: release o=ESCA`).
+
+Who writes what:
+- python-debian only reads: the Distribution of each .changes (the suite a
+  .deb goes to) and each .deb's control, which names it in the pool
+  (<package>_<version without epoch>_<arch>.deb, the name apt-ftparchive's
+  architecture filter matches; a .deb is hard-linked there, else copied);
+- apt-ftparchive (package apt-utils) writes each Packages index
+  (`apt-ftparchive packages`, stored as Packages and gzip'd as Packages.gz)
+  and each Release with its MD5Sum/SHA1/SHA256/SHA512 of those indexes
+  (`apt-ftparchive release`, the fields given as APT::FTPArchive::Release::*);
+- gpg writes InRelease (--clearsign), Release.gpg (--detach-sign) and the
+  keyring (--export).
+Nothing under /etc/apt is touched.
 """
 
 from __future__ import annotations
 
-import email.utils
 import gzip
-import hashlib
 import os
 import shutil
-import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from debian.arfile import ArError
-from debian.deb822 import Changes, Deb822, Release
+from debian.deb822 import Changes, Packages
 from debian.debfile import DebError, DebFile
 from debian.debian_support import Version
 
@@ -45,6 +55,8 @@ INDEXES = ("Packages", "Packages.gz")
 SIGNATURES = ("InRelease", "Release.gpg")
 #: what an earlier, flat layout of esca-pkg repo left at the top (removed)
 FLAT_LEFTOVERS = (*INDEXES, "Release", *SIGNATURES)
+FTPARCHIVE = "apt-ftparchive"
+FTPARCHIVE_FIX = "apt-get install apt-utils"
 
 Listed = tuple[str, str, str]  # (package, version, architecture)
 
@@ -62,15 +74,6 @@ class RepoResult:
     def sources_line(self, suite: str) -> str:
         opt = f"signed-by={self.keyring}" if self.signed else "trusted=yes"
         return f"deb [{opt}] file:{self.path} {suite} {COMPONENT}"
-
-
-def _digests(path: Path) -> dict[str, str]:
-    h = {"md5sum": hashlib.md5(), "sha1": hashlib.sha1(), "sha256": hashlib.sha256()}
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            for d in h.values():
-                d.update(chunk)
-    return {k: v.hexdigest() for k, v in h.items()}
 
 
 def debs_by_distribution(dirs: Iterable[Path]) -> dict[str, list[Path]]:
@@ -112,24 +115,38 @@ def debs_by_distribution(dirs: Iterable[Path]) -> dict[str, list[Path]]:
     return {k: sorted(v) for k, v in sorted(found.items())}
 
 
-def _stanza(deb: Path, filename: str) -> Deb822:
+def _control(deb: Path) -> Listed:
+    """(Package, Version, Architecture) of deb, read with python-debian."""
     try:
-        control = DebFile(str(deb)).debcontrol()
+        with DebFile(str(deb)) as pkg:
+            control = pkg.debcontrol()
+            return control["Package"], control["Version"], control["Architecture"]
     except (ArError, DebError, OSError, KeyError) as e:
         die(
             f"{deb} is not a readable Debian package: {e}",
             hint="rebuild it with esca-pkg build-all, or remove it from the directory",
         )
-    para = Deb822()
-    for key, value in control.items():
-        para[key] = value
-    d = _digests(deb)
-    para["Filename"] = filename
-    para["Size"] = str(deb.stat().st_size)
-    para["MD5sum"] = d["md5sum"]
-    para["SHA1"] = d["sha1"]
-    para["SHA256"] = d["sha256"]
-    return para
+
+
+def _require_ftparchive() -> None:
+    if shutil.which(FTPARCHIVE, path=proc.SYSTEM_PATH) is None:
+        die(
+            f"{FTPARCHIVE} is not installed (esca-pkg repo writes the Packages and "
+            "Release files with it)",
+            hint=FTPARCHIVE_FIX,
+        )
+
+
+def _ftparchive(out: Path, *args: str, hint: str) -> str:
+    """What apt-ftparchive args, run in out, writes to stdout.  It exits 0 even
+    when it could not read a package (and leaves it out), so an E: line on
+    stderr is a failure too."""
+    res = proc.run([FTPARCHIVE, *args], cwd=out, capture=True, check=False, hint=FTPARCHIVE_FIX)
+    errors = [ln for ln in res.stderr.splitlines() if ln.startswith("E: ")]
+    if res.returncode != 0 or errors:
+        said = "; ".join(errors or res.stderr.strip().splitlines()[-1:])
+        die(f"{FTPARCHIVE} {' '.join(args)} (in {out}) failed: {said}", hint=hint)
+    return res.stdout
 
 
 def _place(deb: Path, dest: Path) -> None:
@@ -147,45 +164,59 @@ def _host_architecture() -> str:
 def _write_suite(
     out: Path, suite: str, debs: list[Path], origin: str, label: str
 ) -> tuple[Path, list[Listed]]:
-    stanzas = []
+    pooled: dict[str, Listed] = {}
     for deb in sorted(set(debs)):
-        pooled = f"pool/{suite}/{deb.name}"
-        if (out / pooled).exists():
-            die(f"two packages named {deb.name} for {suite}", hint="remove one of them")
-        _place(deb, out / pooled)
-        stanzas.append(_stanza(out / pooled, pooled))
-    stanzas.sort(key=lambda s: (s["Package"], Version(s["Version"]), s["Architecture"]))
+        pkg, version, arch = entry = _control(deb)
+        name = f"{pkg}_{version.split(':', 1)[-1]}_{arch}.deb"
+        if name in pooled:
+            die(f"two packages named {name} for {suite}", hint="remove one of them")
+        _place(deb, out / "pool" / suite / name)
+        pooled[name] = entry
     # Packages of Architecture: all are listed for every architecture.
-    archs = sorted({s["Architecture"] for s in stanzas} - {"all"}) or [_host_architecture()]
+    archs = sorted({a for _, _, a in pooled.values()} - {"all"}) or [_host_architecture()]
     sdir = out / "dists" / suite
-    indexes = []
+    check = f"check the .debs of {out / 'pool' / suite} with dpkg-deb --info; rebuild or remove it"
     for arch in archs:
-        text = "\n".join(s.dump() for s in stanzas if s["Architecture"] in (arch, "all"))
+        text = _ftparchive(
+            out,
+            "--arch",
+            arch,
+            "-o",
+            "APT::FTPArchive::IncludeArchitectureAll=true",
+            "packages",
+            f"pool/{suite}",
+            hint=check,
+        )
+        paras = Packages.iter_paragraphs(text.splitlines(keepends=True), use_apt_pkg=False)
+        got = sorted(Path(p["Filename"]).name for p in paras)
+        want = sorted(n for n, (_, _, a) in pooled.items() if a in (arch, "all"))
+        if got != want:
+            die(
+                f"{FTPARCHIVE} listed {', '.join(got) or 'nothing'} for {suite}/{arch}, "
+                f"not {', '.join(want)}",
+                hint=check,
+            )
         bdir = sdir / COMPONENT / f"binary-{arch}"
         bdir.mkdir(parents=True)
         (bdir / "Packages").write_text(text)
         with gzip.GzipFile(bdir / "Packages.gz", "wb", mtime=0) as gz:
             gz.write(text.encode())
-        indexes += [f"{COMPONENT}/binary-{arch}/{n}" for n in INDEXES]
 
-    rel = Release()
-    rel["Origin"] = origin
-    rel["Label"] = label
-    rel["Suite"] = suite
-    rel["Codename"] = suite
-    rel["Date"] = email.utils.formatdate(time.time(), usegmt=True)
-    rel["Architectures"] = " ".join(archs)
-    rel["Components"] = COMPONENT
-    rel["Description"] = f"ESCA packages for Debian {suite}, built by esca-pkg"
-    for field, algo in (("MD5Sum", "md5sum"), ("SHA256", "sha256")):
-        # python-debian's Release takes the hash fields as lists of dicts
-        files: Any = [
-            {algo: _digests(sdir / n)[algo], "size": str((sdir / n).stat().st_size), "name": n}
-            for n in indexes
-        ]
-        rel[field] = files
-    (sdir / "Release").write_text(rel.dump())
-    return sdir, [(s["Package"], s["Version"], s["Architecture"]) for s in stanzas]
+    fields = {
+        "Origin": origin,
+        "Label": label,
+        "Suite": suite,
+        "Codename": suite,
+        "Architectures": " ".join(archs),
+        "Components": COMPONENT,
+        "Description": f"ESCA packages for Debian {suite}, built by esca-pkg",
+    }
+    opts = [a for k, v in fields.items() for a in ("-o", f"APT::FTPArchive::Release::{k}={v}")]
+    # Release lists the indexes under dists/<suite>; it is written after, not listing itself.
+    text = _ftparchive(out, *opts, "release", f"dists/{suite}", hint=f"check {sdir}")
+    (sdir / "Release").write_text(text)
+    listed = sorted(pooled.values(), key=lambda e: (e[0], Version(e[1]), e[2]))
+    return sdir, listed
 
 
 def build_repo(
@@ -203,6 +234,7 @@ def build_repo(
     for name in suites:
         if not name or "/" in name or name.startswith("."):
             die(f"'{name}' cannot name a suite", hint="use a release codename such as trixie")
+    _require_ftparchive()
     out.mkdir(parents=True, exist_ok=True)
     for sub in ("dists", "pool"):
         shutil.rmtree(out / sub, ignore_errors=True)

@@ -4,7 +4,7 @@ The build checks the library against the committed symbols file
 (DPKG_GENSYMBOLS_CHECK_LEVEL=4 in debian/rules): a symbol added or removed
 fails it.  `esca-pkg symbols` rebuilds libesca with the check off and writes
 the symbols dpkg-gensymbols generated (new symbols tagged with the current
-version, existing ones keeping theirs) back into the template.
+version, existing ones keeping theirs) back into debian/libesca0.symbols.
 """
 
 from __future__ import annotations
@@ -18,27 +18,20 @@ from esca_pkg.log import die
 from esca_pkg.packaging import targets
 from esca_pkg.packaging.context import BuildContext
 from esca_pkg.packaging.progress import Progress
-from esca_pkg.packaging.targets.base import DebhelperTarget
+from esca_pkg.packaging.targets.esca import EscaTarget
 
 LIB_PACKAGE = "libesca0"
 DEV_PACKAGE = "libesca-dev"
 
 
-def template_path(ctx: BuildContext) -> Path:
-    return (
-        ctx.project.root
-        / "esca_pkg"
-        / "templates"
-        / "libesca"
-        / "debian"
-        / f"{LIB_PACKAGE}.symbols"
-    )
+def symbols_path(ctx: BuildContext) -> Path:
+    return ctx.project.root / "debian" / f"{LIB_PACKAGE}.symbols"
 
 
 def regenerate(ctx: BuildContext) -> tuple[Path, list[str], list[str]]:
-    """Build libesca, write the symbols template; return (path, added, removed)."""
-    target = targets.get("libesca", ctx.project)
-    assert isinstance(target, DebhelperTarget)
+    """Build the packages, write debian/libesca0.symbols; return (path, added, removed)."""
+    target = targets.get("esca", ctx.project)
+    assert isinstance(target, EscaTarget)
     log = ctx.log_path("symbols")
     log.parent.mkdir(parents=True, exist_ok=True)
     log.write_text("esca-pkg symbols: building libesca with the symbols check off\n")
@@ -65,7 +58,7 @@ def regenerate(ctx: BuildContext) -> tuple[Path, list[str], list[str]]:
     lines = out.read_text().splitlines()
     if not any(line.startswith("* Build-Depends-Package:") for line in lines):
         lines.insert(1, f"* Build-Depends-Package: {DEV_PACKAGE}")
-    path = template_path(ctx)
+    path = symbols_path(ctx)
     old = path.read_text().splitlines() if path.exists() else []
     syms = {line.split()[0] for line in lines if line.startswith(" ")}
     old_syms = {line.split()[0] for line in old if line.startswith(" ")}

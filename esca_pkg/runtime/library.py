@@ -34,7 +34,7 @@ def find(option: Path | None) -> Path:
     if not lib.is_file():
         die(
             f"libesca not found at {lib} (from {origin})",
-            hint="install it (esca-pkg build libesca && apt install "
+            hint="install it (esca-pkg build esca && apt install "
             f"./{dist_hint()}/libesca0_*.deb), or "
             f"point {LIBRARY_ENV} at a built one (make -C libesca: libesca/build/{SONAME})",
         )

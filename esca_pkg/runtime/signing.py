@@ -10,10 +10,10 @@ framework.conf.d/ moves it), which the kernel trusts once it is enrolled as
 a Machine Owner Key (mokutil --import, then MokManager at the next boot).
 
 `probe()` reads the machine into a `State`; `problem()` decides; `advice()`
-words it.  The wording is this module's only: esca-dkms's postinst (shell,
-it runs before the tool is installed) gets the same text rendered in when
-the package is built (`shell_advice()`, templates/dkms/debian/
-esca-dkms.postinst), with its own shell variables in place of the values.
+words it.  esca-dkms's postinst (shell: it runs where the tool may not be
+installed) carries the same text with its own shell variables in place of
+the values: `shell_advice()` gives it, and tests/unit/test_signing.py fails,
+printing the arms to paste, when debian/esca-dkms.postinst's copy differs.
 """
 
 from __future__ import annotations

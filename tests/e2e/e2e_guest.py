@@ -36,7 +36,7 @@ BUILD = Path(os.environ.get("ESCA_E2E_BUILD", REPO / "tests" / "_build" / "e2e")
 
 INITRAMFS_MODULES = (*guest.MODULES_9P, *guest.MODULES_DISK)
 # The packages esca-pkg builds for the operator's install, and the servers.
-PACKAGE_TARGETS = ("dkms", "libesca", "tool", "nginx")
+PACKAGE_TARGETS = ("esca", "nginx")
 
 HarnessError = guest.HarnessError
 GuestRun = guest.GuestRun

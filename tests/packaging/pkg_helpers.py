@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from debian.changelog import Changelog
 
 ROOT = Path(__file__).resolve().parents[2]
 SYSTEM_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
@@ -42,6 +43,7 @@ def sh(
     check: bool = True,
     env: dict[str, str] | None = None,
     timeout: float = 900,
+    cwd: Path | None = None,
 ) -> subprocess.CompletedProcess[str]:
     full = {
         **os.environ,
@@ -62,6 +64,7 @@ def sh(
         timeout=timeout,
         stdin=subprocess.DEVNULL,
         check=False,
+        cwd=cwd,
     )
     if check and res.returncode != 0:
         pytest.fail(
@@ -71,7 +74,9 @@ def sh(
 
 
 SNAPSHOT_PARTS = (
+    ".gitignore",
     "VERSION",
+    "debian",
     "pyproject.toml",
     "README.md",
     "esca_pkg",
@@ -79,8 +84,10 @@ SNAPSHOT_PARTS = (
     "dkms",
     "servers",
 )
-#: the targets of this suite; the servers' targets are built by tests/servers
-TARGETS = ("dkms", "libesca", "tool")
+#: the targets of this suite (the top-level debian/); the servers' are built by tests/servers
+TARGETS = ("esca",)
+#: the binary packages of debian/control
+PACKAGES = ("esca-dkms", "libesca0", "libesca-dev", "esca-microbench", "esca-tools")
 
 
 def snapshot(dest: Path) -> Path:
@@ -97,6 +104,23 @@ def snapshot(dest: Path) -> Path:
         elif src.exists():
             shutil.copy2(src, dest / part)
     return dest
+
+
+def raise_version(tree: Path, version: str) -> None:
+    """A release of tree at version: VERSION and a debian/changelog entry (as dch -v)."""
+    (tree / "VERSION").write_text(version + "\n")
+    path = tree / "debian" / "changelog"
+    log = Changelog(path.read_text())
+    log.new_block(
+        package=log.package,
+        version=version,
+        distributions="unstable",
+        urgency="medium",
+        author=log.author,
+        date=log.date,
+        changes=["", f"  * Test release {version}.", ""],
+    )
+    path.write_text(str(log))
 
 
 @dataclass(frozen=True)

@@ -9,11 +9,9 @@ from pathlib import Path
 import pytest
 from debian.deb822 import Changes
 from debian.debfile import DebFile
-from pkg_helpers import ROOT, TARGETS, Built, esca_pkg, sh, snapshot
+from pkg_helpers import PACKAGES, ROOT, SYSTEM_PATH, TARGETS, Built, esca_pkg, sh, snapshot
 
 pytestmark = pytest.mark.packaging
-
-PACKAGES = ["esca-dkms", "libesca0", "libesca-dev", "esca-microbench", "esca-tools"]
 
 
 def test_build_all_builds_every_package(built: Built) -> None:
@@ -51,9 +49,9 @@ def test_deleted_output_is_rebuilt(built: Built, tmp_path: Path) -> None:
     victim = next(dist.glob("esca-dkms_*.deb"))
     victim.unlink()
     res = esca_pkg(
-        "build", "dkms", "--project", built.project, "--dist", dist, "--build-dir", tmp_path / "b"
+        "build", "esca", "--project", built.project, "--dist", dist, "--build-dir", tmp_path / "b"
     )
-    assert "dkms: built" in res.stderr
+    assert "esca: built" in res.stderr
     assert victim.exists()
 
 
@@ -80,7 +78,7 @@ def test_versions_come_from_VERSION_and_the_release(built: Built) -> None:
         ctl = deb.debcontrol()
         assert ctl["Version"] == built.package_version
         assert ctl["Package"] == pkg
-    sources = {"esca-dkms", "libesca", "esca-tools"}
+    sources = {"esca"}
     found = {}
     for path in built.dist.glob("*.changes"):
         with path.open() as fh:
@@ -117,7 +115,7 @@ def test_dkms_package_contents(built: Built) -> None:
     conf = DebFile(str(deb)).data.get_content(f"{src}/dkms.conf", encoding="utf-8")
     assert f'PACKAGE_VERSION="{built.version}"' in conf
     assert 'PACKAGE_NAME="esca"' in conf
-    assert "@VERSION@" not in conf
+    assert "#MODULE_VERSION#" not in conf
     ctl = DebFile(str(deb)).debcontrol()
     assert "dkms" in ctl["Depends"] and ctl["Architecture"] == "all"
     depends = {d.strip().split()[0] for d in ctl["Depends"].split(",")}
@@ -167,9 +165,8 @@ def test_tool_package_contents(built: Built) -> None:
     assert "d /run/esca 0755 root root" in tmpfiles
     postinst = DebFile(str(deb)).control.get_content("postinst", encoding="utf-8")
     assert "systemd-tmpfiles" in postinst and "esca-tools.conf" in postinst
-    assert any(
-        n.startswith("/usr/lib/python3/dist-packages/esca_pkg/templates/dkms/") for n in names
-    )
+    # debian/ is the source package's, not the tool's data
+    assert not [n for n in names if "/esca_pkg/templates/" in n]
     depends = DebFile(str(deb)).debcontrol()["Depends"]
     for dep in ("python3-click", "python3-jinja2", "python3-debian"):
         assert dep in depends
@@ -181,7 +178,7 @@ def test_failed_build_prints_log_tail_and_fails(tmp_path: Path) -> None:
     victim.write_text(victim.read_text() + "\nthis is not C;\n")
     res = esca_pkg(
         "build",
-        "libesca",
+        "esca",
         "--project",
         proj,
         "--dist",
@@ -191,7 +188,7 @@ def test_failed_build_prints_log_tail_and_fails(tmp_path: Path) -> None:
         check=False,
     )
     assert res.returncode != 0
-    log = tmp_path / "build" / "logs" / "libesca.log"
+    log = tmp_path / "build" / "logs" / "esca.log"
     assert log.exists()
     assert f"last lines of {log}" in res.stderr
     assert f"full log: {log}" in res.stderr
@@ -205,7 +202,7 @@ def test_bad_version_is_refused(tmp_path: Path) -> None:
         ROOT / "esca_pkg", proj / "esca_pkg", ignore=shutil.ignore_patterns("__pycache__")
     )
     (proj / "VERSION").write_text("1.0-beta\n")
-    res = esca_pkg("build", "tool", "--project", proj, check=False)
+    res = esca_pkg("build", "esca", "--project", proj, check=False)
     assert res.returncode == 1
     assert "VERSION" in res.stderr and "fix:" in res.stderr
 
@@ -213,4 +210,75 @@ def test_bad_version_is_refused(tmp_path: Path) -> None:
 def test_unknown_target_names_the_choices() -> None:
     res = esca_pkg("build", "nosuch", check=False)
     assert res.returncode == 1
-    assert "unknown target 'nosuch'" in res.stderr and "dkms" in res.stderr
+    assert "unknown target 'nosuch'" in res.stderr and "esca" in res.stderr
+
+
+@pytest.fixture(scope="module")
+def checkout(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A git clone of this tree as it is (its files committed to a repository of
+    their own, branch main), as a Debian developer gets it."""
+    base = tmp_path_factory.mktemp("checkout")
+    origin = snapshot(base / "origin")
+    git = ("git", "-c", "user.name=t", "-c", "user.email=t@example.org")
+    sh(*git, "init", "-q", "-b", "main", origin)
+    sh(*git, "-C", origin, "add", "-A")
+    sh(*git, "-C", origin, "commit", "-q", "-m", "snapshot")
+    sh("git", "clone", "-q", origin, base / "esca")
+    return base / "esca"
+
+
+def _debs(where: Path) -> dict[str, Path]:
+    return {p.name.split("_")[0]: p for p in where.glob("*.deb") if "-dbgsym_" not in p.name}
+
+
+def _lint_changes(changes: Path) -> None:
+    res = sh("lintian", "--fail-on", "error,warning", changes, check=False)
+    assert res.returncode == 0 and not [
+        ln for ln in res.stdout.splitlines() if ln.startswith(("E:", "W:"))
+    ], res.stdout + res.stderr
+
+
+def test_dpkg_buildpackage_in_a_checkout(checkout: Path, built: Built) -> None:
+    """`dpkg-buildpackage -us -uc -b` in a clone builds the five packages, lintian-clean,
+    with the files esca-pkg's build has (only the version differs: no release entry)."""
+    res = sh(
+        "dpkg-buildpackage",
+        "-us",
+        "-uc",
+        "-b",
+        cwd=checkout,
+        env={"PATH": SYSTEM_PATH},
+        check=False,
+    )
+    assert res.returncode == 0, res.stdout[-4000:] + res.stderr[-4000:]
+    debs = _debs(checkout.parent)
+    assert sorted(debs) == sorted(PACKAGES)
+    for pkg, deb in debs.items():
+        assert DebFile(str(deb)).debcontrol()["Version"] == built.version
+        assert _names(deb) == _names(built.deb(pkg)), pkg
+    (changes,) = checkout.parent.glob("esca_*.changes")
+    _lint_changes(changes)
+    # debian/rules clean leaves the checkout as it was
+    sh("debian/rules", "clean", cwd=checkout, env={"PATH": SYSTEM_PATH})
+    status = sh("git", "-C", checkout, "status", "--porcelain", "--ignored").stdout
+    assert not status.strip(), status
+
+
+def test_gbp_buildpackage_in_a_checkout(checkout: Path, tmp_path: Path) -> None:
+    """git-buildpackage (debian/gbp.conf: native, branch main) builds the committed tree."""
+    area = tmp_path / "build-area"
+    res = sh(
+        "gbp",
+        "buildpackage",
+        f"--git-export-dir={area}",
+        "-us",
+        "-uc",
+        "-b",
+        cwd=checkout,
+        env={"PATH": SYSTEM_PATH},
+        check=False,
+    )
+    assert res.returncode == 0, res.stdout[-4000:] + res.stderr[-4000:]
+    assert sorted(_debs(area)) == sorted(PACKAGES)
+    (changes,) = area.glob("esca_*.changes")
+    _lint_changes(changes)

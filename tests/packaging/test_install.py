@@ -198,7 +198,7 @@ def test_tool_runs_from_its_package(built: Built) -> None:
         assert res.returncode in (0, 1), res.stderr
         assert {c["name"] for c in json.loads(res.stdout)} >= {"io_uring", "backend"}
         res = subprocess.run(
-            ["/usr/bin/esca-pkg", "build", "dkms"],
+            ["/usr/bin/esca-pkg", "build", "esca"],
             capture_output=True,
             text=True,
             env=env,

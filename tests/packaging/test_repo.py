@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from debian.deb822 import Packages, Release
-from pkg_helpers import Built, esca_pkg, require_root, sh, snapshot
+from pkg_helpers import Built, esca_pkg, raise_version, require_root, sh, snapshot
 
 pytestmark = pytest.mark.packaging
 
@@ -86,6 +86,9 @@ def test_repo_metadata(built: Built, tmp_path: Path) -> None:
         data = (suite / name).read_bytes()
         assert entry["sha256"] == hashlib.sha256(data).hexdigest()
         assert int(entry["size"]) == len(data)
+    # written by apt-ftparchive (apt-utils): SHA512 too, over the same indexes
+    sha512 = {e["name"]: e["sha512"] for e in rel["SHA512"]}
+    assert sha512 == {n: hashlib.sha512((suite / n).read_bytes()).hexdigest() for n in listed}
     with (suite / index).open() as fh:
         stanzas = list(Packages.iter_paragraphs(fh, use_apt_pkg=False))
     debs = sorted(p.name for p in built.dist.glob("*.deb"))
@@ -94,6 +97,7 @@ def test_repo_metadata(built: Built, tmp_path: Path) -> None:
     for s in stanzas:
         deb = out / s["Filename"]
         assert s["SHA256"] == hashlib.sha256(deb.read_bytes()).hexdigest()
+        assert s["SHA512"] == hashlib.sha512(deb.read_bytes()).hexdigest()
         assert int(s["Size"]) == deb.stat().st_size
     assert not (suite / "InRelease").exists()
 
@@ -106,11 +110,11 @@ def test_apt_installs_and_upgrades_esca_dkms_from_the_repo(
     newer_upstream = built.version + "+test1"
     newer = built.package_version.replace(built.version, newer_upstream, 1)
     proj = snapshot(tmp_path / "proj")
-    (proj / "VERSION").write_text(newer_upstream + "\n")
+    raise_version(proj, newer_upstream)
     dist = tmp_path / "dist"
     esca_pkg(
         "build",
-        "dkms",
+        "esca",
         "--project",
         proj,
         "--dist",

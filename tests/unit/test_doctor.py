@@ -29,7 +29,15 @@ class FakeSystem(doctor.System):
         self.running = "6.18.0-custom"
         self.headers = {"6.1.0-28-amd64"}
         self.packages = {"linux-headers-6.1.0-28-amd64", "linux-image-6.1.0-28-amd64-dbg"}
-        self.tools = {"dkms", "dpkg-buildpackage", "dh", "lintian", "gpg", "apt-cache"}
+        self.tools = {
+            "dkms",
+            "dpkg-buildpackage",
+            "dh",
+            "lintian",
+            "gpg",
+            "apt-cache",
+            "apt-ftparchive",
+        }
         self.dkms = "esca/0.1.0, 6.1.0-28-amd64, x86_64: installed\n"
         self.loaded = False
         self.dev: os.stat_result | None = None
@@ -166,6 +174,8 @@ def test_build_tools_and_no_source_tree() -> None:
     checks = by_name(doctor.build_checks(None, FakeSystem(tools={"dh", "gpg"})))
     assert checks["dpkg-buildpackage"].status == "fail"
     assert checks["lintian"].fix == "apt-get install lintian"
+    assert checks["apt-ftparchive"].status == "warn"
+    assert checks["apt-ftparchive"].fix == "apt-get install apt-utils"
     assert checks["source tree"].status == "warn"
 
 

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 
-from esca_pkg.packaging import debbuild
 from esca_pkg.runtime import signing
 from esca_pkg.runtime.signing import Enrollment, Problem
 
@@ -103,18 +102,34 @@ def test_dkms_key_follows_framework_conf(tmp_path: Path, monkeypatch: pytest.Mon
 # --- the postinst's copy -----------------------------------------------------
 
 
+POSTINST = Path(__file__).resolve().parents[2] / "debian" / "esca-dkms.postinst"
+
+
 def _postinst_function(tmp_path: Path) -> Path:
-    text = (
-        debbuild.jinja_env()
-        .get_template("dkms/debian/esca-dkms.postinst")
-        .render(signing_advice=signing.shell_advice())
-    )
-    lines = text.splitlines(keepends=True)
+    lines = POSTINST.read_text().splitlines(keepends=True)
     begin = lines.index("# esca-signing: begin\n")
     end = lines.index("# esca-signing: end\n")
     out = tmp_path / "signing.sh"
     out.write_text("".join(lines[begin : end + 1]))
     return out
+
+
+def test_postinst_carries_signing_py_texts() -> None:
+    """The postinst's here-documents are shell_advice()'s, word for word."""
+    cases = signing.shell_advice()
+    arms = "".join(
+        f"\t\t{case})\n\t\t\tcat <<EOF\n{text}\nEOF\n\t\t\t;;\n"
+        for case, text in cases
+        if case != "no_uefi"
+    )
+    block = f"\t\tcase $problem in\n{arms}\t\tesac\n"
+    no_uefi = dict(cases)["no_uefi"]
+    note = f"\t\t\tcat <<EOF\n{no_uefi}\nEOF\n\t\tfi\n"
+    text = POSTINST.read_text()
+    assert block in text and note in text, (
+        f"{POSTINST} differs from esca_pkg/runtime/signing.py's texts: paste these "
+        f"arms into its esca_signing function:\n{block}and this note:\n{note}"
+    )
 
 
 def _tools(tmp_path: Path, modinfo: str, mokutil: str | None) -> Path:

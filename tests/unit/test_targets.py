@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import email.utils
+import shutil
 from pathlib import Path
 
 import pytest
+from debian.changelog import Changelog
 
 from esca_pkg.log import EscaError
 from esca_pkg.packaging import targets
+from esca_pkg.packaging.context import BuildContext
 from esca_pkg.packaging.project import Project
+from esca_pkg.packaging.release import DebianRelease
+from esca_pkg.packaging.targets.esca import EscaTarget
 from esca_pkg.packaging.targets.server import ServerTarget
 from esca_pkg.servers import recipe
 
@@ -35,18 +41,18 @@ def test_every_recipe_folder_is_a_target(tmp_path: Path) -> None:
     (tmp_path / "servers" / "caddy").mkdir(parents=True)
     (tmp_path / "servers" / "caddy" / "recipe.toml").write_text("")
     found = targets.available(Project(tmp_path, "1.0"))
-    assert {"dkms", "libesca", "tool", "caddy"} == set(found)
+    assert {"esca", "caddy"} == set(found)
     assert isinstance(found["caddy"], ServerTarget)
-    assert targets.names(None) == ["dkms", "libesca", "tool"]  # outside a source tree
+    assert targets.names(None) == ["esca"]  # outside a source tree
     with pytest.raises(EscaError, match="unknown target 'nosuch'") as e:
         targets.get("nosuch", None)
-    assert e.value.hint == "choose one of: dkms, libesca, tool"
+    assert e.value.hint == "choose one of: esca"
 
 
 def test_a_recipe_may_not_take_a_targets_name(tmp_path: Path) -> None:
-    (tmp_path / "servers" / "tool").mkdir(parents=True)
-    (tmp_path / "servers" / "tool" / "recipe.toml").write_text("")
-    with pytest.raises(EscaError, match="servers/tool has the name of the build target"):
+    (tmp_path / "servers" / "esca").mkdir(parents=True)
+    (tmp_path / "servers" / "esca" / "recipe.toml").write_text("")
+    with pytest.raises(EscaError, match="servers/esca has the name of the build target"):
         targets.available(Project(tmp_path, "1.0"))
 
 
@@ -91,3 +97,48 @@ def test_a_source_comes_from_the_targets_environment_variable(
     assert e.value.hint and "unset it" in e.value.hint
     monkeypatch.setenv("ESCA_NGINX_SOURCE", "")
     assert env_sources(found) == {}
+
+
+def _esca_tree(tmp_path: Path, version: str) -> BuildContext:
+    root = Path(__file__).resolve().parents[2]
+    proj = tmp_path / "proj"
+    (proj / "debian").mkdir(parents=True)
+    shutil.copy(root / "debian" / "changelog", proj / "debian" / "changelog")
+    shutil.copy(root / "debian" / "control", proj / "debian" / "control")
+    (proj / "VERSION").write_text(version + "\n")
+    return BuildContext(
+        Project(proj, version), DebianRelease.named("trixie"), tmp_path / "d", tmp_path / "b"
+    )
+
+
+def test_the_esca_target_adds_the_releases_changelog_entry(tmp_path: Path) -> None:
+    """The work tree's debian/changelog: the tree's, under one entry naming the release
+    (version +deb13, distribution trixie, a second after the newest entry: reproducible,
+    and later, as lintian wants)."""
+    root = Path(__file__).resolve().parents[2]
+    ours = Changelog((root / "debian" / "changelog").read_text())
+    ctx = _esca_tree(tmp_path, str(ours.version))
+    tree = EscaTarget().stage(ctx)
+    log = Changelog((tree / "debian" / "changelog").read_text())
+    assert str(log.version) == f"{ours.version}+deb13" and log.distributions == "trixie"
+    delta = email.utils.parsedate_to_datetime(log.date) - email.utils.parsedate_to_datetime(
+        ours.date
+    )
+    assert delta.total_seconds() == 1 and "Debian 13 (trixie)" in str(log[0])
+    assert [str(b.version) for b in log][1:] == [str(b.version) for b in ours]
+
+
+def test_the_esca_target_refuses_a_changelog_behind_version(tmp_path: Path) -> None:
+    ctx = _esca_tree(tmp_path, "9.9.9")
+    with pytest.raises(EscaError, match=r"newest entry is .* but VERSION says 9\.9\.9") as e:
+        EscaTarget().stage(ctx)
+    assert "dch -v 9.9.9" in (e.value.hint or "")
+
+
+def test_the_changelog_names_the_version_file() -> None:
+    """debian/changelog's newest entry is VERSION (dpkg-buildpackage in a checkout and
+    esca-pkg build the same upstream version)."""
+    root = Path(__file__).resolve().parents[2]
+    top = Changelog((root / "debian" / "changelog").read_text())
+    assert str(top.version) == (root / "VERSION").read_text().strip()
+    assert top.package == "esca"

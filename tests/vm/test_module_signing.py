@@ -5,7 +5,7 @@ command line (tests/vm/guest/signing.sh): the unsigned esca.ko built here
 must be refused with the key error and the kernel's log line, and what the
 tools say about it must name the cause and the enrollment
 (esca_pkg/runtime/signing.py through `python -m`, `esca-pkg doctor`, and
-the signature function of esca-dkms's postinst, rendered from its template).
+the signature function of esca-dkms's postinst, debian/esca-dkms.postinst).
 No libesca suite runs in it: the boot is short, for CI.
 """
 
@@ -13,13 +13,11 @@ from __future__ import annotations
 
 import errno
 import os
+import shutil
 from pathlib import Path
 
 import esca_vm as vm
 import pytest
-
-from esca_pkg.packaging import debbuild
-from esca_pkg.runtime import signing
 
 pytestmark = pytest.mark.vm
 
@@ -41,8 +39,7 @@ def guest() -> vm.GuestRun:
     rundir = base / "run"
     ko, _ = vm.build_module(kernel, rundir / "module")
     postinst = rundir / "esca-dkms.postinst"
-    template = debbuild.jinja_env().get_template("dkms/debian/esca-dkms.postinst")
-    postinst.write_text(template.render(signing_advice=signing.shell_advice()))
+    shutil.copy(vm.REPO / "debian" / "esca-dkms.postinst", postinst)
     initramfs = vm.initramfs(kernel, base / "initramfs.cpio")
     return vm.boot(
         kernel,

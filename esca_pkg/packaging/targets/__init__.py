@@ -1,7 +1,7 @@
 """Registry of build targets.
 
 Each module in this package defines target classes decorated with
-`@register` (dkms, libesca, tool); every server recipe of the project
+`@register` (esca: the top-level debian/); every server recipe of the project
 (servers/<name>/recipe.toml) is a target too (server.py), so a new server is
 a new recipe folder.  Packages outside this tree can add targets through the
 entry-point group "esca_pkg.targets".

@@ -79,7 +79,7 @@ except OSError as e:
 	[ "$(open_as 65534 65534)" = "Permission denied" ] || fail "a non-member opened /dev/esca"
 	# The package's rule, applied by udevd as the package installs it.
 	mkdir -p /run/udev/rules.d
-	cp "$REPO/esca_pkg/templates/dkms/debian/esca-dkms.udev" /run/udev/rules.d/60-esca-dkms.rules
+	cp "$REPO/debian/esca-dkms.udev" /run/udev/rules.d/60-esca-dkms.rules
 	# The runner is a chroot: without this, udevadm settle and control
 	# return at once ("Running in chroot, ignoring request").
 	export SYSTEMD_IGNORE_CHROOT=1
