@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import tarfile
 import time
 from pathlib import Path
 
@@ -262,10 +263,25 @@ def test_dpkg_buildpackage_in_a_checkout(checkout: Path, built: Built) -> None:
     sh("debian/rules", "clean", cwd=checkout, env={"PATH": SYSTEM_PATH})
     status = sh("git", "-C", checkout, "status", "--porcelain", "--ignored").stdout
     assert not status.strip(), status
+    # A source package from a used checkout (a venv, test products) is the tracked files.
+    for junk in (".venv/bin/python3", "tests/_build/x", "libesca/build/libesca.so.0", "dist/a"):
+        (checkout / junk).parent.mkdir(parents=True, exist_ok=True)
+        (checkout / junk).write_text("not source\n")
+    res = sh("dpkg-buildpackage", "-us", "-uc", "-S", "-d", cwd=checkout, env={"PATH": SYSTEM_PATH})
+    (tarball,) = checkout.parent.glob("esca_*.tar.xz")
+    with tarfile.open(tarball) as tar:
+        shipped = {m.name.split("/", 1)[1] for m in tar.getmembers() if m.isfile()}
+    tracked = set(sh("git", "-C", checkout, "ls-files").stdout.split())
+    assert shipped == tracked - {".gitignore"}, (
+        f"not tracked: {sorted(shipped - tracked)}; left out: {sorted(tracked - shipped)}"
+    )
+    sh("git", "-C", checkout, "clean", "-fdxq")
 
 
 def test_gbp_buildpackage_in_a_checkout(checkout: Path, tmp_path: Path) -> None:
-    """git-buildpackage (debian/gbp.conf: native, branch main) builds the committed tree."""
+    """git-buildpackage (debian/gbp.conf: native, branch main) builds the committed tree,
+    source and binaries: the source package (the .dsc, debian/copyright's DEP-5, the
+    Build-Depends of the dh sequences) is lintian-clean too."""
     area = tmp_path / "build-area"
     res = sh(
         "gbp",
@@ -273,12 +289,12 @@ def test_gbp_buildpackage_in_a_checkout(checkout: Path, tmp_path: Path) -> None:
         f"--git-export-dir={area}",
         "-us",
         "-uc",
-        "-b",
         cwd=checkout,
         env={"PATH": SYSTEM_PATH},
         check=False,
     )
     assert res.returncode == 0, res.stdout[-4000:] + res.stderr[-4000:]
     assert sorted(_debs(area)) == sorted(PACKAGES)
+    assert list(area.glob("esca_*.dsc")) and list(area.glob("esca_*.tar.xz"))
     (changes,) = area.glob("esca_*.changes")
     _lint_changes(changes)
