@@ -19,10 +19,12 @@ PYTHON = ["esca_pkg", "tests", "dkms/scripts"]
 
 
 def shell_scripts() -> list[Path]:
-    """scripts/ and the scripts the QEMU guests run (every file starting with #!…sh)."""
+    """scripts/, the autopkgtest scripts (debian/tests) and the scripts the QEMU
+    guests run (every file starting with #!…sh)."""
     found = []
     for d in (
         "scripts",
+        "debian/tests",
         "dkms/scripts",
         "tests/guest",
         "tests/vm/guest",
