@@ -175,8 +175,10 @@ def test_tool_runs_from_its_package(built: Built) -> None:
     require_root()
     deb = built.deb("esca-tools")
     purge("esca-tools")
+    had_run_dir = Path("/run/esca").exists()
     try:
         apt_install(deb)
+        assert Path("/run/esca").is_dir()  # tmpfiles.d, at installation
         env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
         res = subprocess.run(
             ["/usr/bin/esca-pkg", "--version"],
@@ -217,6 +219,8 @@ def test_tool_runs_from_its_package(built: Built) -> None:
         assert not installed("esca-tools")
         left = [f for f in files_of(deb) if f.exists() or f.is_symlink()]
         assert not left, f"purge left files behind: {left}"
+        if not had_run_dir:  # an empty /run/esca goes with the purge (esca-tools.postrm)
+            assert not Path("/run/esca").exists()
     finally:
         purge("esca-tools")
 
