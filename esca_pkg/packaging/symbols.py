@@ -35,7 +35,7 @@ def regenerate(ctx: BuildContext) -> tuple[Path, list[str], list[str]]:
     log = ctx.log_path("symbols")
     log.parent.mkdir(parents=True, exist_ok=True)
     log.write_text("esca-pkg symbols: building libesca with the symbols check off\n")
-    with Progress("libesca: building for its symbols", log):
+    with Progress("esca: building libesca for its symbols", log):
         result = target.build(ctx, log, env={"DPKG_GENSYMBOLS_CHECK_LEVEL": "0"})
     debs = [d for d in result.debs if d.name.startswith(f"{LIB_PACKAGE}_")]
     if len(debs) != 1:
