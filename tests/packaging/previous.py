@@ -7,7 +7,8 @@ committed yet, HEAD; ESCA_PREVIOUS_COMMIT overrides both.  Its packages are
 built the way that release built them, by its own tool with this Debian
 release's python3 (`python3 -m esca_pkg.packaging build esca`, or `build
 dkms libesca tool` for a tree without debian/ at the top; docs/upgrades.md),
-once per commit and Debian release: the result is a flat apt repository in
+once per commit and Debian release: the result is an apt repository written
+by esca-pkg repo's writer (suite: the codename) in
 /var/cache/esca/previous/<commit>-<codename> (ESCA_PREVIOUS_CACHE), reused by
 every later run.  A build that failed leaves its log in
 <cache>/<commit>-<codename>.failed.log.
@@ -29,6 +30,7 @@ from pkg_helpers import PACKAGES, ROOT, SYSTEM_PATH
 
 from esca_pkg import proc
 from esca_pkg.log import EscaError
+from esca_pkg.packaging.repo import build_repo
 
 #: the targets of a release's own esca-pkg that make PACKAGES: "esca" since
 #: the packaging is one source package (debian/ at the top), before that three
@@ -44,11 +46,11 @@ class Previous:
     version: str  # that tree's VERSION (0.2.0)
     package_version: str  # its packages' version (0.2.0+deb12)
     codename: str  # the Debian release they were built on
-    repo: Path  # the .debs, with Packages and Release: a flat apt repository
+    repo: Path  # an apt repository of esca-pkg's (repo.py), one suite: codename
     build_seconds: float  # 0 when they came from the cache
 
     def deb(self, package: str) -> Path:
-        found = sorted(self.repo.glob(f"{package}_{self.package_version}_*.deb"))
+        found = sorted(self.pool.glob(f"{package}_{self.package_version}_*.deb"))
         assert len(found) == 1, f"expected one {package} .deb in {self.repo}, found {found}"
         return found[0]
 
@@ -56,9 +58,13 @@ class Previous:
         return [self.deb(p) for p in PACKAGES]
 
     @property
+    def pool(self) -> Path:
+        return self.repo / "pool" / self.codename
+
+    @property
     def apt_source(self) -> str:
         """The one-line apt source of the repository (file:, unsigned)."""
-        return f"deb [trusted=yes] file://{self.repo} ./"
+        return f"deb [trusted=yes] file://{self.repo} {self.codename} main"
 
 
 def _git(*args: str) -> str:
@@ -143,16 +149,9 @@ def _build(commit: str, codename: str, dest: Path, log: Path) -> None:
         timeout=1800,
     )
     repo = work / "repo"
-    repo.mkdir()
-    for deb in dist.glob("*.deb"):
-        if "-dbgsym_" not in deb.name:
-            shutil.copy2(deb, repo / deb.name)
-    _package_version(repo)
-    for name, argv in (
-        ("Packages", ["dpkg-scanpackages", "--multiversion", ".", "/dev/null"]),
-        ("Release", ["apt-ftparchive", "release", "."]),
-    ):
-        (repo / name).write_text(proc.run(argv, cwd=repo, capture=True).stdout)
+    debs = [d for d in dist.glob("*.deb") if "-dbgsym_" not in d.name]
+    build_repo({codename: debs}, repo)  # esca-pkg repo's writer (apt-ftparchive)
+    _package_version(repo / "pool" / codename)
     shutil.copy2(log, repo / "build.log")
     repo.rename(dest)
     shutil.rmtree(work, ignore_errors=True)
@@ -177,7 +176,7 @@ def previous_release() -> Previous:
     # One build at a time (two test runs may share the cache).
     with (CACHE / f"{key}.lock").open("w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        if not (dest / "Release").is_file():
+        if not (dest / "dists" / codename / "Release").is_file():
             shutil.rmtree(dest, ignore_errors=True)
             log = CACHE / f"{key}.failed.log"
             log.unlink(missing_ok=True)
@@ -192,4 +191,5 @@ def previous_release() -> Previous:
             log.unlink(missing_ok=True)
             seconds = time.monotonic() - t0
     version = _git("show", f"{commit}:VERSION")
-    return Previous(commit, version, _package_version(dest), codename, dest, seconds)
+    pool = dest / "pool" / codename
+    return Previous(commit, version, _package_version(pool), codename, dest, seconds)

@@ -232,6 +232,12 @@ def _debs(where: Path) -> dict[str, Path]:
     return {p.name.split("_")[0]: p for p in where.glob("*.deb") if "-dbgsym_" not in p.name}
 
 
+def _build_in(checkout: Path, *argv: str) -> None:
+    """A Debian developer's build command in the clone, with Debian's PATH."""
+    res = sh(*argv, cwd=checkout, env={"PATH": SYSTEM_PATH}, check=False)
+    assert res.returncode == 0, res.stdout[-4000:] + res.stderr[-4000:]
+
+
 def _lint_changes(changes: Path) -> None:
     res = sh("lintian", "--fail-on", "error,warning", changes, check=False)
     assert res.returncode == 0 and not [
@@ -242,16 +248,7 @@ def _lint_changes(changes: Path) -> None:
 def test_dpkg_buildpackage_in_a_checkout(checkout: Path, built: Built) -> None:
     """`dpkg-buildpackage -us -uc -b` in a clone builds the five packages, lintian-clean,
     with the files esca-pkg's build has (only the version differs: no release entry)."""
-    res = sh(
-        "dpkg-buildpackage",
-        "-us",
-        "-uc",
-        "-b",
-        cwd=checkout,
-        env={"PATH": SYSTEM_PATH},
-        check=False,
-    )
-    assert res.returncode == 0, res.stdout[-4000:] + res.stderr[-4000:]
+    _build_in(checkout, "dpkg-buildpackage", "-us", "-uc", "-b")
     debs = _debs(checkout.parent)
     assert sorted(debs) == sorted(PACKAGES)
     for pkg, deb in debs.items():
@@ -267,7 +264,7 @@ def test_dpkg_buildpackage_in_a_checkout(checkout: Path, built: Built) -> None:
     for junk in (".venv/bin/python3", "tests/_build/x", "libesca/build/libesca.so.0", "dist/a"):
         (checkout / junk).parent.mkdir(parents=True, exist_ok=True)
         (checkout / junk).write_text("not source\n")
-    res = sh("dpkg-buildpackage", "-us", "-uc", "-S", "-d", cwd=checkout, env={"PATH": SYSTEM_PATH})
+    _build_in(checkout, "dpkg-buildpackage", "-us", "-uc", "-S", "-d")
     (tarball,) = checkout.parent.glob("esca_*.tar.xz")
     with tarfile.open(tarball) as tar:
         shipped = {m.name.split("/", 1)[1] for m in tar.getmembers() if m.isfile()}
@@ -283,17 +280,7 @@ def test_gbp_buildpackage_in_a_checkout(checkout: Path, tmp_path: Path) -> None:
     source and binaries: the source package (the .dsc, debian/copyright's DEP-5, the
     Build-Depends of the dh sequences) is lintian-clean too."""
     area = tmp_path / "build-area"
-    res = sh(
-        "gbp",
-        "buildpackage",
-        f"--git-export-dir={area}",
-        "-us",
-        "-uc",
-        cwd=checkout,
-        env={"PATH": SYSTEM_PATH},
-        check=False,
-    )
-    assert res.returncode == 0, res.stdout[-4000:] + res.stderr[-4000:]
+    _build_in(checkout, "gbp", "buildpackage", f"--git-export-dir={area}", "-us", "-uc")
     assert sorted(_debs(area)) == sorted(PACKAGES)
     assert list(area.glob("esca_*.dsc")) and list(area.glob("esca_*.tar.xz"))
     (changes,) = area.glob("esca_*.changes")
